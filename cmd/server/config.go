@@ -1,0 +1,101 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/onsale-dev/onsale/internal/platform/config"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
+	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/telemetry"
+)
+
+// Config is the whole process's configuration: the platform's parts and each module's own.
+type Config struct {
+	Env             string        `env:"ONSALE_ENV" yaml:"env" default:"development" help:"development or production; production refuses memory adapters"`
+	DataDir         string        `env:"ONSALE_DATA_DIR" yaml:"data_dir" default:"./data" help:"where embedded mode keeps its NATS store and generated keys"`
+	RedisURL        string        `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0; empty uses memory"`
+	DatabaseURL     string        `env:"ONSALE_DATABASE_URL" yaml:"database_url" secret:"true" help:"PostgreSQL, e.g. postgres://onsale@127.0.0.1:5432/onsale; empty uses memory"`
+	DBMaxConns      int           `env:"ONSALE_DB_MAX_CONNS" yaml:"db_max_conns" default:"16" help:"PostgreSQL pool size per replica; keep pool size × replicas under max_connections"`
+	NATSURL         string        `env:"ONSALE_NATS_URL" yaml:"nats_url" secret:"true" help:"NATS with JetStream, e.g. nats://127.0.0.1:4222; empty runs an embedded server"`
+	DrainDelay      time.Duration `env:"ONSALE_DRAIN_DELAY" yaml:"drain_delay" default:"5s" help:"after SIGTERM, how long readiness fails before the server stops accepting"`
+	ShutdownTimeout time.Duration `env:"ONSALE_SHUTDOWN_TIMEOUT" yaml:"shutdown_timeout" default:"25s" help:"the whole shutdown, drain delay included, must finish within this"`
+	DebugAddr       string        `env:"ONSALE_DEBUG_ADDR" yaml:"debug_addr" help:"address for pprof (keep it private, e.g. 127.0.0.1:6060); empty disables"`
+
+	HTTP      httpserver.Config
+	Log       logging.Config
+	Telemetry telemetry.Config
+}
+
+// Embedded tells whether no external service is configured at all.
+func (c *Config) Embedded() bool {
+	return c.RedisURL == "" && c.DatabaseURL == "" && c.NATSURL == ""
+}
+
+// Validate checks every part; the errors name the variables at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Env {
+	case "development":
+	case "production":
+		var missing []string
+		for name, v := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL} {
+			if v == "" {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			errs = append(errs, fmt.Errorf("ONSALE_ENV=production needs %s: without them state stays in this process, "+
+				"and replicas behind a load balancer would each sell the same tickets", strings.Join(missing, ", ")))
+		}
+	default:
+		errs = append(errs, config.Invalid("ONSALE_ENV", c.Env, "want development or production"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, config.Invalid("ONSALE_DATA_DIR", "", "want a directory path"))
+	}
+	if c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
+		errs = append(errs, config.Invalid("ONSALE_DB_MAX_CONNS", fmt.Sprint(c.DBMaxConns), "want a number from 1 to 1000"))
+	}
+	if c.DrainDelay < 0 {
+		errs = append(errs, config.Invalid("ONSALE_DRAIN_DELAY", c.DrainDelay.String(), "want 0 or a positive duration"))
+	}
+	if c.ShutdownTimeout <= c.DrainDelay {
+		errs = append(errs, config.Invalid("ONSALE_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(),
+			"want a duration longer than ONSALE_DRAIN_DELAY ("+c.DrainDelay.String()+")"))
+	}
+	for name, u := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL} {
+		if err := checkURL(name, u); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate())
+	return errors.Join(errs...)
+}
+
+var schemes = map[string][]string{
+	"ONSALE_REDIS_URL":    {"redis", "rediss"},
+	"ONSALE_DATABASE_URL": {"postgres", "postgresql"},
+	"ONSALE_NATS_URL":     {"nats", "tls"},
+}
+
+func checkURL(name, raw string) error {
+	if raw == "" {
+		return nil
+	}
+	want := schemes[name]
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if ok && rest != "" {
+		for _, s := range want {
+			if scheme == s {
+				return nil
+			}
+		}
+	}
+	// The value may hold a password, so it is not repeated.
+	return config.Invalid(name, "", "want a URL starting with "+strings.Join(want, ":// or ")+"://")
+}

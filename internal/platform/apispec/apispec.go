@@ -1,0 +1,264 @@
+// Package apispec binds the published OpenAPI document to the server: it validates each request
+// against its operation before the handler runs, checks responses in tests, and lists the
+// operations so a test can prove the routes and the document agree.
+package apispec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/labstack/echo/v4"
+
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Operation is one method on one path of the document.
+type Operation struct {
+	Method string
+	Path   string // OpenAPI form: /v1/holds/{hold_id}
+	ID     string
+}
+
+// Spec is a loaded, validated OpenAPI document.
+type Spec struct {
+	doc     *openapi3.T
+	routes  map[string]*routers.Route // "GET /v1/holds/{hold_id}"
+	options *openapi3filter.Options
+}
+
+// Load parses and validates the document.
+func Load(data []byte) (*Spec, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(data)
+	if err != nil {
+		return nil, fmt.Errorf("load openapi: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("validate openapi: %w", err)
+	}
+	s := &Spec{
+		doc:    doc,
+		routes: map[string]*routers.Route{},
+		options: &openapi3filter.Options{
+			// Authentication is enforced by the routes' own middleware, which runs first.
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+			MultiError:         true,
+		},
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			s.routes[method+" "+path] = &routers.Route{
+				Spec: doc, Path: path, PathItem: item, Method: method, Operation: op,
+			}
+		}
+	}
+	return s, nil
+}
+
+// Operations lists the document's operations, sorted by path then method.
+func (s *Spec) Operations() []Operation {
+	out := make([]Operation, 0, len(s.routes))
+	for _, r := range s.routes {
+		out = append(out, Operation{Method: r.Method, Path: r.Path, ID: r.Operation.OperationID})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+// OpenAPIPath turns an echo route path (/v1/holds/:hold_id) into the document's form
+// (/v1/holds/{hold_id}).
+func OpenAPIPath(echoPath string) string {
+	parts := strings.Split(echoPath, "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, ":") {
+			parts[i] = "{" + p[1:] + "}"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// Route finds the document's route for an echo method and path.
+func (s *Spec) Route(method, echoPath string) (*routers.Route, bool) {
+	r, ok := s.routes[method+" "+OpenAPIPath(echoPath)]
+	return r, ok
+}
+
+// RequestValidator returns middleware that validates requests to one operation. It fails when the
+// document has no such operation, so a route cannot be served without being published.
+func (s *Spec) RequestValidator(method, echoPath string) (echo.MiddlewareFunc, error) {
+	route, ok := s.Route(method, echoPath)
+	if !ok {
+		return nil, fmt.Errorf("route %s %s is not in the OpenAPI document", method, OpenAPIPath(echoPath))
+	}
+	hasParams := len(route.Operation.Parameters) > 0 || len(route.PathItem.Parameters) > 0
+	hasBody := route.Operation.RequestBody != nil
+	if !hasParams && !hasBody {
+		// Nothing to validate: skip the work on hot paths such as health checks.
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }, nil
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			params := make(map[string]string, len(c.ParamNames()))
+			for i, name := range c.ParamNames() {
+				params[name] = c.ParamValues()[i]
+			}
+			in := &openapi3filter.RequestValidationInput{
+				Request:    c.Request(),
+				PathParams: params,
+				Route:      route,
+				Options:    s.options,
+			}
+			if err := openapi3filter.ValidateRequest(c.Request().Context(), in); err != nil {
+				return toProblem(err)
+			}
+			return next(c)
+		}
+	}, nil
+}
+
+// toProblem maps a validation failure to a problem: malformed JSON is 400, a body of the wrong
+// media type 415, a well-formed body that breaks the schema 422 (listing the fields), and a bad
+// header, query or path parameter 400.
+func toProblem(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", mbe.Limit)
+	}
+	var fields []problem.FieldError
+	var kind *problem.Error
+	for _, e := range flatten(err) {
+		var re *openapi3filter.RequestError
+		if !errors.As(e, &re) {
+			continue
+		}
+		switch {
+		case re.RequestBody != nil:
+			var pe *openapi3filter.ParseError
+			var se *openapi3.SchemaError
+			switch {
+			case strings.Contains(re.Reason, "Content-Type") || strings.Contains(re.Reason, "content type"):
+				return problem.ErrUnsupportedMedia.WithDetail("send the body as application/json")
+			case errors.As(re.Err, &pe):
+				return problem.ErrMalformedJSON.WithDetail("the body is not valid JSON")
+			case errors.Is(re.Err, openapi3filter.ErrInvalidRequired) || re.Err == nil:
+				return problem.ErrMalformedJSON.WithDetail("a JSON body is required")
+			case errors.As(re.Err, &se):
+				if kind == nil {
+					kind = problem.ErrValidation
+				}
+				for _, inner := range flatten(re.Err) {
+					if errors.As(inner, &se) {
+						fields = append(fields, schemaField(se))
+					}
+				}
+			default:
+				if kind == nil {
+					kind = problem.ErrValidation
+				}
+				fields = append(fields, problem.FieldError{Message: re.Err.Error()})
+			}
+		case re.Parameter != nil:
+			kind = problem.ErrBadRequest
+			msg := "invalid value"
+			if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
+				msg = "required"
+			}
+			fields = append(fields, problem.FieldError{Field: re.Parameter.In + ":" + re.Parameter.Name, Message: msg})
+		}
+	}
+	if kind == nil {
+		return problem.ErrBadRequest.WithDetail("the request does not match the API contract")
+	}
+	detail := "the request does not match the API contract"
+	if kind == problem.ErrValidation {
+		detail = "the request body has invalid fields"
+	}
+	return kind.WithDetail("%s", detail).WithFields(fields...)
+}
+
+func schemaField(se *openapi3.SchemaError) problem.FieldError {
+	field := strings.TrimPrefix(strings.Join(se.JSONPointer(), "."), ".")
+	msg := se.Reason
+	if msg == "" {
+		msg = "invalid value"
+	}
+	return problem.FieldError{Field: field, Message: msg}
+}
+
+func flatten(err error) []error {
+	var me openapi3.MultiError
+	if errors.As(err, &me) {
+		var out []error
+		for _, e := range me {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// ValidateResponse checks a recorded response against the document; tests call it for every
+// response they see.
+func (s *Spec) ValidateResponse(req *http.Request, echoPath string, status int, header http.Header, body []byte) error {
+	route, ok := s.Route(req.Method, echoPath)
+	if !ok {
+		var err error
+		route, _, err = s.findRoute(req)
+		if err != nil {
+			return fmt.Errorf("no operation for %s %s: %w", req.Method, req.URL.Path, err)
+		}
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: req, Route: route, Options: s.options,
+		},
+		Status:  status,
+		Header:  header,
+		Body:    io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	return openapi3filter.ValidateResponse(req.Context(), in)
+}
+
+// findRoute matches a concrete path against the document's templates, for callers that do not
+// know the route pattern.
+func (s *Spec) findRoute(req *http.Request) (*routers.Route, map[string]string, error) {
+	segs := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+	for _, r := range s.routes {
+		if r.Method != req.Method {
+			continue
+		}
+		tpl := strings.Split(strings.Trim(r.Path, "/"), "/")
+		if len(tpl) != len(segs) {
+			continue
+		}
+		params := map[string]string{}
+		match := true
+		for i, t := range tpl {
+			if strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") {
+				params[t[1:len(t)-1]] = segs[i]
+			} else if t != segs[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return r, params, nil
+		}
+	}
+	return nil, nil, routers.ErrPathNotFound
+}

@@ -1,0 +1,264 @@
+package httpserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+	"github.com/onsale-dev/onsale/internal/platform/ratelimit"
+)
+
+// requestID keeps a sane client-sent X-Request-Id (so a request can be followed through proxies)
+// and replaces anything else with a fresh id.
+func requestID() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			id := c.Request().Header.Get(echo.HeaderXRequestID)
+			if !saneRequestID(id) {
+				id = uuid.NewString()
+			}
+			c.Response().Header().Set(echo.HeaderXRequestID, id)
+			return next(c)
+		}
+	}
+}
+
+func saneRequestID(id string) bool {
+	if len(id) < 8 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("-_.:", b) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+type instruments struct {
+	duration metric.Float64Histogram
+	requests metric.Int64Counter
+	errors   metric.Int64Counter
+	inFlight metric.Int64UpDownCounter
+	shed     metric.Int64Counter
+}
+
+func newInstruments(mp metric.MeterProvider) (*instruments, error) {
+	m := mp.Meter("github.com/onsale-dev/onsale/internal/platform/httpserver")
+	var i instruments
+	var err, e error
+	i.duration, e = m.Float64Histogram("http.server.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of HTTP requests by route."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+	err = errors.Join(err, e)
+	i.requests, e = m.Int64Counter("onsale.http.requests", metric.WithDescription("HTTP requests by route, method and status."))
+	err = errors.Join(err, e)
+	i.errors, e = m.Int64Counter("onsale.http.errors", metric.WithDescription("HTTP requests answered with a 5xx, by route and method."))
+	err = errors.Join(err, e)
+	i.inFlight, e = m.Int64UpDownCounter("onsale.http.in_flight", metric.WithDescription("Requests being handled (event streams not counted)."))
+	err = errors.Join(err, e)
+	i.shed, e = m.Int64Counter("onsale.http.shed", metric.WithDescription("Requests refused with 503 because too many were in flight."))
+	err = errors.Join(err, e)
+	return &i, err
+}
+
+// observe gives each request a span, RED metrics and one access log line. Errors returned by the
+// handlers are rendered here (through the error handler) so the status is known when recording.
+func (s *Server) observe(tracer trace.Tracer, prop propagation.TextMapPropagator) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			req := c.Request()
+			route := c.Path()
+			if route == "/*" || route == "" {
+				route = "unmatched" // keep unknown paths out of the label values
+			}
+			ctx := prop.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+			ctx, span := tracer.Start(ctx, req.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
+			rid := c.Response().Header().Get(echo.HeaderXRequestID)
+			ctx = logging.WithAttrs(ctx,
+				slog.String("request_id", rid),
+				slog.String("trace_id", span.SpanContext().TraceID().String()))
+			c.SetRequest(req.WithContext(ctx))
+
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			elapsed := time.Since(start)
+			attrs := metric.WithAttributes(
+				attribute.String("http.route", route),
+				attribute.String("http.request.method", req.Method),
+				attribute.Int("http.response.status_code", status))
+			s.inst.duration.Record(ctx, elapsed.Seconds(), attrs)
+			s.inst.requests.Add(ctx, 1, attrs)
+			if status >= 500 {
+				s.inst.errors.Add(ctx, 1, metric.WithAttributes(
+					attribute.String("http.route", route), attribute.String("http.request.method", req.Method)))
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			if span.IsRecording() {
+				span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", status))
+			}
+			span.End()
+			if s.cfg.AccessLog {
+				s.log.LogAttrs(ctx, slog.LevelInfo, "request",
+					slog.String("method", req.Method),
+					slog.String("route", route),
+					slog.String("path", req.URL.Path),
+					slog.Int("status", status),
+					slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+					slog.Int64("bytes", c.Response().Size),
+					slog.String("ip", c.RealIP()))
+			}
+			return nil
+		}
+	}
+}
+
+// recoverPanics turns a panic in a handler into a 500 whose body shows nothing of it; the stack
+// goes to the log.
+func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						panic(r)
+					}
+					log.ErrorContext(c.Request().Context(), "panic in handler",
+						"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					err = problem.ErrInternal.Wrap(fmt.Errorf("panic: %v", r))
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+// bodyLimit refuses bodies over limit bytes: at once when Content-Length says so, otherwise when
+// reading crosses the limit.
+func bodyLimit(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.ContentLength > limit {
+				return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", limit)
+			}
+			if req.Body != nil && req.Body != http.NoBody {
+				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+			}
+			return next(c)
+		}
+	}
+}
+
+// shed answers 503 at once when too many requests are being handled, so a flash crowd meets a
+// fast "try again" instead of a collapsing server. Probes, metrics and streams are exempt.
+func (s *Server) shed(limit int) echo.MiddlewareFunc {
+	inst := s.inst
+	var inFlight atomic.Int64
+	overloaded := problem.ErrOverloaded.WithDetail("the server is at capacity; retry shortly").WithRetryAfter(time.Second)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !strings.HasPrefix(c.Path(), "/v1/") || s.streams[c.Request().Method+" "+c.Path()] {
+				return next(c)
+			}
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			ctx := c.Request().Context()
+			if n > int64(limit) {
+				inst.shed.Add(ctx, 1)
+				return overloaded
+			}
+			inst.inFlight.Add(ctx, 1)
+			defer inst.inFlight.Add(ctx, -1)
+			return next(c)
+		}
+	}
+}
+
+// limitPerIP applies a token bucket per client IP to the API routes.
+func limitPerIP(rps float64) echo.MiddlewareFunc {
+	limiter := ratelimit.NewMemory(rps, int(2*rps)+1, 100_000)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !strings.HasPrefix(c.Path(), "/v1/") {
+				return next(c)
+			}
+			if ok, wait := limiter.Allow(c.RealIP()); !ok {
+				return problem.ErrRateLimited.WithDetail("too many requests from this address").WithRetryAfter(wait)
+			}
+			return next(c)
+		}
+	}
+}
+
+// deadline bounds the time spent on one request; handlers pass the request context down so
+// database and cache calls stop when it expires.
+func deadline(d time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			defer cancel()
+			c.SetRequest(c.Request().WithContext(ctx))
+			return next(c)
+		}
+	}
+}
+
+// liftWriteDeadline lets a stream write for as long as it lives.
+func liftWriteDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Time{})
+		return next(c)
+	}
+}
+
+// Bind decodes a JSON request body into dst, refusing unknown fields and trailing data.
+func Bind(c echo.Context, dst any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", mbe.Limit)
+		}
+		return problem.ErrMalformedJSON.WithDetail("the body is not the expected JSON: %s", jsonReason(err))
+	}
+	if dec.More() {
+		return problem.ErrMalformedJSON.WithDetail("the body has data after the JSON value")
+	}
+	return nil
+}
+
+func jsonReason(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: unknown field ") {
+		return "unknown field " + strings.TrimPrefix(msg, "json: unknown field ")
+	}
+	return "syntax error"
+}

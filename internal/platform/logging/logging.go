@@ -1,0 +1,82 @@
+// Package logging builds the process's structured logger (log/slog, JSON) and carries request
+// attributes (request id, trace id) through a context so every line of a request can be joined.
+package logging
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Config selects the log level and format.
+type Config struct {
+	Level  string `env:"ONSALE_LOG_LEVEL" yaml:"log_level" default:"info" help:"debug, info, warn or error"`
+	Format string `env:"ONSALE_LOG_FORMAT" yaml:"log_format" default:"json" help:"json or text"`
+}
+
+// Validate checks the level and format.
+func (c Config) Validate() error {
+	if _, err := parseLevel(c.Level); err != nil {
+		return fmt.Errorf("ONSALE_LOG_LEVEL=%q: want debug, info, warn or error", c.Level)
+	}
+	if c.Format != "json" && c.Format != "text" {
+		return fmt.Errorf("ONSALE_LOG_FORMAT=%q: want json or text", c.Format)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(strings.ToUpper(s)))
+	return l, err
+}
+
+// New returns a logger writing to w. Attributes stored in a context with WithAttrs are added to
+// every record logged with that context.
+func New(w io.Writer, c Config) *slog.Logger {
+	level, err := parseLevel(c.Level)
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if c.Format == "text" {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(contextHandler{h})
+}
+
+type ctxKey struct{}
+
+// WithAttrs returns a context whose log records carry attrs in addition to any already there.
+func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
+	prev, _ := ctx.Value(ctxKey{}).([]slog.Attr)
+	all := make([]slog.Attr, 0, len(prev)+len(attrs))
+	all = append(append(all, prev...), attrs...)
+	return context.WithValue(ctx, ctxKey{}, all)
+}
+
+// contextHandler adds the context's attributes to each record.
+type contextHandler struct{ slog.Handler }
+
+func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if attrs, ok := ctx.Value(ctxKey{}).([]slog.Attr); ok {
+		r.AddAttrs(attrs...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return contextHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{h.Handler.WithGroup(name)}
+}
+
+// Discard is a logger that writes nothing, for tests.
+func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,146 @@
+// Package natsclient connects to NATS with JetStream, either an external server or one embedded
+// in the process (nats-server as a library, storing under the data directory), and carries trace
+// context in message headers.
+package natsclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Conn is a NATS connection with its JetStream context and, in embedded mode, the server.
+type Conn struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	embedded *server.Server
+}
+
+// Connect dials an external NATS server. Once connected it reconnects forever, so a NATS restart
+// is an outage to ride out, not a crash.
+func Connect(url, name string, log *slog.Logger) (*Conn, error) {
+	nc, err := nats.Connect(url, options(name, log)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	return wrap(nc, nil)
+}
+
+// StartEmbedded runs a NATS server with JetStream inside the process, storing under dataDir, and
+// connects to it in-process (it opens no port).
+func StartEmbedded(dataDir, name string, log *slog.Logger) (*Conn, error) {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "onsale-embedded",
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "nats"),
+		DontListen: true,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 10s")
+	}
+	nc, err := nats.Connect("", append(options(name, log), nats.InProcessServer(ns))...)
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats: connect: %w", err)
+	}
+	return wrap(nc, ns)
+}
+
+func wrap(nc *nats.Conn, ns *server.Server) (*Conn, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+		}
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Conn{NC: nc, JS: js, embedded: ns}, nil
+}
+
+func options(name string, log *slog.Logger) []nats.Option {
+	return []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.Timeout(3 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subject, "err", err)
+		}),
+	}
+}
+
+// Embedded tells whether the server runs in this process.
+func (c *Conn) Embedded() bool { return c.embedded != nil }
+
+// Close drains the connection (pending messages are delivered and handlers finish) and stops the
+// embedded server, if any.
+func (c *Conn) Close(ctx context.Context) error {
+	var err error
+	if c.NC != nil && !c.NC.IsClosed() {
+		done := make(chan struct{})
+		c.NC.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if derr := c.NC.Drain(); derr != nil {
+			c.NC.Close()
+		} else {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				c.NC.Close()
+				err = ctx.Err()
+			}
+		}
+	}
+	if c.embedded != nil {
+		c.embedded.Shutdown()
+		c.embedded.WaitForShutdown()
+	}
+	return err
+}
+
+// Check is a readiness check: a round trip to the server.
+func (c *Conn) Check(ctx context.Context) error {
+	if !c.NC.IsConnected() {
+		return fmt.Errorf("nats %s", c.NC.Status())
+	}
+	return c.NC.FlushWithContext(ctx)
+}
+
+// InjectTrace writes ctx's trace context into message headers.
+func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h nats.Header) {
+	p.Inject(ctx, propagation.HeaderCarrier(http.Header(h)))
+}
+
+// ExtractTrace reads trace context from message headers into a context.
+func ExtractTrace(ctx context.Context, p propagation.TextMapPropagator, h nats.Header) context.Context {
+	return p.Extract(ctx, propagation.HeaderCarrier(http.Header(h)))
+}

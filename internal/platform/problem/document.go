@@ -1,0 +1,96 @@
+package problem
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ContentType is the media type of problem documents.
+const ContentType = "application/problem+json"
+
+// Document is an RFC 9457 problem document.
+type Document struct {
+	Type      string         `json:"type"`
+	Title     string         `json:"title"`
+	Status    int            `json:"status"`
+	Detail    string         `json:"detail,omitempty"`
+	Instance  string         `json:"instance,omitempty"`
+	RequestID string         `json:"request_id,omitempty"`
+	Errors    []FieldError   `json:"errors,omitempty"`
+	Extra     map[string]any `json:"-"`
+}
+
+// MarshalJSON flattens Extra into the document, as RFC 9457 extension members.
+func (d Document) MarshalJSON() ([]byte, error) {
+	type plain Document
+	base, err := json.Marshal(plain(d))
+	if err != nil || len(d.Extra) == 0 {
+		return base, err
+	}
+	var merged map[string]any
+	if err := json.Unmarshal(base, &merged); err != nil {
+		return nil, err
+	}
+	extra := maps.Clone(d.Extra)
+	for k := range merged {
+		delete(extra, k) // standard members win over extensions of the same name
+	}
+	maps.Copy(merged, extra)
+	return json.Marshal(merged)
+}
+
+// Resolve turns any error into the *Error a client may see. Errors of this package keep their
+// identity; a deadline becomes a 503 timeout; anything else is an internal error whose cause is
+// kept for the log and never shown.
+func Resolve(err error) *Error {
+	if pe := As(err); pe != nil {
+		return pe
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrTimeout.WithDetail("the request took too long").WithRetryAfter(time.Second).Wrap(err)
+	}
+	return ErrInternal.Wrap(err)
+}
+
+// NewDocument builds the problem document for e; instance is the request path.
+func NewDocument(e *Error, instance, requestID string) Document {
+	d := Document{
+		Type:      e.Type(),
+		Title:     e.Title,
+		Status:    e.Kind.Status(),
+		Detail:    e.Detail,
+		Instance:  instance,
+		RequestID: requestID,
+		Errors:    e.Fields,
+		Extra:     e.Extra,
+	}
+	if e.Kind == Internal {
+		// A 500 shows no internals, whatever the error said.
+		d.Type, d.Title, d.Detail, d.Errors, d.Extra = ErrInternal.Type(), ErrInternal.Title, "", nil, nil
+	}
+	return d
+}
+
+// Write sends e as a problem document, with Retry-After when the error asks for it.
+func Write(w http.ResponseWriter, e *Error, instance, requestID string) error {
+	d := NewDocument(e, instance, requestID)
+	body, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-store")
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+	}
+	w.WriteHeader(d.Status)
+	_, err = w.Write(body)
+	return err
+}

@@ -1,0 +1,231 @@
+// Package testenv gives tests the real Redis, PostgreSQL and NATS at their usual local addresses
+// (overridable with ONSALE_TEST_REDIS_URL, ONSALE_TEST_DATABASE_URL and ONSALE_TEST_NATS_URL),
+// each isolated per test: a fresh database, a unique key prefix, unique stream names. When a
+// service is absent the test is skipped, unless ONSALE_TEST_REQUIRE_SERVICES=1, which turns the
+// skip into a failure (CI sets it).
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/rueidis"
+
+	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/natsclient"
+	"github.com/onsale-dev/onsale/internal/platform/pgpool"
+	"github.com/onsale-dev/onsale/internal/platform/redisclient"
+)
+
+// Defaults for the local services.
+const (
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultNATSURL     = "nats://127.0.0.1:4222"
+)
+
+// RequireServices tells whether a missing service fails the test instead of skipping it.
+func RequireServices() bool { return os.Getenv("ONSALE_TEST_REQUIRE_SERVICES") == "1" }
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// RedisURL is the test Redis.
+func RedisURL() string { return envOr("ONSALE_TEST_REDIS_URL", DefaultRedisURL) }
+
+// DatabaseURL is the test PostgreSQL's maintenance database.
+func DatabaseURL() string { return envOr("ONSALE_TEST_DATABASE_URL", DefaultDatabaseURL) }
+
+// NATSURL is the test NATS server.
+func NATSURL() string { return envOr("ONSALE_TEST_NATS_URL", DefaultNATSURL) }
+
+func absent(t testing.TB, service string, err error) {
+	t.Helper()
+	if RequireServices() {
+		t.Fatalf("%s is required (ONSALE_TEST_REQUIRE_SERVICES=1) but unreachable: %v", service, err)
+	}
+	t.Skipf("%s unreachable, skipping (set ONSALE_TEST_REQUIRE_SERVICES=1 to fail instead): %v", service, err)
+}
+
+func reachable(rawURL, defPort string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), defPort)
+	}
+	conn, err := net.DialTimeout("tcp", host, time.Second)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// Unique returns base followed by a random suffix, for names that must not collide between tests.
+func Unique(base string) string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return base + hex.EncodeToString(b)
+}
+
+// Redis returns a client to the test Redis and a key prefix unique to this test; keys under the
+// prefix are deleted when the test ends.
+func Redis(t testing.TB) (rueidis.Client, string) {
+	t.Helper()
+	if err := reachable(RedisURL(), "6379"); err != nil {
+		absent(t, "Redis", err)
+	}
+	c, err := redisclient.Open(RedisURL())
+	if err != nil {
+		absent(t, "Redis", err)
+	}
+	prefix := Unique("t") + ":"
+	t.Cleanup(func() {
+		DeleteRedisKeys(c, "*"+prefix+"*")
+		c.Close()
+	})
+	return c, prefix
+}
+
+// DeleteRedisKeys deletes every key matching pattern.
+func DeleteRedisKeys(c rueidis.Client, pattern string) {
+	ctx := context.Background()
+	var cursor uint64
+	for {
+		res, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return
+		}
+		for _, k := range res.Elements {
+			c.Do(ctx, c.B().Del().Key(k).Build())
+		}
+		cursor = res.Cursor
+		if cursor == 0 {
+			return
+		}
+	}
+}
+
+// PostgresURL creates a fresh database for this test, dropped when it ends, and returns its URL.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	base := DatabaseURL()
+	if err := reachable(base, "5432"); err != nil {
+		absent(t, "PostgreSQL", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		absent(t, "PostgreSQL", err)
+	}
+	defer admin.Close(ctx)
+	name := Unique("onsale_test_")
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return
+		}
+		defer admin.Close(ctx)
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Postgres returns a pool on a fresh database for this test.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgpool.Open(context.Background(), PostgresURL(t), 16)
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// NATS connects to the test NATS server. Use Unique for stream and subject names; streams whose
+// names start with streamPrefix are deleted when the test ends.
+func NATS(t testing.TB, streamPrefix string) *natsclient.Conn {
+	t.Helper()
+	if err := reachable(NATSURL(), "4222"); err != nil {
+		absent(t, "NATS", err)
+	}
+	c, err := natsclient.Connect(NATSURL(), "onsale-test", logging.Discard())
+	if err != nil {
+		absent(t, "NATS", err)
+	}
+	t.Cleanup(func() {
+		if streamPrefix != "" {
+			DeleteStreams(c.JS, streamPrefix)
+		}
+		_ = c.Close(context.Background())
+	})
+	return c
+}
+
+// EmbeddedNATS starts a NATS server with JetStream inside the test process.
+func EmbeddedNATS(t testing.TB) *natsclient.Conn {
+	t.Helper()
+	c, err := natsclient.StartEmbedded(t.TempDir(), "onsale-test", logging.Discard())
+	if err != nil {
+		t.Fatalf("embedded nats: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// DeleteStreams removes every stream whose name starts with prefix.
+func DeleteStreams(js jetstream.JetStream, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var victims []string
+	for n := range names.Name() {
+		if strings.HasPrefix(n, prefix) {
+			victims = append(victims, n)
+		}
+	}
+	for _, n := range victims {
+		_ = js.DeleteStream(ctx, n)
+	}
+}
+
+// Eventually polls cond every 10 ms until it holds or timeout passes, then fails the test with
+// msg. Tests wait with this instead of sleeping.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %s: %s", timeout, fmt.Sprintf(msg, args...))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
