@@ -42,6 +42,9 @@ type App struct {
 	pg    *pgxpool.Pool    // nil: memory adapters play PostgreSQL's role
 	nats  *natsclient.Conn // external or embedded
 	debug *http.Server     // pprof, when configured
+
+	auth      *authModule
+	inventory *inventoryModule
 }
 
 // NewApp assembles the process without starting anything.
@@ -82,7 +85,9 @@ func (a *App) modules() []lifecycle.Module {
 		{Name: "postgres", DependsOn: []string{"telemetry"}, Start: a.startPostgres, Stop: a.stopPostgres},
 		{Name: "nats", DependsOn: []string{"telemetry"}, Start: a.startNATS, Stop: a.stopNATS},
 		{Name: "debug", Start: a.startDebug, Stop: a.stopDebug},
-		{Name: "http", DependsOn: []string{"redis", "postgres", "nats"}, Start: a.startHTTP, Stop: a.http.Shutdown},
+		{Name: "auth", DependsOn: []string{"redis", "postgres"}, Start: a.startAuth, Stop: a.stopAuth},
+		{Name: "inventory", DependsOn: []string{"auth", "redis", "postgres"}, Start: a.startInventory},
+		{Name: "http", DependsOn: []string{"auth", "inventory"}, Start: a.startHTTP, Stop: a.http.Shutdown},
 	}
 }
 
@@ -192,6 +197,11 @@ func (a *App) startHTTP(ctx context.Context) error {
 		httpserver.Route{Method: http.MethodGet, Path: "/openapi.yaml", Handler: specYAML},
 	); err != nil {
 		return err
+	}
+	for _, routes := range [][]httpserver.Route{a.auth.handler.Routes(), a.inventory.handler.Routes()} {
+		if err := a.http.Register(routes...); err != nil {
+			return err
+		}
 	}
 	return a.http.Start(ctx)
 }

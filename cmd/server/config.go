@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onsale-dev/onsale/internal/auth"
+	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
@@ -28,6 +30,8 @@ type Config struct {
 	HTTP      httpserver.Config
 	Log       logging.Config
 	Telemetry telemetry.Config
+	Auth      auth.Config
+	Inventory inventory.Config
 }
 
 // Embedded tells whether no external service is configured at all.
@@ -47,10 +51,13 @@ func (c *Config) Validate() error {
 				missing = append(missing, name)
 			}
 		}
+		if c.Auth.KeysFile == "" {
+			missing = append(missing, "ONSALE_JWT_KEYS_FILE")
+		}
 		if len(missing) > 0 {
 			slices.Sort(missing)
 			errs = append(errs, fmt.Errorf("ONSALE_ENV=production needs %s: without them state stays in this process, "+
-				"and replicas behind a load balancer would each sell the same tickets", strings.Join(missing, ", ")))
+				"replicas behind a load balancer would each sell the same tickets, and each would sign tokens the others reject", strings.Join(missing, ", ")))
 		}
 	default:
 		errs = append(errs, config.Invalid("ONSALE_ENV", c.Env, "want development or production"))
@@ -73,7 +80,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate())
+	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate(), c.Auth.Validate(), c.Inventory.Validate())
 	return errors.Join(errs...)
 }
 

@@ -161,8 +161,11 @@ func toProblem(err error) error {
 					kind = problem.ErrValidation
 				}
 				for _, inner := range flatten(re.Err) {
-					if errors.As(inner, &se) {
-						fields = append(fields, schemaField(se))
+					var ise *openapi3.SchemaError
+					if errors.As(inner, &ise) {
+						for _, leaf := range schemaLeaves(ise) {
+							fields = append(fields, schemaField(leaf))
+						}
 					}
 				}
 			default:
@@ -199,9 +202,31 @@ func schemaField(se *openapi3.SchemaError) problem.FieldError {
 	return problem.FieldError{Field: field, Message: msg}
 }
 
-func flatten(err error) []error {
+// schemaLeaves returns the schema errors about single values. The OpenAPI 3.1 (JSON Schema
+// 2020-12) validator reports one error for the whole body whose Origin wraps a MultiError with one
+// error per failing value; the 3.0 validator reports those directly.
+func schemaLeaves(se *openapi3.SchemaError) []*openapi3.SchemaError {
 	var me openapi3.MultiError
-	if errors.As(err, &me) {
+	if se.Origin == nil || !errors.As(se.Origin, &me) {
+		return []*openapi3.SchemaError{se}
+	}
+	var out []*openapi3.SchemaError
+	for _, e := range flatten(me) {
+		var inner *openapi3.SchemaError
+		if errors.As(e, &inner) {
+			out = append(out, schemaLeaves(inner)...)
+		}
+	}
+	if len(out) == 0 {
+		return []*openapi3.SchemaError{se}
+	}
+	return out
+}
+
+// flatten expands nested MultiErrors (only those: errors.As would also look inside a
+// RequestError, which wraps one, and lose it).
+func flatten(err error) []error {
+	if me, ok := err.(openapi3.MultiError); ok {
 		var out []error
 		for _, e := range me {
 			out = append(out, flatten(e)...)

@@ -26,6 +26,9 @@ type Document struct {
 	Extra     map[string]any `json:"-"`
 }
 
+// standardMembers are the Document's own JSON members; no extension may take their names.
+var standardMembers = []string{"type", "title", "status", "detail", "instance", "request_id", "errors"}
+
 // MarshalJSON flattens Extra into the document, as RFC 9457 extension members.
 func (d Document) MarshalJSON() ([]byte, error) {
 	type plain Document
@@ -38,8 +41,10 @@ func (d Document) MarshalJSON() ([]byte, error) {
 		return nil, err
 	}
 	extra := maps.Clone(d.Extra)
-	for k := range merged {
-		delete(extra, k) // standard members win over extensions of the same name
+	// Standard members win over extensions of the same name, even when they are empty and so
+	// omitted: an extension never stands in for a standard member.
+	for _, k := range standardMembers {
+		delete(extra, k)
 	}
 	maps.Copy(merged, extra)
 	return json.Marshal(merged)

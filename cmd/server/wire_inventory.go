@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+	invmemory "github.com/onsale-dev/onsale/internal/inventory/memory"
+	invpostgres "github.com/onsale-dev/onsale/internal/inventory/postgres"
+	invredis "github.com/onsale-dev/onsale/internal/inventory/redis"
+	"github.com/onsale-dev/onsale/internal/platform/clock"
+)
+
+// inventoryModule is the assembled inventory module.
+type inventoryModule struct {
+	mod     *inventory.Module
+	handler *inventory.Handler
+}
+
+func (a *App) startInventory(ctx context.Context) error {
+	cfg := a.cfg.Inventory
+	d := inventory.Deps{
+		Clock: clock.System{},
+		Log:   a.log.With("module", "inventory"),
+		Meter: a.tel.Meters.Meter("github.com/onsale-dev/onsale/internal/inventory"),
+	}
+	if a.pg != nil {
+		if err := invpostgres.Migrate(ctx, a.pg, a.log); err != nil {
+			return err
+		}
+		d.Store = invpostgres.NewStore(a.pg)
+	} else {
+		d.Store = invmemory.NewStore()
+	}
+	var report func(int)
+	if a.redis != nil {
+		holds := invredis.NewHolds(a.redis, "", cfg.HoldRecordKeep)
+		holds.Pruned = func(n int) { report(n) }
+		d.Holds = holds
+		d.Catalog = invredis.NewCatalog(a.redis, "", cfg.CatalogCacheTTL)
+	} else {
+		holds := invmemory.NewHolds(cfg.HoldRecordKeep)
+		holds.Pruned = func(n int) { report(n) }
+		d.Holds = holds
+	}
+	mod, err := inventory.New(cfg, d)
+	if err != nil {
+		return err
+	}
+	report = mod.ExpiredHolds
+	a.inventory = &inventoryModule{mod: mod, handler: inventory.NewHandler(mod, a.auth.authn)}
+	return nil
+}

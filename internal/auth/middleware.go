@@ -1,0 +1,111 @@
+package auth
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/labstack/echo/v4"
+
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Authenticator turns a bearer token into a Principal: a local signature check (cached), then a
+// revocation check that the session store answers from its coherent local cache.
+type Authenticator struct {
+	verifier Verifier
+	sessions SessionStore
+	// ended remembers sessions this replica ended, so its own next request is refused even
+	// before the store's cache has heard of it.
+	ended *lru.Cache[string, struct{}]
+}
+
+// NewAuthenticator returns an authenticator.
+func NewAuthenticator(v Verifier, s SessionStore) *Authenticator {
+	ended, _ := lru.New[string, struct{}](10_000)
+	return &Authenticator{verifier: v, sessions: s, ended: ended}
+}
+
+// Ended records that a session was ended by this replica.
+func (a *Authenticator) Ended(sessionID string) { a.ended.Add(sessionID, struct{}{}) }
+
+// Authenticate checks an Authorization header value.
+func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if header == "" {
+		return Principal{}, ErrInvalidToken.WithDetail("send an access token: Authorization: Bearer <token>")
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return Principal{}, ErrInvalidToken.WithDetail("use the Bearer scheme")
+	}
+	c, err := a.verifier.Verify(strings.TrimSpace(token))
+	if err != nil {
+		return Principal{}, err
+	}
+	if a.ended.Contains(c.SessionID) {
+		return Principal{}, ErrSessionEnded.WithDetail("the session has ended; log in again")
+	}
+	active, err := a.sessions.Active(ctx, c.SessionID)
+	if err != nil {
+		return Principal{}, problem.Unavailablef(err, time.Second, "sessions cannot be checked right now")
+	}
+	if !active {
+		return Principal{}, ErrSessionEnded.WithDetail("the session has ended; log in again")
+	}
+	return Principal{UserID: c.UserID, Role: c.Role, SessionID: c.SessionID}, nil
+}
+
+// Require lets a request through only with a valid token whose role is one of roles (any role
+// when none are given), and puts the Principal in the request context.
+func (a *Authenticator) Require(roles ...Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			p, err := a.Authenticate(req.Context(), req.Header.Get(echo.HeaderAuthorization))
+			if err != nil {
+				if problem.KindOf(err) == problem.Unauthorized {
+					c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="onsale"`)
+				}
+				return err
+			}
+			if len(roles) > 0 && !slices.Contains(roles, p.Role) {
+				return ErrRoleForbidden.WithDetail("this needs the %s role", joinRoles(roles))
+			}
+			c.SetRequest(req.WithContext(WithPrincipal(req.Context(), p)))
+			return next(c)
+		}
+	}
+}
+
+func joinRoles(roles []Role) string {
+	s := make([]string, len(roles))
+	for i, r := range roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, " or ")
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns a context carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the authenticated caller, if any.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// MustPrincipal returns the caller of a route behind Require; it panics if the route forgot it,
+// which the recovery middleware turns into a 500.
+func MustPrincipal(ctx context.Context) Principal {
+	p, ok := PrincipalFrom(ctx)
+	if !ok {
+		panic("auth: route without Require")
+	}
+	return p
+}

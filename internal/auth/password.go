@@ -1,0 +1,165 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"runtime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/alexedwards/argon2id"
+
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Hasher computes and checks argon2id password hashes on a fixed pool of workers with a bounded
+// queue. A login storm therefore uses at most the pool's CPUs; when the queue is full the caller
+// is refused at once (ErrHashBusy) instead of waiting, so holds and checkouts keep their share of
+// the machine.
+type Hasher struct {
+	params *argon2id.Params
+	jobs   chan hashJob
+	dummy  string // a hash of nothing in particular, checked when the email is unknown
+	stop   chan struct{}
+}
+
+type hashJob struct {
+	ctx  context.Context
+	work func()
+	done chan struct{}
+}
+
+// NewHasher starts workers hashing with the configured parameters. workers 0 means one per CPU.
+func NewHasher(memoryKiB, iterations, threads, workers, queue int) (*Hasher, error) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	h := &Hasher{
+		params: &argon2id.Params{
+			Memory: uint32(memoryKiB), Iterations: uint32(iterations), Parallelism: uint8(threads),
+			SaltLength: 16, KeyLength: 32,
+		},
+		jobs: make(chan hashJob, queue),
+		stop: make(chan struct{}),
+	}
+	for range workers {
+		go h.work()
+	}
+	dummy, err := argon2id.CreateHash("onsale-dummy-password", h.params)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("dummy hash: %w", err)
+	}
+	h.dummy = dummy
+	return h, nil
+}
+
+func (h *Hasher) work() {
+	for {
+		select {
+		case j := <-h.jobs:
+			// A caller that gave up (client gone, deadline passed) costs no CPU.
+			if j.ctx.Err() == nil {
+				j.work()
+			}
+			close(j.done)
+		case <-h.stop:
+			return
+		}
+	}
+}
+
+// Close stops the workers.
+func (h *Hasher) Close() { close(h.stop) }
+
+// run queues work and waits for it; a full queue refuses at once.
+func (h *Hasher) run(ctx context.Context, work func()) error {
+	j := hashJob{ctx: ctx, work: work, done: make(chan struct{})}
+	select {
+	case h.jobs <- j:
+	default:
+		return ErrHashBusy.WithDetail("too many logins are in progress; retry shortly").WithRetryAfter(time.Second)
+	}
+	select {
+	case <-j.done:
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Hash returns the PHC string of password.
+func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
+	var (
+		out string
+		err error
+	)
+	if qerr := h.run(ctx, func() { out, err = argon2id.CreateHash(password, h.params) }); qerr != nil {
+		return "", qerr
+	}
+	return out, err
+}
+
+// Verify checks password against a stored hash (or against a dummy when hash is empty, so an
+// unknown email costs as much as a known one). It also reports whether the stored hash uses
+// weaker parameters than configured and should be replaced.
+func (h *Hasher) Verify(ctx context.Context, password, hash string) (match, weaker bool, err error) {
+	stored := hash
+	if stored == "" {
+		stored = h.dummy
+	}
+	// The worker writes these even when the caller has given up and returned, so they must not
+	// be the named results (which the early return writes too).
+	var (
+		ok   bool
+		cerr error
+	)
+	if qerr := h.run(ctx, func() { ok, cerr = argon2id.ComparePasswordAndHash(password, stored) }); qerr != nil {
+		return false, false, qerr
+	}
+	if cerr != nil {
+		return false, false, fmt.Errorf("compare password: %w", cerr)
+	}
+	match = ok
+	if hash == "" {
+		return false, false, nil
+	}
+	if p, _, _, derr := argon2id.DecodeHash(hash); derr == nil {
+		weaker = p.Memory < h.params.Memory || p.Iterations < h.params.Iterations || p.Parallelism < h.params.Parallelism
+	}
+	return match, weaker, nil
+}
+
+// ValidateEmail accepts a plain address (no display name) with a dotted domain, at most 254
+// characters.
+func ValidateEmail(email string) error {
+	invalid := ErrInvalidAccount.WithDetail("the request body has invalid fields")
+	if len(email) > 254 {
+		return invalid.WithFields(fieldErr("email", "at most 254 characters"))
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Name != "" || a.Address != email {
+		return invalid.WithFields(fieldErr("email", "not an email address"))
+	}
+	_, domain, _ := strings.Cut(email, "@")
+	if !strings.Contains(domain, ".") || strings.HasSuffix(domain, ".") {
+		return invalid.WithFields(fieldErr("email", "not an email address"))
+	}
+	return nil
+}
+
+// ValidatePassword applies NIST SP 800-63B: 8 to 128 characters, no composition rules.
+func ValidatePassword(password string) error {
+	n := utf8.RuneCountInString(password)
+	if n < 8 || n > 128 {
+		return ErrInvalidAccount.WithDetail("the request body has invalid fields").
+			WithFields(fieldErr("password", "must be 8 to 128 characters"))
+	}
+	return nil
+}
+
+func fieldErr(field, msg string) problem.FieldError {
+	return problem.FieldError{Field: field, Message: msg}
+}

@@ -1,0 +1,260 @@
+// Package inventory is onsale's catalogue and stock module: events, their ticket types, live
+// availability, holds (short reservations made in one atomic step that can never oversell), and
+// the commit that turns a paid hold into sold tickets.
+//
+// The root package holds the domain types, the Service the payment module calls, the ports the
+// module needs (Store for the truth in PostgreSQL, HoldStore for live holds in Redis, Catalog for
+// the cross-replica catalogue cache) and their errors. Adapters live in sub-packages named for
+// their technology; inventory/holdstest and inventory/storetest are the suites they all pass.
+package inventory
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Event is a show that sells tickets.
+type Event struct {
+	ID          uuid.UUID
+	OrganizerID uuid.UUID
+	Name        string
+	Venue       string
+	Description string
+	StartsAt    time.Time
+	// Version grows with every change to the event or its ticket types; caches keep the newest.
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// TicketType is one kind of ticket for an event, with its own price and stock.
+type TicketType struct {
+	ID          uuid.UUID
+	EventID     uuid.UUID
+	Name        string
+	PriceCents  int64
+	Currency    string // ISO 4217
+	Capacity    int
+	Sold        int // the truth, from the store
+	MaxPerOrder int
+	SalesStart  time.Time // zero: on sale from creation
+	SalesEnd    time.Time // zero: on sale until the event
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Catalogue is an event with its ticket types: what browsing shows, apart from live stock.
+type Catalogue struct {
+	Event       Event
+	TicketTypes []TicketType
+}
+
+// Stock is a ticket type's live figures. Held+Sold never exceeds Capacity.
+type Stock struct {
+	TicketTypeID uuid.UUID
+	Capacity     int
+	Sold         int
+	Held         int
+}
+
+// Available is what can still be held.
+func (s Stock) Available() int { return max(s.Capacity-s.Sold-s.Held, 0) }
+
+// HoldStatus is where a hold stands.
+type HoldStatus string
+
+// Hold statuses.
+const (
+	HoldActive    HoldStatus = "active"    // reserving tickets until it expires
+	HoldClaimed   HoldStatus = "claimed"   // being committed into a sale
+	HoldCommitted HoldStatus = "committed" // sold; its tickets exist
+	HoldReleased  HoldStatus = "released"  // given back by its customer or a failed payment
+	HoldExpired   HoldStatus = "expired"   // its time ran out; the tickets went back to the pool
+)
+
+// Live tells whether a hold in this status reserves tickets (until it expires).
+func (s HoldStatus) Live() bool { return s == HoldActive || s == HoldClaimed }
+
+// Hold reserves tickets of one type for one customer for a short time.
+type Hold struct {
+	ID             string
+	TicketTypeID   uuid.UUID
+	CustomerID     uuid.UUID
+	Quantity       int
+	UnitPriceCents int64 // the price when the hold was made; the customer pays this
+	Currency       string
+	Status         HoldStatus
+	ExpiresAt      time.Time
+	CreatedAt      time.Time
+}
+
+// Live tells whether the hold still reserves tickets at now.
+func (h Hold) Live(now time.Time) bool {
+	return h.Status.Live() && now.Before(h.ExpiresAt)
+}
+
+// Ticket is one sold ticket.
+type Ticket struct {
+	ID           uuid.UUID
+	TicketTypeID uuid.UUID
+	EventID      uuid.UUID
+	HoldID       string
+	OrderID      uuid.UUID
+	CustomerID   uuid.UUID
+	Seq          int // 1..quantity within its hold
+	CreatedAt    time.Time
+}
+
+// HoldRules are a ticket type's rules as the hold store enforces them.
+type HoldRules struct {
+	TicketTypeID uuid.UUID
+	Capacity     int
+	Sold         int // the store's truth, used only where the hold store has no figure
+	MaxPerOrder  int
+	PriceCents   int64
+	Currency     string
+	SalesStart   time.Time
+	SalesEnd     time.Time
+}
+
+// RulesOf derives the hold rules of a ticket type.
+func RulesOf(tt TicketType) HoldRules {
+	return HoldRules{
+		TicketTypeID: tt.ID, Capacity: tt.Capacity, Sold: tt.Sold, MaxPerOrder: tt.MaxPerOrder,
+		PriceCents: tt.PriceCents, Currency: tt.Currency, SalesStart: tt.SalesStart, SalesEnd: tt.SalesEnd,
+	}
+}
+
+// HoldRequest asks for a hold.
+type HoldRequest struct {
+	ID           string // chosen by the caller; a retry with the same ID returns the same hold
+	TicketTypeID uuid.UUID
+	CustomerID   uuid.UUID
+	Quantity     int
+	Now          time.Time
+	TTL          time.Duration
+	// MaxLive is the most live holds a customer may have on one ticket type.
+	MaxLive int
+}
+
+// CommitRequest asks the store to sell a claimed hold.
+type CommitRequest struct {
+	Hold    Hold
+	OrderID uuid.UUID
+	Now     time.Time
+}
+
+// CommitResult is the outcome of one commit in a batch.
+type CommitResult struct {
+	Tickets []Ticket
+	Sold    int // the ticket type's sold count after the commit, for the Redis mirror
+	Err     error
+}
+
+// Store keeps the catalogue and the truth about sales (PostgreSQL in production).
+type Store interface {
+	CreateEvent(ctx context.Context, e Event) error
+	// UpdateEvent applies fn to the event inside a transaction and bumps its version.
+	UpdateEvent(ctx context.Context, id uuid.UUID, fn func(*Event) error) (Event, error)
+	Event(ctx context.Context, id uuid.UUID) (Event, error)
+	// ListEvents returns events ordered by (StartsAt, ID) strictly after the cursor position.
+	ListEvents(ctx context.Context, after Cursor, limit int) ([]Event, error)
+	// CreateTicketType stores a ticket type and bumps its event's version.
+	CreateTicketType(ctx context.Context, tt TicketType) error
+	// UpdateTicketType applies fn inside a transaction; the store refuses a capacity below sold.
+	UpdateTicketType(ctx context.Context, id uuid.UUID, fn func(*TicketType) error) (TicketType, error)
+	TicketType(ctx context.Context, id uuid.UUID) (TicketType, error)
+	TicketTypes(ctx context.Context, eventID uuid.UUID) ([]TicketType, error)
+	// Commit sells holds of ONE ticket type in one transaction: sold grows by their quantities
+	// only while sold stays within capacity, and the tickets are written keyed by hold id, so a
+	// repeat returns the tickets it made the first time. Results match requests by index; a
+	// request that does not fit gets ErrSoldOut and the others still commit.
+	Commit(ctx context.Context, reqs []CommitRequest) []CommitResult
+	// Tickets returns a hold's tickets, if it was committed.
+	Tickets(ctx context.Context, holdID string) ([]Ticket, error)
+}
+
+// Cursor is a position in the event listing.
+type Cursor struct {
+	StartsAt time.Time
+	ID       uuid.UUID
+}
+
+// HoldStore keeps live holds (Redis in production). Every operation is atomic: at no instant
+// can held plus sold exceed capacity, and expired holds return to the pool on the next operation
+// on their ticket type, without any background job.
+type HoldStore interface {
+	// Configure sets a ticket type's rules. The sold figure is raised to rules.Sold if it is
+	// lower or missing, never lowered.
+	Configure(ctx context.Context, rules HoldRules) error
+	// SetCapacity changes capacity; ErrCapacityBelowCommitted when below sold plus held.
+	SetCapacity(ctx context.Context, ticketTypeID uuid.UUID, capacity int, now time.Time) error
+	// Hold reserves tickets, or returns the hold already made under req.ID (created false).
+	// Errors: ErrSoldOut (with the number available), ErrOverOrderLimit, ErrSalesClosed,
+	// ErrTooManyHolds, ErrIdempotencyMismatch, or ErrNotConfigured when the store has no rules
+	// for the ticket type (load them and Configure).
+	Hold(ctx context.Context, req HoldRequest) (h Hold, created bool, err error)
+	// Get returns a hold, with Status expired once its time has passed; ErrHoldNotFound.
+	Get(ctx context.Context, holdID string, now time.Time) (Hold, error)
+	// Extend moves a live hold's expiry to until if that is later; ErrHoldNotLive otherwise.
+	Extend(ctx context.Context, holdID string, until, now time.Time) (Hold, error)
+	// Release gives a hold's tickets back at once; idempotent, and a no-op once committed.
+	Release(ctx context.Context, holdID string, now time.Time) error
+	// Claim prepares a hold for commit: a live hold is protected for claimTTL; a hold that is
+	// gone (expired, released, or lost with a Redis restart) is reserved again if the tickets
+	// are still there, else ErrSoldOut. A committed hold returns Status committed.
+	Claim(ctx context.Context, h Hold, now time.Time, claimTTL time.Duration) (Hold, error)
+	// Finalize records a commit: the hold stops counting as held and the sold figure becomes at
+	// least sold (the store's count after the commit). Idempotent.
+	Finalize(ctx context.Context, h Hold, sold int, now time.Time) error
+	// Stock returns live figures, pruning expired holds first; ErrNotConfigured for a ticket
+	// type it has no rules for (and the figures of the others).
+	Stock(ctx context.Context, ticketTypeIDs []uuid.UUID, now time.Time) ([]Stock, error)
+}
+
+// Catalog caches catalogues across replicas: a write anywhere is seen by every replica.
+type Catalog interface {
+	// Get returns the cached catalogue, or ok false.
+	Get(ctx context.Context, eventID uuid.UUID) (c Catalogue, ok bool, err error)
+	// Put stores c unless a newer version is there.
+	Put(ctx context.Context, c Catalogue) error
+}
+
+// Service is what the payment module may ask of inventory.
+type Service interface {
+	// GetHold returns a hold; ErrHoldNotFound.
+	GetHold(ctx context.Context, holdID string) (Hold, error)
+	// ExtendHold keeps a live hold until at least until (to cover the payment window).
+	ExtendHold(ctx context.Context, holdID string, until time.Time) (Hold, error)
+	// CommitHold sells the hold for orderID and returns its tickets. Idempotent by hold id: a
+	// repeat returns the same tickets. ErrSoldOut when the hold lapsed and its tickets are gone.
+	CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]Ticket, error)
+	// ReleaseHold gives the tickets back; idempotent.
+	ReleaseHold(ctx context.Context, holdID string) error
+}
+
+// The module's errors; each has a stable problem type.
+var (
+	ErrEventNotFound          = problem.New(problem.NotFound, "event-not-found", "Event not found")
+	ErrTicketTypeNotFound     = problem.New(problem.NotFound, "ticket-type-not-found", "Ticket type not found")
+	ErrHoldNotFound           = problem.New(problem.NotFound, "hold-not-found", "Hold not found")
+	ErrNotOwner               = problem.New(problem.Forbidden, "not-event-owner", "Not your event")
+	ErrSoldOut                = problem.New(problem.Conflict, "sold-out", "Not enough tickets available")
+	ErrOverOrderLimit         = problem.New(problem.Unprocessable, "over-order-limit", "Too many tickets for one order")
+	ErrSalesClosed            = problem.New(problem.Unprocessable, "sales-closed", "Ticket sales are not open")
+	ErrTooManyHolds           = problem.New(problem.TooManyRequests, "too-many-holds", "Too many live holds")
+	ErrIdempotencyMismatch    = problem.New(problem.Unprocessable, "idempotency-key-reused", "Idempotency key reused with a different request")
+	ErrHoldNotLive            = problem.New(problem.Conflict, "hold-not-live", "Hold no longer reserves tickets")
+	ErrCapacityBelowCommitted = problem.New(problem.Conflict, "capacity-below-committed", "Capacity below tickets sold and held")
+	ErrNotConfigured          = problem.New(problem.Internal, "hold-rules-missing", "Hold rules missing")
+	ErrInvalid                = problem.New(problem.Unprocessable, "validation", "Validation failed")
+)
+
+// SoldOut reports how many tickets are still available.
+func SoldOut(available int) error {
+	return ErrSoldOut.WithDetail("only %d tickets are available", available).WithExtra("available", available)
+}

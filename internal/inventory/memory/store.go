@@ -1,0 +1,203 @@
+package memory
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+)
+
+// Store is an inventory.Store in memory.
+type Store struct {
+	mu      sync.RWMutex
+	events  map[uuid.UUID]inventory.Event
+	types   map[uuid.UUID]inventory.TicketType
+	tickets map[string][]inventory.Ticket // by hold id
+}
+
+var _ inventory.Store = (*Store)(nil)
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	return &Store{
+		events:  map[uuid.UUID]inventory.Event{},
+		types:   map[uuid.UUID]inventory.TicketType{},
+		tickets: map[string][]inventory.Ticket{},
+	}
+}
+
+// CreateEvent implements inventory.Store.
+func (s *Store) CreateEvent(_ context.Context, e inventory.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events[e.ID] = e
+	return nil
+}
+
+// UpdateEvent implements inventory.Store.
+func (s *Store) UpdateEvent(_ context.Context, id uuid.UUID, fn func(*inventory.Event) error) (inventory.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.events[id]
+	if !ok {
+		return inventory.Event{}, inventory.ErrEventNotFound
+	}
+	if err := fn(&e); err != nil {
+		return inventory.Event{}, err
+	}
+	e.Version++
+	e.UpdatedAt = time.Now().UTC()
+	s.events[id] = e
+	return e, nil
+}
+
+// Event implements inventory.Store.
+func (s *Store) Event(_ context.Context, id uuid.UUID) (inventory.Event, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.events[id]
+	if !ok {
+		return inventory.Event{}, inventory.ErrEventNotFound
+	}
+	return e, nil
+}
+
+// ListEvents implements inventory.Store.
+func (s *Store) ListEvents(_ context.Context, after inventory.Cursor, limit int) ([]inventory.Event, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []inventory.Event
+	for _, e := range s.events {
+		if e.StartsAt.After(after.StartsAt) || (e.StartsAt.Equal(after.StartsAt) && compareUUID(e.ID, after.ID) > 0) {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b inventory.Event) int {
+		if c := a.StartsAt.Compare(b.StartsAt); c != 0 {
+			return c
+		}
+		return compareUUID(a.ID, b.ID)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// compareUUID orders UUIDs as PostgreSQL does (bytewise).
+func compareUUID(a, b uuid.UUID) int {
+	return slices.Compare(a[:], b[:])
+}
+
+// CreateTicketType implements inventory.Store.
+func (s *Store) CreateTicketType(_ context.Context, t inventory.TicketType) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.events[t.EventID]
+	if !ok {
+		return inventory.ErrEventNotFound
+	}
+	e.Version++
+	s.events[e.ID] = e
+	s.types[t.ID] = t
+	return nil
+}
+
+// UpdateTicketType implements inventory.Store.
+func (s *Store) UpdateTicketType(_ context.Context, id uuid.UUID, fn func(*inventory.TicketType) error) (inventory.TicketType, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.types[id]
+	if !ok {
+		return inventory.TicketType{}, inventory.ErrTicketTypeNotFound
+	}
+	sold := t.Sold
+	if err := fn(&t); err != nil {
+		return inventory.TicketType{}, err
+	}
+	t.Sold = sold // only commits change it
+	if t.Capacity < t.Sold {
+		return inventory.TicketType{}, inventory.ErrCapacityBelowCommitted.WithDetail("%d tickets are sold", t.Sold)
+	}
+	t.UpdatedAt = time.Now().UTC()
+	s.types[id] = t
+	e := s.events[t.EventID]
+	e.Version++
+	s.events[e.ID] = e
+	return t, nil
+}
+
+// TicketType implements inventory.Store.
+func (s *Store) TicketType(_ context.Context, id uuid.UUID) (inventory.TicketType, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.types[id]
+	if !ok {
+		return inventory.TicketType{}, inventory.ErrTicketTypeNotFound
+	}
+	return t, nil
+}
+
+// TicketTypes implements inventory.Store.
+func (s *Store) TicketTypes(_ context.Context, eventID uuid.UUID) ([]inventory.TicketType, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []inventory.TicketType
+	for _, t := range s.types {
+		if t.EventID == eventID {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b inventory.TicketType) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return compareUUID(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Tickets implements inventory.Store.
+func (s *Store) Tickets(_ context.Context, holdID string) ([]inventory.Ticket, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.tickets[holdID]), nil
+}
+
+// Commit implements inventory.Store, one request at a time under the store's lock.
+func (s *Store) Commit(_ context.Context, reqs []inventory.CommitRequest) []inventory.CommitResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]inventory.CommitResult, len(reqs))
+	for i, r := range reqs {
+		t, ok := s.types[r.Hold.TicketTypeID]
+		if !ok {
+			out[i].Err = inventory.ErrTicketTypeNotFound
+			continue
+		}
+		if ts, done := s.tickets[r.Hold.ID]; done {
+			out[i] = inventory.CommitResult{Tickets: slices.Clone(ts), Sold: t.Sold}
+			continue
+		}
+		if t.Sold+r.Hold.Quantity > t.Capacity {
+			out[i].Err = inventory.SoldOut(t.Capacity - t.Sold)
+			continue
+		}
+		t.Sold += r.Hold.Quantity
+		s.types[t.ID] = t
+		ts := make([]inventory.Ticket, r.Hold.Quantity)
+		for q := range ts {
+			ts[q] = inventory.Ticket{
+				ID: uuid.New(), TicketTypeID: t.ID, EventID: t.EventID, HoldID: r.Hold.ID, OrderID: r.OrderID,
+				CustomerID: r.Hold.CustomerID, Seq: q + 1, CreatedAt: r.Now.UTC(),
+			}
+		}
+		s.tickets[r.Hold.ID] = ts
+		out[i] = inventory.CommitResult{Tickets: slices.Clone(ts), Sold: t.Sold}
+	}
+	return out
+}

@@ -1,0 +1,362 @@
+// Package postgres holds the inventory module's PostgreSQL adapter: the catalogue and the truth
+// about sales, in the module's own schema (inventory). A sale is one transaction with a
+// conditional update (sold + n <= capacity) and the ticket rows keyed by hold id; the table's
+// CHECK (sold <= capacity) stands behind it.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+	"github.com/onsale-dev/onsale/internal/platform/pgpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Schema is the module's PostgreSQL schema.
+const Schema = "inventory"
+
+// Migrate brings the inventory schema up to date.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return pgpool.Migrate(ctx, pool, Schema, sub, log)
+}
+
+// Store is an inventory.Store on PostgreSQL.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ inventory.Store = (*Store)(nil)
+
+// NewStore returns a store on pool; run Migrate first.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const eventColumns = `id, organizer_id, name, venue, description, starts_at, version, created_at, updated_at`
+
+func scanEvent(row pgx.Row) (inventory.Event, error) {
+	var e inventory.Event
+	err := row.Scan(&e.ID, &e.OrganizerID, &e.Name, &e.Venue, &e.Description, &e.StartsAt, &e.Version, &e.CreatedAt, &e.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inventory.Event{}, inventory.ErrEventNotFound
+	}
+	if err != nil {
+		return inventory.Event{}, fmt.Errorf("read event: %w", err)
+	}
+	e.StartsAt, e.CreatedAt, e.UpdatedAt = e.StartsAt.UTC(), e.CreatedAt.UTC(), e.UpdatedAt.UTC()
+	return e, nil
+}
+
+// CreateEvent implements inventory.Store.
+func (s *Store) CreateEvent(ctx context.Context, e inventory.Event) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("create event: %w", err)
+	}
+	return nil
+}
+
+// UpdateEvent implements inventory.Store.
+func (s *Store) UpdateEvent(ctx context.Context, id uuid.UUID, fn func(*inventory.Event) error) (inventory.Event, error) {
+	var out inventory.Event
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		e, err := scanEvent(tx.QueryRow(ctx, `SELECT `+eventColumns+` FROM inventory.events WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+		out, err = scanEvent(tx.QueryRow(ctx, `UPDATE inventory.events SET name = $2, venue = $3, description = $4, starts_at = $5,
+			version = version + 1, updated_at = now() WHERE id = $1 RETURNING `+eventColumns,
+			id, e.Name, e.Venue, e.Description, e.StartsAt))
+		return err
+	})
+	return out, err
+}
+
+// Event implements inventory.Store.
+func (s *Store) Event(ctx context.Context, id uuid.UUID) (inventory.Event, error) {
+	return scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM inventory.events WHERE id = $1`, id))
+}
+
+// ListEvents implements inventory.Store.
+func (s *Store) ListEvents(ctx context.Context, after inventory.Cursor, limit int) ([]inventory.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM inventory.events
+		WHERE (starts_at, id) > ($1, $2) ORDER BY starts_at, id LIMIT $3`, after.StartsAt, after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	var out []inventory.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+const ticketTypeColumns = `id, event_id, name, price_cents, currency, capacity, sold, max_per_order, sales_start, sales_end, created_at, updated_at`
+
+func scanTicketType(row pgx.Row) (inventory.TicketType, error) {
+	var t inventory.TicketType
+	var start, end pgtype.Timestamptz
+	err := row.Scan(&t.ID, &t.EventID, &t.Name, &t.PriceCents, &t.Currency, &t.Capacity, &t.Sold, &t.MaxPerOrder,
+		&start, &end, &t.CreatedAt, &t.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inventory.TicketType{}, inventory.ErrTicketTypeNotFound
+	}
+	if err != nil {
+		return inventory.TicketType{}, fmt.Errorf("read ticket type: %w", err)
+	}
+	if start.Valid {
+		t.SalesStart = start.Time.UTC()
+	}
+	if end.Valid {
+		t.SalesEnd = end.Time.UTC()
+	}
+	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
+	return t, nil
+}
+
+func nullTime(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
+}
+
+// CreateTicketType implements inventory.Store.
+func (s *Store) CreateTicketType(ctx context.Context, t inventory.TicketType) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE inventory.events SET version = version + 1, updated_at = now() WHERE id = $1`, t.EventID)
+		if err != nil {
+			return fmt.Errorf("create ticket type: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return inventory.ErrEventNotFound
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO inventory.ticket_types (`+ticketTypeColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			t.ID, t.EventID, t.Name, t.PriceCents, t.Currency, t.Capacity, t.Sold, t.MaxPerOrder,
+			nullTime(t.SalesStart), nullTime(t.SalesEnd), t.CreatedAt, t.UpdatedAt)
+		if err != nil {
+			return fmt.Errorf("create ticket type: %w", err)
+		}
+		return nil
+	})
+}
+
+// UpdateTicketType implements inventory.Store.
+func (s *Store) UpdateTicketType(ctx context.Context, id uuid.UUID, fn func(*inventory.TicketType) error) (inventory.TicketType, error) {
+	var out inventory.TicketType
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		t, err := scanTicketType(tx.QueryRow(ctx, `SELECT `+ticketTypeColumns+` FROM inventory.ticket_types WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if err := fn(&t); err != nil {
+			return err
+		}
+		if t.Capacity < t.Sold {
+			return inventory.ErrCapacityBelowCommitted.WithDetail("%d tickets are sold", t.Sold)
+		}
+		out, err = scanTicketType(tx.QueryRow(ctx, `UPDATE inventory.ticket_types SET name = $2, price_cents = $3, capacity = $4,
+			max_per_order = $5, sales_start = $6, sales_end = $7, updated_at = now() WHERE id = $1 RETURNING `+ticketTypeColumns,
+			id, t.Name, t.PriceCents, t.Capacity, t.MaxPerOrder, nullTime(t.SalesStart), nullTime(t.SalesEnd)))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE inventory.events SET version = version + 1, updated_at = now() WHERE id = $1`, t.EventID)
+		return err
+	})
+	return out, err
+}
+
+// TicketType implements inventory.Store.
+func (s *Store) TicketType(ctx context.Context, id uuid.UUID) (inventory.TicketType, error) {
+	return scanTicketType(s.pool.QueryRow(ctx, `SELECT `+ticketTypeColumns+` FROM inventory.ticket_types WHERE id = $1`, id))
+}
+
+// TicketTypes implements inventory.Store.
+func (s *Store) TicketTypes(ctx context.Context, eventID uuid.UUID) ([]inventory.TicketType, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+ticketTypeColumns+` FROM inventory.ticket_types WHERE event_id = $1 ORDER BY created_at, id`, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("list ticket types: %w", err)
+	}
+	defer rows.Close()
+	var out []inventory.TicketType
+	for rows.Next() {
+		t, err := scanTicketType(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+const ticketColumns = `id, ticket_type_id, event_id, hold_id, order_id, customer_id, seq, created_at`
+
+func scanTickets(rows pgx.Rows) ([]inventory.Ticket, error) {
+	defer rows.Close()
+	var out []inventory.Ticket
+	for rows.Next() {
+		var t inventory.Ticket
+		if err := rows.Scan(&t.ID, &t.TicketTypeID, &t.EventID, &t.HoldID, &t.OrderID, &t.CustomerID, &t.Seq, &t.CreatedAt); err != nil {
+			return nil, fmt.Errorf("read ticket: %w", err)
+		}
+		t.CreatedAt = t.CreatedAt.UTC()
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Tickets implements inventory.Store.
+func (s *Store) Tickets(ctx context.Context, holdID string) ([]inventory.Ticket, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+ticketColumns+` FROM inventory.tickets WHERE hold_id = $1 ORDER BY seq`, holdID)
+	if err != nil {
+		return nil, fmt.Errorf("read tickets: %w", err)
+	}
+	return scanTickets(rows)
+}
+
+// errDoesNotFit rolls back a batch whose total does not fit the remaining capacity.
+var errDoesNotFit = errors.New("batch does not fit")
+
+// Commit implements inventory.Store. The whole batch is tried in one transaction; if it does
+// not fit, or two commits of one hold raced, each request is retried on its own so that every one
+// that fits still sells.
+func (s *Store) Commit(ctx context.Context, reqs []inventory.CommitRequest) []inventory.CommitResult {
+	results := make([]inventory.CommitResult, len(reqs))
+	if len(reqs) == 1 {
+		results[0] = s.commitOne(ctx, reqs[0])
+		return results
+	}
+	err := s.commit(ctx, reqs, results)
+	switch {
+	case err == nil:
+	case errors.Is(err, errDoesNotFit) || pgpool.IsUniqueViolation(err, ""):
+		for i := range reqs {
+			results[i] = s.commitOne(ctx, reqs[i])
+		}
+	default:
+		for i := range results {
+			results[i] = inventory.CommitResult{Err: s.commitErr(ctx, reqs[i], err)}
+		}
+	}
+	return results
+}
+
+func (s *Store) commitOne(ctx context.Context, req inventory.CommitRequest) inventory.CommitResult {
+	one := make([]inventory.CommitResult, 1)
+	err := s.commit(ctx, []inventory.CommitRequest{req}, one)
+	if pgpool.IsUniqueViolation(err, "") {
+		// A concurrent commit of the same hold won; this attempt finds its tickets.
+		err = s.commit(ctx, []inventory.CommitRequest{req}, one)
+	}
+	if err != nil {
+		return inventory.CommitResult{Err: s.commitErr(ctx, req, err)}
+	}
+	return one[0]
+}
+
+func (s *Store) commitErr(ctx context.Context, req inventory.CommitRequest, err error) error {
+	if !errors.Is(err, errDoesNotFit) {
+		return fmt.Errorf("commit hold %s: %w", req.Hold.ID, err)
+	}
+	var capacity, sold int
+	if e := s.pool.QueryRow(ctx, `SELECT capacity, sold FROM inventory.ticket_types WHERE id = $1`,
+		req.Hold.TicketTypeID).Scan(&capacity, &sold); e != nil {
+		return inventory.SoldOut(0)
+	}
+	return inventory.SoldOut(max(capacity-sold, 0))
+}
+
+// commit runs one transaction for reqs (all of one ticket type) and fills results.
+func (s *Store) commit(ctx context.Context, reqs []inventory.CommitRequest, results []inventory.CommitResult) error {
+	tt := reqs[0].Hold.TicketTypeID
+	holdIDs := make([]string, len(reqs))
+	for i, r := range reqs {
+		holdIDs[i] = r.Hold.ID
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+ticketColumns+` FROM inventory.tickets WHERE hold_id = ANY($1) ORDER BY hold_id, seq`, holdIDs)
+		if err != nil {
+			return err
+		}
+		existing, err := scanTickets(rows)
+		if err != nil {
+			return err
+		}
+		byHold := map[string][]inventory.Ticket{}
+		for _, t := range existing {
+			byHold[t.HoldID] = append(byHold[t.HoldID], t)
+		}
+		n := 0
+		for _, r := range reqs {
+			if _, done := byHold[r.Hold.ID]; !done {
+				n += r.Hold.Quantity
+			}
+		}
+		var sold int
+		var eventID uuid.UUID
+		if n > 0 {
+			err = tx.QueryRow(ctx, `UPDATE inventory.ticket_types SET sold = sold + $2, updated_at = now()
+				WHERE id = $1 AND sold + $2 <= capacity RETURNING sold, event_id`, tt, n).Scan(&sold, &eventID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errDoesNotFit
+			}
+		} else {
+			err = tx.QueryRow(ctx, `SELECT sold, event_id FROM inventory.ticket_types WHERE id = $1`, tt).Scan(&sold, &eventID)
+		}
+		if err != nil {
+			return err
+		}
+		var (
+			ids, orders, customers []uuid.UUID
+			holds                  []string
+			seqs                   []int32
+			created                []time.Time
+		)
+		for i, r := range reqs {
+			if ts, done := byHold[r.Hold.ID]; done {
+				results[i] = inventory.CommitResult{Tickets: ts, Sold: sold}
+				continue
+			}
+			ts := make([]inventory.Ticket, r.Hold.Quantity)
+			for q := range ts {
+				ts[q] = inventory.Ticket{
+					ID: uuid.New(), TicketTypeID: tt, EventID: eventID, HoldID: r.Hold.ID, OrderID: r.OrderID,
+					CustomerID: r.Hold.CustomerID, Seq: q + 1, CreatedAt: r.Now.UTC(),
+				}
+				ids, holds, orders = append(ids, ts[q].ID), append(holds, r.Hold.ID), append(orders, r.OrderID)
+				customers, seqs, created = append(customers, r.Hold.CustomerID), append(seqs, int32(q+1)), append(created, ts[q].CreatedAt)
+			}
+			results[i] = inventory.CommitResult{Tickets: ts, Sold: sold}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO inventory.tickets (`+ticketColumns+`)
+			SELECT u.id, $2, $3, u.hold_id, u.order_id, u.customer_id, u.seq, u.created_at
+			FROM unnest($1::uuid[], $4::text[], $5::uuid[], $6::uuid[], $7::int[], $8::timestamptz[])
+			  AS u(id, hold_id, order_id, customer_id, seq, created_at)`,
+			ids, tt, eventID, holds, orders, customers, seqs, created)
+		return err
+	})
+}

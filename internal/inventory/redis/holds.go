@@ -1,0 +1,450 @@
+// Package redis holds the inventory module's Redis adapters: the hold store, where every
+// operation is one Lua script over the keys of one ticket type (hash tag {tt:<id>}, so a script
+// runs unchanged on Redis Cluster), and the catalogue cache, read through rueidis client-side
+// caching so that an organizer's change reaches every replica's memory at once.
+//
+// Keys of ticket type X (after the optional prefix):
+//
+//	inv:{tt:X}:cfg          hash: capacity, max_per_order, price, currency, sales_start, sales_end
+//	inv:{tt:X}:sold         mirror of the sold count in PostgreSQL (only ever raised)
+//	inv:{tt:X}:held         tickets in live holds
+//	inv:{tt:X}:live         sorted set: hold id by expiry (ms)
+//	inv:{tt:X}:h:<hold>     hash: customer, qty, status, expires, price, currency, created
+//	inv:{tt:X}:c:<customer> sorted set: the customer's live holds by expiry
+//
+// Expired holds are pruned by whichever script touches the ticket type next, before it counts:
+// no background job is needed for correctness. Redis must run with maxmemory-policy noeviction.
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/rueidis"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+)
+
+// pruneLua returns expired holds to the pool: at most 500 per call, so one script never runs
+// long; any left over are pruned by the next call, and meanwhile they still count as held, which
+// errs on the side of selling less, never more.
+const pruneLua = `
+local function prune(base, live, held, now)
+  local ids = redis.call('ZRANGE', live, '-inf', now, 'BYSCORE', 'LIMIT', 0, 500)
+  if #ids == 0 then return 0 end
+  local freed = 0
+  for _, id in ipairs(ids) do
+    local hk = base .. 'h:' .. id
+    local f = redis.call('HMGET', hk, 'qty', 'status', 'customer')
+    freed = freed + (tonumber(f[1]) or 0)
+    if f[2] == 'active' or f[2] == 'claimed' then redis.call('HSET', hk, 'status', 'expired') end
+    if f[3] then redis.call('ZREM', base .. 'c:' .. f[3], id) end
+  end
+  redis.call('ZREM', live, unpack(ids))
+  redis.call('DECRBY', held, freed)
+  return #ids
+end
+local function configured(cfg, sold)
+  return redis.call('EXISTS', cfg) == 1 and redis.call('EXISTS', sold) == 1
+end
+`
+
+// KEYS: cfg sold held live hold cust. ARGV: base now ttl qty customer id maxLive keep.
+var holdScript = rueidis.NewLuaScript(pruneLua + `
+local now = tonumber(ARGV[2])
+if not configured(KEYS[1], KEYS[2]) then return {'nocfg'} end
+local pruned = prune(ARGV[1], KEYS[4], KEYS[3], now)
+local h = redis.call('HMGET', KEYS[5], 'customer', 'qty', 'status', 'expires', 'price', 'currency', 'created')
+if h[1] then
+  if h[1] ~= ARGV[5] or h[2] ~= ARGV[4] then return {'mismatch', pruned} end
+  return {'exists', pruned, h[3], h[4], h[5], h[6], h[7]}
+end
+local cfg = redis.call('HMGET', KEYS[1], 'capacity', 'max_per_order', 'price', 'currency', 'sales_start', 'sales_end')
+local qty = tonumber(ARGV[4])
+if qty > tonumber(cfg[2]) then return {'limit', pruned, cfg[2]} end
+local ss, se = tonumber(cfg[5]), tonumber(cfg[6])
+if ss > 0 and now < ss then return {'notopen', pruned} end
+if se > 0 and now >= se then return {'closed', pruned} end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[7]) then
+  return {'toomany', pruned, redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')[2]}
+end
+local avail = tonumber(cfg[1]) - tonumber(redis.call('GET', KEYS[2])) - tonumber(redis.call('GET', KEYS[3]) or '0')
+if qty > avail then return {'soldout', pruned, math.max(avail, 0)} end
+local exp = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[5], 'customer', ARGV[5], 'qty', qty, 'status', 'active', 'expires', exp,
+  'price', cfg[3], 'currency', cfg[4], 'created', now)
+redis.call('PEXPIREAT', KEYS[5], exp + tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[4], exp, ARGV[6])
+redis.call('INCRBY', KEYS[3], qty)
+redis.call('ZADD', KEYS[6], exp, ARGV[6])
+redis.call('PEXPIREAT', KEYS[6], exp)
+return {'ok', pruned, 'active', tostring(exp), cfg[3], cfg[4], tostring(now)}
+`)
+
+// KEYS: cfg sold. ARGV: capacity max price currency salesStart salesEnd sold.
+var configureScript = rueidis.NewLuaScript(`
+redis.call('HSET', KEYS[1], 'capacity', ARGV[1], 'max_per_order', ARGV[2], 'price', ARGV[3],
+  'currency', ARGV[4], 'sales_start', ARGV[5], 'sales_end', ARGV[6])
+local s = redis.call('GET', KEYS[2])
+if not s or tonumber(s) < tonumber(ARGV[7]) then redis.call('SET', KEYS[2], ARGV[7]) end
+return 'ok'
+`)
+
+// KEYS: cfg sold held live. ARGV: base now capacity.
+var setCapacityScript = rueidis.NewLuaScript(pruneLua + `
+if not configured(KEYS[1], KEYS[2]) then return {'nocfg'} end
+prune(ARGV[1], KEYS[4], KEYS[3], tonumber(ARGV[2]))
+local committed = tonumber(redis.call('GET', KEYS[2])) + tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[3]) < committed then return {'below', tostring(committed)} end
+redis.call('HSET', KEYS[1], 'capacity', ARGV[3])
+return {'ok'}
+`)
+
+// KEYS: live hold cust. ARGV: id now until keep.
+var extendScript = rueidis.NewLuaScript(`
+local h = redis.call('HMGET', KEYS[2], 'status', 'expires')
+if not h[1] then return {'notfound'} end
+local now = tonumber(ARGV[2])
+if (h[1] ~= 'active' and h[1] ~= 'claimed') or tonumber(h[2]) <= now then return {'notlive'} end
+local exp = math.max(tonumber(h[2]), tonumber(ARGV[3]))
+redis.call('HSET', KEYS[2], 'expires', exp)
+redis.call('PEXPIREAT', KEYS[2], exp + tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[1])
+redis.call('ZADD', KEYS[3], 'XX', exp, ARGV[1])
+redis.call('PEXPIREAT', KEYS[3], exp, 'GT')
+return {'ok'}
+`)
+
+// KEYS: held live hold. ARGV: base id.
+var releaseScript = rueidis.NewLuaScript(`
+local h = redis.call('HMGET', KEYS[3], 'status', 'qty', 'customer')
+if not h[1] then return 'notfound' end
+if h[1] == 'active' or h[1] == 'claimed' then
+  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then redis.call('DECRBY', KEYS[1], tonumber(h[2])) end
+  redis.call('ZREM', ARGV[1] .. 'c:' .. h[3], ARGV[2])
+  redis.call('HSET', KEYS[3], 'status', 'released')
+end
+return 'ok'
+`)
+
+// KEYS: cfg sold held live hold. ARGV: base now claimTTL id qty customer price currency keep created.
+var claimScript = rueidis.NewLuaScript(pruneLua + `
+local now = tonumber(ARGV[2])
+if not configured(KEYS[1], KEYS[2]) then return {'nocfg'} end
+prune(ARGV[1], KEYS[4], KEYS[3], now)
+local h = redis.call('HMGET', KEYS[5], 'status', 'expires')
+local untilMs = now + tonumber(ARGV[3])
+if h[1] == 'committed' then return {'committed'} end
+if h[1] == 'claimed' or (h[1] == 'active' and tonumber(h[2]) > now) then
+  local exp = math.max(tonumber(h[2]), untilMs)
+  redis.call('HSET', KEYS[5], 'status', 'claimed', 'expires', exp)
+  redis.call('PEXPIREAT', KEYS[5], exp + tonumber(ARGV[9]))
+  redis.call('ZADD', KEYS[4], exp, ARGV[4])
+  return {'ok', tostring(exp)}
+end
+local qty = tonumber(ARGV[5])
+local avail = tonumber(redis.call('HGET', KEYS[1], 'capacity')) - tonumber(redis.call('GET', KEYS[2]))
+  - tonumber(redis.call('GET', KEYS[3]) or '0')
+if qty > avail then return {'soldout', tostring(math.max(avail, 0))} end
+redis.call('HSET', KEYS[5], 'customer', ARGV[6], 'qty', qty, 'status', 'claimed', 'expires', untilMs,
+  'price', ARGV[7], 'currency', ARGV[8], 'created', ARGV[10])
+redis.call('PEXPIREAT', KEYS[5], untilMs + tonumber(ARGV[9]))
+redis.call('ZADD', KEYS[4], untilMs, ARGV[4])
+redis.call('INCRBY', KEYS[3], qty)
+return {'ok', tostring(untilMs)}
+`)
+
+// KEYS: sold held live hold. ARGV: base id qty sold keep customer.
+var finalizeScript = rueidis.NewLuaScript(`
+if redis.call('HGET', KEYS[4], 'status') ~= 'committed' then
+  if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then redis.call('DECRBY', KEYS[2], tonumber(ARGV[3])) end
+  redis.call('ZREM', ARGV[1] .. 'c:' .. ARGV[6], ARGV[2])
+  redis.call('HSET', KEYS[4], 'status', 'committed', 'qty', ARGV[3], 'customer', ARGV[6])
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+end
+local s = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[4]) > s then redis.call('SET', KEYS[1], ARGV[4]) end
+return 'ok'
+`)
+
+// KEYS: cfg sold held live. ARGV: base now.
+var stockScript = rueidis.NewLuaScript(pruneLua + `
+if not configured(KEYS[1], KEYS[2]) then return {'nocfg'} end
+local pruned = prune(ARGV[1], KEYS[4], KEYS[3], tonumber(ARGV[2]))
+return {'ok', redis.call('HGET', KEYS[1], 'capacity'), redis.call('GET', KEYS[2]),
+  redis.call('GET', KEYS[3]) or '0', tostring(pruned)}
+`)
+
+// Holds is a HoldStore on Redis.
+type Holds struct {
+	c      rueidis.Client
+	prefix string
+	keep   time.Duration
+	// Pruned, when set, is told how many expired holds each operation returned to the pool.
+	Pruned func(n int)
+}
+
+var _ inventory.HoldStore = (*Holds)(nil)
+
+// NewHolds returns a hold store whose keys start with prefix (empty in production) and that keeps
+// finished hold records readable for keep.
+func NewHolds(c rueidis.Client, prefix string, keep time.Duration) *Holds {
+	return &Holds{c: c, prefix: prefix, keep: keep}
+}
+
+type ttKeys struct {
+	base, cfg, sold, held, live string
+}
+
+func (s *Holds) keys(tt uuid.UUID) ttKeys {
+	base := s.prefix + "inv:{tt:" + tt.String() + "}:"
+	return ttKeys{base: base, cfg: base + "cfg", sold: base + "sold", held: base + "held", live: base + "live"}
+}
+
+func (k ttKeys) hold(id string) string        { return k.base + "h:" + id }
+func (k ttKeys) customer(id uuid.UUID) string { return k.base + "c:" + id.String() }
+
+func msOf(t time.Time) string      { return strconv.FormatInt(t.UnixMilli(), 10) }
+func durMs(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+func timeOf(ms string) time.Time {
+	n, _ := strconv.ParseInt(ms, 10, 64)
+	return time.UnixMilli(n).UTC()
+}
+
+// optionalMs renders an optional instant; 0 stands for none.
+func optionalMs(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return msOf(t)
+}
+
+// pruned reports the count of pruned holds found at vals[i].
+func (s *Holds) pruned(vals []rueidis.RedisMessage, i int) {
+	if s.Pruned == nil || len(vals) <= i {
+		return
+	}
+	if n, err := vals[i].AsInt64(); err == nil && n > 0 {
+		s.Pruned(int(n))
+	}
+}
+
+// Configure implements inventory.HoldStore.
+func (s *Holds) Configure(ctx context.Context, r inventory.HoldRules) error {
+	k := s.keys(r.TicketTypeID)
+	err := configureScript.Exec(ctx, s.c, []string{k.cfg, k.sold}, []string{
+		strconv.Itoa(r.Capacity), strconv.Itoa(r.MaxPerOrder), strconv.FormatInt(r.PriceCents, 10), r.Currency,
+		optionalMs(r.SalesStart), optionalMs(r.SalesEnd), strconv.Itoa(r.Sold),
+	}).Error()
+	if err != nil {
+		return fmt.Errorf("configure holds for %s: %w", r.TicketTypeID, err)
+	}
+	return nil
+}
+
+// SetCapacity implements inventory.HoldStore.
+func (s *Holds) SetCapacity(ctx context.Context, tt uuid.UUID, capacity int, now time.Time) error {
+	k := s.keys(tt)
+	res, err := setCapacityScript.Exec(ctx, s.c, []string{k.cfg, k.sold, k.held, k.live},
+		[]string{k.base, msOf(now), strconv.Itoa(capacity)}).AsStrSlice()
+	if err != nil {
+		return fmt.Errorf("set capacity of %s: %w", tt, err)
+	}
+	switch res[0] {
+	case "nocfg":
+		return inventory.ErrNotConfigured
+	case "below":
+		return inventory.ErrCapacityBelowCommitted.WithDetail("%s tickets are sold or held", res[1])
+	}
+	return nil
+}
+
+// Hold implements inventory.HoldStore.
+func (s *Holds) Hold(ctx context.Context, req inventory.HoldRequest) (inventory.Hold, bool, error) {
+	k := s.keys(req.TicketTypeID)
+	vals, err := holdScript.Exec(ctx, s.c,
+		[]string{k.cfg, k.sold, k.held, k.live, k.hold(req.ID), k.customer(req.CustomerID)},
+		[]string{k.base, msOf(req.Now), durMs(req.TTL), strconv.Itoa(req.Quantity), req.CustomerID.String(),
+			req.ID, strconv.Itoa(req.MaxLive), durMs(s.keep)}).ToArray()
+	if err != nil {
+		return inventory.Hold{}, false, fmt.Errorf("hold %s: %w", req.ID, err)
+	}
+	s.pruned(vals, 1)
+	res := strs(vals)
+	switch res[0] {
+	case "ok", "exists":
+		h := inventory.Hold{
+			ID: req.ID, TicketTypeID: req.TicketTypeID, CustomerID: req.CustomerID, Quantity: req.Quantity,
+			Status: inventory.HoldStatus(res[2]), ExpiresAt: timeOf(res[3]), Currency: res[5], CreatedAt: timeOf(res[6]),
+		}
+		h.UnitPriceCents, _ = strconv.ParseInt(res[4], 10, 64)
+		if h.Status.Live() && !req.Now.Before(h.ExpiresAt) {
+			h.Status = inventory.HoldExpired
+		}
+		return h, res[0] == "ok", nil
+	case "nocfg":
+		return inventory.Hold{}, false, inventory.ErrNotConfigured
+	case "mismatch":
+		return inventory.Hold{}, false, inventory.ErrIdempotencyMismatch.WithDetail("this Idempotency-Key was used for a different hold")
+	case "limit":
+		return inventory.Hold{}, false, inventory.ErrOverOrderLimit.WithDetail("at most %s tickets per order", res[2])
+	case "notopen":
+		return inventory.Hold{}, false, inventory.ErrSalesClosed.WithDetail("sales have not started yet")
+	case "closed":
+		return inventory.Hold{}, false, inventory.ErrSalesClosed.WithDetail("sales have ended")
+	case "toomany":
+		return inventory.Hold{}, false, inventory.ErrTooManyHolds.WithDetail("you already have %d live holds on this ticket type", req.MaxLive).
+			WithRetryAfter(timeOf(res[2]).Sub(req.Now))
+	case "soldout":
+		n, _ := strconv.Atoi(res[2])
+		return inventory.Hold{}, false, inventory.SoldOut(n)
+	}
+	return inventory.Hold{}, false, fmt.Errorf("hold %s: unexpected answer %q", req.ID, res[0])
+}
+
+func strs(vals []rueidis.RedisMessage) []string {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		if s, err := v.ToString(); err == nil {
+			out[i] = s
+		} else if n, err := v.AsInt64(); err == nil {
+			out[i] = strconv.FormatInt(n, 10)
+		}
+	}
+	return out
+}
+
+// Get implements inventory.HoldStore.
+func (s *Holds) Get(ctx context.Context, id string, now time.Time) (inventory.Hold, error) {
+	tt, ok := inventory.ParseHoldID(id)
+	if !ok {
+		return inventory.Hold{}, inventory.ErrHoldNotFound
+	}
+	k := s.keys(tt)
+	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k.hold(id)).Build()).AsStrMap()
+	if err != nil {
+		return inventory.Hold{}, fmt.Errorf("get hold %s: %w", id, err)
+	}
+	if len(m) == 0 || m["qty"] == "" {
+		return inventory.Hold{}, inventory.ErrHoldNotFound
+	}
+	h := inventory.Hold{ID: id, TicketTypeID: tt, Status: inventory.HoldStatus(m["status"]), Currency: m["currency"],
+		ExpiresAt: timeOf(m["expires"]), CreatedAt: timeOf(m["created"])}
+	h.CustomerID, _ = uuid.Parse(m["customer"])
+	h.Quantity, _ = strconv.Atoi(m["qty"])
+	h.UnitPriceCents, _ = strconv.ParseInt(m["price"], 10, 64)
+	if h.Status.Live() && !now.Before(h.ExpiresAt) {
+		h.Status = inventory.HoldExpired
+	}
+	return h, nil
+}
+
+// Extend implements inventory.HoldStore.
+func (s *Holds) Extend(ctx context.Context, id string, until, now time.Time) (inventory.Hold, error) {
+	tt, ok := inventory.ParseHoldID(id)
+	if !ok {
+		return inventory.Hold{}, inventory.ErrHoldNotFound
+	}
+	k := s.keys(tt)
+	cur, err := s.Get(ctx, id, now)
+	if err != nil {
+		return inventory.Hold{}, err
+	}
+	res, err := extendScript.Exec(ctx, s.c, []string{k.live, k.hold(id), k.customer(cur.CustomerID)},
+		[]string{id, msOf(now), msOf(until), durMs(s.keep)}).AsStrSlice()
+	if err != nil {
+		return inventory.Hold{}, fmt.Errorf("extend hold %s: %w", id, err)
+	}
+	switch res[0] {
+	case "notfound":
+		return inventory.Hold{}, inventory.ErrHoldNotFound
+	case "notlive":
+		return inventory.Hold{}, inventory.ErrHoldNotLive.WithDetail("the hold has %s", cur.Status)
+	}
+	return s.Get(ctx, id, now)
+}
+
+// Release implements inventory.HoldStore.
+func (s *Holds) Release(ctx context.Context, id string, now time.Time) error {
+	tt, ok := inventory.ParseHoldID(id)
+	if !ok {
+		return inventory.ErrHoldNotFound
+	}
+	k := s.keys(tt)
+	res, err := releaseScript.Exec(ctx, s.c, []string{k.held, k.live, k.hold(id)}, []string{k.base, id}).ToString()
+	if err != nil {
+		return fmt.Errorf("release hold %s: %w", id, err)
+	}
+	if res == "notfound" {
+		return inventory.ErrHoldNotFound
+	}
+	return nil
+}
+
+// Claim implements inventory.HoldStore.
+func (s *Holds) Claim(ctx context.Context, h inventory.Hold, now time.Time, claimTTL time.Duration) (inventory.Hold, error) {
+	k := s.keys(h.TicketTypeID)
+	res, err := claimScript.Exec(ctx, s.c, []string{k.cfg, k.sold, k.held, k.live, k.hold(h.ID)},
+		[]string{k.base, msOf(now), durMs(claimTTL), h.ID, strconv.Itoa(h.Quantity), h.CustomerID.String(),
+			strconv.FormatInt(h.UnitPriceCents, 10), h.Currency, durMs(s.keep), msOf(h.CreatedAt)}).AsStrSlice()
+	if err != nil {
+		return inventory.Hold{}, fmt.Errorf("claim hold %s: %w", h.ID, err)
+	}
+	switch res[0] {
+	case "nocfg":
+		return inventory.Hold{}, inventory.ErrNotConfigured
+	case "committed":
+		h.Status = inventory.HoldCommitted
+		return h, nil
+	case "soldout":
+		n, _ := strconv.Atoi(res[1])
+		return inventory.Hold{}, inventory.SoldOut(n)
+	}
+	h.Status, h.ExpiresAt = inventory.HoldClaimed, timeOf(res[1])
+	return h, nil
+}
+
+// Finalize implements inventory.HoldStore.
+func (s *Holds) Finalize(ctx context.Context, h inventory.Hold, sold int, _ time.Time) error {
+	k := s.keys(h.TicketTypeID)
+	err := finalizeScript.Exec(ctx, s.c, []string{k.sold, k.held, k.live, k.hold(h.ID)},
+		[]string{k.base, h.ID, strconv.Itoa(h.Quantity), strconv.Itoa(sold), durMs(s.keep), h.CustomerID.String()}).Error()
+	if err != nil {
+		return fmt.Errorf("finalize hold %s: %w", h.ID, err)
+	}
+	return nil
+}
+
+// Stock implements inventory.HoldStore. The ticket types' scripts are pipelined in one round trip.
+func (s *Holds) Stock(ctx context.Context, ids []uuid.UUID, now time.Time) ([]inventory.Stock, error) {
+	execs := make([]rueidis.LuaExec, len(ids))
+	for i, id := range ids {
+		k := s.keys(id)
+		execs[i] = rueidis.LuaExec{Keys: []string{k.cfg, k.sold, k.held, k.live}, Args: []string{k.base, msOf(now)}}
+	}
+	out := make([]inventory.Stock, 0, len(ids))
+	var missing error
+	for i, r := range stockScript.ExecMulti(ctx, s.c, execs...) {
+		vals, err := r.ToArray()
+		if err != nil {
+			return nil, fmt.Errorf("stock of %s: %w", ids[i], err)
+		}
+		res := strs(vals)
+		if res[0] == "nocfg" {
+			missing = inventory.ErrNotConfigured
+			continue
+		}
+		s.pruned(vals, 4)
+		st := inventory.Stock{TicketTypeID: ids[i]}
+		st.Capacity, _ = strconv.Atoi(res[1])
+		st.Sold, _ = strconv.Atoi(res[2])
+		st.Held, _ = strconv.Atoi(res[3])
+		out = append(out, st)
+	}
+	return out, missing
+}

@@ -1,0 +1,658 @@
+package inventory
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/text/currency"
+
+	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Deps are the module's ports and tools.
+type Deps struct {
+	Store   Store
+	Holds   HoldStore
+	Catalog Catalog // nil: read the store directly (embedded mode, one process)
+	Clock   clock.Clock
+	Log     *slog.Logger
+	Meter   metric.Meter
+}
+
+// Module is the inventory module: the Service for payment plus what its HTTP API needs.
+type Module struct {
+	cfg       Config
+	d         Deps
+	committer *committer
+	stock     *expirable.LRU[uuid.UUID, []Stock]
+	loads     singleflight.Group
+	m         metrics
+}
+
+var _ Service = (*Module)(nil)
+
+type metrics struct {
+	created, rejected, released, expired, hits, misses, commits metric.Int64Counter
+	batch                                                       metric.Int64Histogram
+}
+
+func newMetrics(m metric.Meter) (metrics, error) {
+	var out metrics
+	var errs []error
+	counter := func(name, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	out.created = counter("onsale.inventory.holds.created", "Holds created.")
+	out.rejected = counter("onsale.inventory.holds.rejected", "Hold requests refused, by reason.")
+	out.released = counter("onsale.inventory.holds.released", "Holds released before expiry.")
+	out.expired = counter("onsale.inventory.holds.expired", "Expired holds returned to the pool.")
+	out.hits = counter("onsale.inventory.cache.hits", "Cache hits, by cache.")
+	out.misses = counter("onsale.inventory.cache.misses", "Cache misses, by cache.")
+	out.commits = counter("onsale.inventory.commits", "Hold commits, by result.")
+	var err error
+	out.batch, err = m.Int64Histogram("onsale.inventory.commit.batch_size", metric.WithDescription("Sales committed per transaction."),
+		metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+	errs = append(errs, err)
+	return out, errors.Join(errs...)
+}
+
+// New assembles the module.
+func New(cfg Config, d Deps) (*Module, error) {
+	m, err := newMetrics(d.Meter)
+	if err != nil {
+		return nil, err
+	}
+	mod := &Module{cfg: cfg, d: d, m: m}
+	if cfg.AvailabilityTTL > 0 {
+		mod.stock = expirable.NewLRU[uuid.UUID, []Stock](10_000, nil, cfg.AvailabilityTTL)
+	}
+	mod.committer = newCommitter(d.Store, cfg.CommitBatchMax, func(n int) {
+		m.batch.Record(context.Background(), int64(n))
+	})
+	return mod, nil
+}
+
+// ExpiredHolds counts holds that expired; hold stores report to it.
+func (m *Module) ExpiredHolds(n int) {
+	m.m.expired.Add(context.Background(), int64(n))
+}
+
+// Config returns the module's settings.
+func (m *Module) Config() Config { return m.cfg }
+
+// ---- catalogue ----
+
+// EventInput is a new event.
+type EventInput struct {
+	Name, Venue, Description string
+	StartsAt                 time.Time
+}
+
+// EventPatch changes an event; nil fields stay.
+type EventPatch struct {
+	Name, Venue, Description *string
+	StartsAt                 *time.Time
+}
+
+func invalid(field, msg string) error {
+	return ErrInvalid.WithDetail("the request body has invalid fields").WithFields(problem.FieldError{Field: field, Message: msg})
+}
+
+func checkText(field, v string, minLen, maxLen int) error {
+	if n := utf8.RuneCountInString(strings.TrimSpace(v)); n < minLen || n > maxLen {
+		return invalid(field, fmt.Sprintf("must be %d to %d characters", minLen, maxLen))
+	}
+	return nil
+}
+
+func (m *Module) checkStart(t time.Time) error {
+	if !t.After(m.d.Clock.Now()) {
+		return invalid("starts_at", "must be in the future")
+	}
+	return nil
+}
+
+// CreateEvent creates an event owned by organizer.
+func (m *Module) CreateEvent(ctx context.Context, organizer uuid.UUID, in EventInput) (Event, error) {
+	if err := errors.Join(checkText("name", in.Name, 1, 200), checkText("venue", in.Venue, 1, 200),
+		checkText("description", in.Description, 0, 5000), m.checkStart(in.StartsAt)); err != nil {
+		return Event{}, firstErr(err)
+	}
+	now := m.d.Clock.Now().UTC()
+	e := Event{
+		ID: uuid.New(), OrganizerID: organizer, Name: strings.TrimSpace(in.Name), Venue: strings.TrimSpace(in.Venue),
+		Description: in.Description, StartsAt: in.StartsAt.UTC(), Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := m.d.Store.CreateEvent(ctx, e); err != nil {
+		return Event{}, unavailable("create event", err)
+	}
+	return e, nil
+}
+
+// firstErr returns the first of joined errors, so the client sees a problem, not a join.
+func firstErr(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+		return j.Unwrap()[0]
+	}
+	return err
+}
+
+// UpdateEvent changes an event its organizer owns.
+func (m *Module) UpdateEvent(ctx context.Context, organizer, id uuid.UUID, p EventPatch) (Event, error) {
+	var errs []error
+	if p.Name != nil {
+		errs = append(errs, checkText("name", *p.Name, 1, 200))
+	}
+	if p.Venue != nil {
+		errs = append(errs, checkText("venue", *p.Venue, 1, 200))
+	}
+	if p.Description != nil {
+		errs = append(errs, checkText("description", *p.Description, 0, 5000))
+	}
+	if p.StartsAt != nil {
+		errs = append(errs, m.checkStart(*p.StartsAt))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Event{}, firstErr(err)
+	}
+	e, err := m.d.Store.UpdateEvent(ctx, id, func(e *Event) error {
+		if e.OrganizerID != organizer {
+			return ErrNotOwner.WithDetail("only the event's organizer may change it")
+		}
+		if p.Name != nil {
+			e.Name = strings.TrimSpace(*p.Name)
+		}
+		if p.Venue != nil {
+			e.Venue = strings.TrimSpace(*p.Venue)
+		}
+		if p.Description != nil {
+			e.Description = *p.Description
+		}
+		if p.StartsAt != nil {
+			e.StartsAt = p.StartsAt.UTC()
+		}
+		return nil
+	})
+	if err != nil {
+		return Event{}, unavailable("update event", err)
+	}
+	m.publish(ctx, id)
+	return e, nil
+}
+
+// ListEvents returns a page of events in start order, and the cursor of the next page ("" when
+// this is the last).
+func (m *Module) ListEvents(ctx context.Context, cursor string, limit int) ([]Event, string, error) {
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	events, err := m.d.Store.ListEvents(ctx, after, limit+1)
+	if err != nil {
+		return nil, "", unavailable("list events", err)
+	}
+	next := ""
+	if len(events) > limit {
+		events = events[:limit]
+		last := events[limit-1]
+		next = encodeCursor(Cursor{StartsAt: last.StartsAt, ID: last.ID})
+	}
+	return events, next, nil
+}
+
+var errBadCursor = problem.ErrBadRequest.WithDetail("the cursor is not one this server gave out").
+	WithFields(problem.FieldError{Field: "query:cursor", Message: "invalid cursor"})
+
+func encodeCursor(c Cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.StartsAt.UnixNano(), 10) + "|" + c.ID.String()))
+}
+
+func decodeCursor(s string) (Cursor, error) {
+	if s == "" {
+		return Cursor{StartsAt: time.Unix(0, 0).UTC()}, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, errBadCursor
+	}
+	ns, id, ok := strings.Cut(string(raw), "|")
+	n, nerr := strconv.ParseInt(ns, 10, 64)
+	u, uerr := uuid.Parse(id)
+	if !ok || nerr != nil || uerr != nil {
+		return Cursor{}, errBadCursor
+	}
+	return Cursor{StartsAt: time.Unix(0, n).UTC(), ID: u}, nil
+}
+
+// Catalogue returns an event with its ticket types, through the cross-replica cache.
+func (m *Module) Catalogue(ctx context.Context, id uuid.UUID) (Catalogue, error) {
+	if m.d.Catalog != nil {
+		c, ok, err := m.d.Catalog.Get(ctx, id)
+		if err == nil && ok {
+			m.m.hits.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "catalogue")))
+			return c, nil
+		}
+		if err != nil {
+			m.d.Log.WarnContext(ctx, "catalogue cache read failed; reading the store", "err", err)
+		}
+		m.m.misses.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "catalogue")))
+	}
+	v, err, _ := m.loads.Do("catalogue:"+id.String(), func() (any, error) {
+		c, err := m.loadCatalogue(ctx, id)
+		if err == nil && m.d.Catalog != nil {
+			if perr := m.d.Catalog.Put(ctx, c); perr != nil {
+				m.d.Log.WarnContext(ctx, "catalogue cache write failed", "err", perr)
+			}
+		}
+		return c, err
+	})
+	if err != nil {
+		return Catalogue{}, err
+	}
+	return v.(Catalogue), nil
+}
+
+func (m *Module) loadCatalogue(ctx context.Context, id uuid.UUID) (Catalogue, error) {
+	e, err := m.d.Store.Event(ctx, id)
+	if err != nil {
+		return Catalogue{}, unavailable("read event", err)
+	}
+	tts, err := m.d.Store.TicketTypes(ctx, id)
+	if err != nil {
+		return Catalogue{}, unavailable("read ticket types", err)
+	}
+	return Catalogue{Event: e, TicketTypes: tts}, nil
+}
+
+// publish refreshes the shared catalogue cache after a write, so every replica sees it.
+func (m *Module) publish(ctx context.Context, eventID uuid.UUID) {
+	if m.stock != nil {
+		m.stock.Remove(eventID)
+	}
+	if m.d.Catalog == nil {
+		return
+	}
+	c, err := m.loadCatalogue(ctx, eventID)
+	if err == nil {
+		err = m.d.Catalog.Put(ctx, c)
+	}
+	if err != nil {
+		m.d.Log.WarnContext(ctx, "catalogue cache refresh failed; replicas catch up when it expires", "event", eventID, "err", err)
+	}
+}
+
+// TicketTypeInput is a new ticket type.
+type TicketTypeInput struct {
+	Name                 string
+	PriceCents           int64
+	Currency             string
+	Capacity             int
+	MaxPerOrder          int
+	SalesStart, SalesEnd time.Time
+}
+
+// TicketTypePatch changes a ticket type; nil fields stay. A zero time clears a sales bound.
+type TicketTypePatch struct {
+	Name                 *string
+	PriceCents           *int64
+	Capacity             *int
+	MaxPerOrder          *int
+	SalesStart, SalesEnd *time.Time
+}
+
+func (m *Module) checkTicketType(t TicketType) error {
+	var errs []error
+	errs = append(errs, checkText("name", t.Name, 1, 100))
+	if t.PriceCents < 0 || t.PriceCents > 100_000_000 {
+		errs = append(errs, invalid("price_cents", "must be from 0 to 100000000"))
+	}
+	if u, err := currency.ParseISO(t.Currency); err != nil || u.String() != t.Currency {
+		errs = append(errs, invalid("currency", "must be an ISO 4217 code such as EUR"))
+	}
+	if t.Capacity < 1 || t.Capacity > m.cfg.MaxCapacity {
+		errs = append(errs, invalid("capacity", fmt.Sprintf("must be from 1 to %d", m.cfg.MaxCapacity)))
+	}
+	if t.MaxPerOrder < 1 || t.MaxPerOrder > 50 {
+		errs = append(errs, invalid("max_per_order", "must be from 1 to 50"))
+	}
+	if !t.SalesStart.IsZero() && !t.SalesEnd.IsZero() && !t.SalesEnd.After(t.SalesStart) {
+		errs = append(errs, invalid("sales_end", "must be after sales_start"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return firstErr(err)
+	}
+	return nil
+}
+
+func (m *Module) ownedEvent(ctx context.Context, organizer, eventID uuid.UUID) error {
+	e, err := m.d.Store.Event(ctx, eventID)
+	if err != nil {
+		return unavailable("read event", err)
+	}
+	if e.OrganizerID != organizer {
+		return ErrNotOwner.WithDetail("only the event's organizer may change it")
+	}
+	return nil
+}
+
+// CreateTicketType adds a ticket type to an event its organizer owns.
+func (m *Module) CreateTicketType(ctx context.Context, organizer, eventID uuid.UUID, in TicketTypeInput) (TicketType, error) {
+	now := m.d.Clock.Now().UTC()
+	t := TicketType{
+		ID: uuid.New(), EventID: eventID, Name: strings.TrimSpace(in.Name), PriceCents: in.PriceCents,
+		Currency: in.Currency, Capacity: in.Capacity, MaxPerOrder: in.MaxPerOrder,
+		SalesStart: in.SalesStart.UTC(), SalesEnd: in.SalesEnd.UTC(), CreatedAt: now, UpdatedAt: now,
+	}
+	if in.SalesStart.IsZero() {
+		t.SalesStart = time.Time{}
+	}
+	if in.SalesEnd.IsZero() {
+		t.SalesEnd = time.Time{}
+	}
+	if err := m.checkTicketType(t); err != nil {
+		return TicketType{}, err
+	}
+	if err := m.ownedEvent(ctx, organizer, eventID); err != nil {
+		return TicketType{}, err
+	}
+	// Configure the hold store first: a ticket type that exists in the store is then always
+	// holdable, and a failure here leaves nothing half made.
+	if err := m.d.Holds.Configure(ctx, RulesOf(t)); err != nil {
+		return TicketType{}, unavailable("configure holds", err)
+	}
+	if err := m.d.Store.CreateTicketType(ctx, t); err != nil {
+		return TicketType{}, unavailable("create ticket type", err)
+	}
+	m.publish(ctx, eventID)
+	return t, nil
+}
+
+// UpdateTicketType changes a ticket type. Capacity may be raised at any time and lowered only
+// down to what is sold plus held.
+func (m *Module) UpdateTicketType(ctx context.Context, organizer, eventID, id uuid.UUID, p TicketTypePatch) (TicketType, error) {
+	if err := m.ownedEvent(ctx, organizer, eventID); err != nil {
+		return TicketType{}, err
+	}
+	cur, err := m.d.Store.TicketType(ctx, id)
+	if err != nil {
+		return TicketType{}, unavailable("read ticket type", err)
+	}
+	if cur.EventID != eventID {
+		return TicketType{}, ErrTicketTypeNotFound
+	}
+	next := cur
+	apply := func(t *TicketType) {
+		if p.Name != nil {
+			t.Name = strings.TrimSpace(*p.Name)
+		}
+		if p.PriceCents != nil {
+			t.PriceCents = *p.PriceCents
+		}
+		if p.Capacity != nil {
+			t.Capacity = *p.Capacity
+		}
+		if p.MaxPerOrder != nil {
+			t.MaxPerOrder = *p.MaxPerOrder
+		}
+		if p.SalesStart != nil {
+			t.SalesStart = p.SalesStart.UTC()
+		}
+		if p.SalesEnd != nil {
+			t.SalesEnd = p.SalesEnd.UTC()
+		}
+	}
+	apply(&next)
+	if err := m.checkTicketType(next); err != nil {
+		return TicketType{}, err
+	}
+	now := m.d.Clock.Now()
+	lowering := next.Capacity < cur.Capacity
+	if lowering {
+		// Lower the hold store's capacity first, atomically against live holds; then new holds
+		// cannot take what is about to disappear.
+		if err := m.setCapacity(ctx, cur, next.Capacity, now); err != nil {
+			return TicketType{}, err
+		}
+	}
+	updated, err := m.d.Store.UpdateTicketType(ctx, id, func(t *TicketType) error { apply(t); return nil })
+	if err != nil {
+		if lowering {
+			if rerr := m.d.Holds.SetCapacity(ctx, id, cur.Capacity, now); rerr != nil {
+				m.d.Log.ErrorContext(ctx, "restoring hold capacity failed", "ticket_type", id, "err", rerr)
+			}
+		}
+		return TicketType{}, unavailable("update ticket type", err)
+	}
+	if err := m.d.Holds.Configure(ctx, RulesOf(updated)); err != nil {
+		return TicketType{}, unavailable("configure holds", err)
+	}
+	m.publish(ctx, eventID)
+	return updated, nil
+}
+
+func (m *Module) setCapacity(ctx context.Context, cur TicketType, capacity int, now time.Time) error {
+	err := m.d.Holds.SetCapacity(ctx, cur.ID, capacity, now)
+	if errors.Is(err, ErrNotConfigured) {
+		if err = m.configure(ctx, cur.ID); err == nil {
+			err = m.d.Holds.SetCapacity(ctx, cur.ID, capacity, now)
+		}
+	}
+	if err != nil {
+		return unavailable("set capacity", err)
+	}
+	return nil
+}
+
+// configure loads a ticket type's rules from the store into the hold store (after a Redis
+// restart, say). Concurrent callers share one load.
+func (m *Module) configure(ctx context.Context, id uuid.UUID) error {
+	_, err, _ := m.loads.Do("rules:"+id.String(), func() (any, error) {
+		t, err := m.d.Store.TicketType(ctx, id)
+		if err != nil {
+			return nil, unavailable("read ticket type", err)
+		}
+		if err := m.d.Holds.Configure(ctx, RulesOf(t)); err != nil {
+			return nil, unavailable("configure holds", err)
+		}
+		m.d.Log.InfoContext(ctx, "hold rules loaded from the store", "ticket_type", id, "sold", t.Sold)
+		return nil, nil
+	})
+	return err
+}
+
+// Stock returns the live figures of an event's ticket types, reused for AvailabilityTTL.
+func (m *Module) Stock(ctx context.Context, c Catalogue) ([]Stock, error) {
+	if m.stock != nil {
+		if s, ok := m.stock.Get(c.Event.ID); ok && len(s) == len(c.TicketTypes) {
+			m.m.hits.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "availability")))
+			return s, nil
+		}
+		m.m.misses.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "availability")))
+	}
+	v, err, _ := m.loads.Do("stock:"+c.Event.ID.String(), func() (any, error) {
+		ids := make([]uuid.UUID, len(c.TicketTypes))
+		for i, t := range c.TicketTypes {
+			ids[i] = t.ID
+		}
+		s, err := m.d.Holds.Stock(ctx, ids, m.d.Clock.Now())
+		if errors.Is(err, ErrNotConfigured) {
+			for _, t := range c.TicketTypes {
+				if cerr := m.configure(ctx, t.ID); cerr != nil {
+					return nil, cerr
+				}
+			}
+			s, err = m.d.Holds.Stock(ctx, ids, m.d.Clock.Now())
+		}
+		if err != nil {
+			return nil, unavailable("read stock", err)
+		}
+		if m.stock != nil {
+			m.stock.Add(c.Event.ID, s)
+		}
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]Stock), nil
+}
+
+// ---- holds ----
+
+// Hold reserves quantity tickets of a ticket type for a customer. With an idempotency key, a
+// retry returns the first attempt's hold (created is then false).
+func (m *Module) Hold(ctx context.Context, customer, ticketType uuid.UUID, quantity int, idempotencyKey string) (Hold, bool, error) {
+	id := NewHoldID(ticketType)
+	if idempotencyKey != "" {
+		id = IdempotentHoldID(ticketType, customer, idempotencyKey)
+	}
+	req := HoldRequest{
+		ID: id, TicketTypeID: ticketType, CustomerID: customer, Quantity: quantity,
+		Now: m.d.Clock.Now(), TTL: m.cfg.HoldTTL, MaxLive: m.cfg.MaxHoldsPerType,
+	}
+	if quantity < 1 {
+		return Hold{}, false, invalid("quantity", "must be at least 1")
+	}
+	h, created, err := m.d.Holds.Hold(ctx, req)
+	if errors.Is(err, ErrNotConfigured) {
+		if err = m.configure(ctx, ticketType); err == nil {
+			h, created, err = m.d.Holds.Hold(ctx, req)
+		}
+	}
+	if err != nil {
+		if pe := problem.As(err); pe != nil && pe.Kind != problem.Internal && pe.Kind != problem.Unavailable {
+			m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", pe.Code)))
+			return Hold{}, false, err
+		}
+		return Hold{}, false, unavailable("hold", err)
+	}
+	if created {
+		m.m.created.Add(ctx, 1)
+	}
+	return h, created, nil
+}
+
+// HoldFor returns a customer's own hold; anyone else's is "not found".
+func (m *Module) HoldFor(ctx context.Context, customer uuid.UUID, id string) (Hold, error) {
+	h, err := m.GetHold(ctx, id)
+	if err != nil {
+		return Hold{}, err
+	}
+	if h.CustomerID != customer {
+		return Hold{}, ErrHoldNotFound
+	}
+	return h, nil
+}
+
+// ReleaseFor releases a customer's own hold.
+func (m *Module) ReleaseFor(ctx context.Context, customer uuid.UUID, id string) error {
+	if _, err := m.HoldFor(ctx, customer, id); err != nil {
+		return err
+	}
+	return m.ReleaseHold(ctx, id)
+}
+
+// GetHold implements Service.
+func (m *Module) GetHold(ctx context.Context, id string) (Hold, error) {
+	h, err := m.d.Holds.Get(ctx, id, m.d.Clock.Now())
+	if err != nil {
+		return Hold{}, unavailable("read hold", err)
+	}
+	return h, nil
+}
+
+// ExtendHold implements Service.
+func (m *Module) ExtendHold(ctx context.Context, id string, until time.Time) (Hold, error) {
+	h, err := m.d.Holds.Extend(ctx, id, until, m.d.Clock.Now())
+	if err != nil {
+		return Hold{}, unavailable("extend hold", err)
+	}
+	return h, nil
+}
+
+// ReleaseHold implements Service.
+func (m *Module) ReleaseHold(ctx context.Context, id string) error {
+	if err := m.d.Holds.Release(ctx, id, m.d.Clock.Now()); err != nil {
+		return unavailable("release hold", err)
+	}
+	m.m.released.Add(ctx, 1)
+	return nil
+}
+
+// CommitHold implements Service: claim the hold in the hold store (reserving again if it
+// lapsed), sell it in the store (batched per ticket type), then record the sale in the hold
+// store. Each step is idempotent, so a retry after any failure completes the same sale.
+func (m *Module) CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]Ticket, error) {
+	now := m.d.Clock.Now()
+	claimed, err := m.d.Holds.Claim(ctx, h, now, m.cfg.ClaimTTL)
+	if errors.Is(err, ErrNotConfigured) {
+		if err = m.configure(ctx, h.TicketTypeID); err == nil {
+			claimed, err = m.d.Holds.Claim(ctx, h, now, m.cfg.ClaimTTL)
+		}
+	}
+	if err != nil {
+		m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", resultOf(err))))
+		return nil, unavailable("claim hold", err)
+	}
+	if claimed.Status == HoldCommitted {
+		ts, err := m.d.Store.Tickets(ctx, h.ID)
+		if err != nil {
+			return nil, unavailable("read tickets", err)
+		}
+		if len(ts) > 0 {
+			return ts, nil
+		}
+		// The hold store says committed but the store has no tickets (its records outlived a
+		// restored database, say): commit for real.
+	}
+	res := m.committer.Commit(ctx, CommitRequest{Hold: h, OrderID: orderID, Now: now})
+	if res.Err != nil {
+		m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", resultOf(res.Err))))
+		if errors.Is(res.Err, ErrSoldOut) {
+			if rerr := m.d.Holds.Release(ctx, h.ID, now); rerr != nil && !errors.Is(rerr, ErrHoldNotFound) {
+				m.d.Log.WarnContext(ctx, "release after failed commit", "hold", h.ID, "err", rerr)
+			}
+			return nil, res.Err
+		}
+		return nil, unavailable("commit hold", res.Err)
+	}
+	if err := m.d.Holds.Finalize(ctx, h, res.Sold, now); err != nil {
+		return nil, unavailable("finalize hold", err)
+	}
+	m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
+	return res.Tickets, nil
+}
+
+func resultOf(err error) string {
+	if errors.Is(err, ErrSoldOut) {
+		return "sold_out"
+	}
+	return "error"
+}
+
+// unavailable marks a failure that is not one of the module's own answers as a dependency
+// outage: 503, retry shortly.
+func unavailable(what string, err error) error {
+	if pe := problem.As(err); pe != nil && pe.Kind != problem.Internal {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return problem.Unavailablef(fmt.Errorf("%s: %w", what, err), time.Second, "inventory is temporarily unavailable")
+}
