@@ -20,6 +20,7 @@ type Config struct {
 	Env             string        `env:"ONSALE_ENV" yaml:"env" default:"development" help:"development or production; production refuses memory adapters"`
 	DataDir         string        `env:"ONSALE_DATA_DIR" yaml:"data_dir" default:"./data" help:"where embedded mode keeps its NATS store and generated keys"`
 	RedisURL        string        `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0; empty uses memory"`
+	RedisPrefix     string        `env:"ONSALE_REDIS_PREFIX" yaml:"redis_prefix" help:"prefix of every Redis key (to share a Redis between deployments)"`
 	DatabaseURL     string        `env:"ONSALE_DATABASE_URL" yaml:"database_url" secret:"true" help:"PostgreSQL, e.g. postgres://onsale@127.0.0.1:5432/onsale; empty uses memory"`
 	DBMaxConns      int           `env:"ONSALE_DB_MAX_CONNS" yaml:"db_max_conns" default:"16" help:"PostgreSQL pool size per replica; keep pool size × replicas under max_connections"`
 	NATSURL         string        `env:"ONSALE_NATS_URL" yaml:"nats_url" secret:"true" help:"NATS with JetStream, e.g. nats://127.0.0.1:4222; empty runs an embedded server"`

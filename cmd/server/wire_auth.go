@@ -59,8 +59,8 @@ func (a *App) startAuth(ctx context.Context) error {
 		d.Users = authmemory.NewUsers()
 	}
 	if a.redis != nil {
-		d.Sessions = authredis.NewSessions(a.redis, "")
-		d.Failures = authredis.NewFailures(a.redis, "")
+		d.Sessions = authredis.NewSessions(a.redis, a.cfg.RedisPrefix, authredis.DefaultGrace)
+		d.Failures = authredis.NewFailures(a.redis, a.cfg.RedisPrefix)
 	} else {
 		d.Sessions = authmemory.NewSessions(clk)
 		d.Failures = authmemory.NewFailures(clk)

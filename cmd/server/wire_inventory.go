@@ -33,10 +33,10 @@ func (a *App) startInventory(ctx context.Context) error {
 	}
 	var report func(int)
 	if a.redis != nil {
-		holds := invredis.NewHolds(a.redis, "", cfg.HoldRecordKeep)
+		holds := invredis.NewHolds(a.redis, a.cfg.RedisPrefix, cfg.HoldRecordKeep)
 		holds.Pruned = func(n int) { report(n) }
 		d.Holds = holds
-		d.Catalog = invredis.NewCatalog(a.redis, "", cfg.CatalogCacheTTL)
+		d.Catalog = invredis.NewCatalog(a.redis, a.cfg.RedisPrefix, cfg.CatalogCacheTTL)
 	} else {
 		holds := invmemory.NewHolds(cfg.HoldRecordKeep)
 		holds.Pruned = func(n int) { report(n) }

@@ -108,7 +108,9 @@ type SessionStore interface {
 	// Revoke ends a session at once; idempotent.
 	Revoke(ctx context.Context, sessionID string) error
 	// Active tells whether a session exists and is not revoked. It is called on every
-	// authenticated request, so adapters answer it from a coherent local cache when they can.
+	// authenticated request, so adapters answer it from a coherent local cache when they can; a
+	// revocation made on any replica must be seen by every call on every replica that starts
+	// after Revoke (or a Rotate that found reuse) returned.
 	Active(ctx context.Context, sessionID string) (bool, error)
 }
 

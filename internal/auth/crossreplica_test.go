@@ -38,7 +38,7 @@ func newReplica(t *testing.T, dbURL, prefix string, keys *keyset.Set) *apitest.S
 	m := newModule(t, moduleOptions{
 		keys:     keys,
 		users:    authpostgres.NewUsers(pool),
-		sessions: authredis.NewSessions(rc, prefix),
+		sessions: authredis.NewSessions(rc, prefix, authredis.DefaultGrace),
 		failures: authredis.NewFailures(rc, prefix),
 	})
 	return apitest.NewServer(t, nil, m.handler.Routes()...)

@@ -17,8 +17,8 @@ import (
 type Authenticator struct {
 	verifier Verifier
 	sessions SessionStore
-	// ended remembers sessions this replica ended, so its own next request is refused even
-	// before the store's cache has heard of it.
+	// ended remembers sessions this replica ended, so its own next request is refused without
+	// asking the store.
 	ended *lru.Cache[string, struct{}]
 }
 

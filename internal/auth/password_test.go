@@ -322,7 +322,7 @@ func TestValidateEmail(t *testing.T) {
 		{"ada@example.com", true},
 		{"Ada.Lovelace+tickets@Mail.Example.co.uk", true},
 		{"a@b.co", true},
-		{strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + ".com", true}, // 254 characters
+		{strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + ".com", true},  // 254 characters
 		{strings.Repeat("a", 64) + "@" + strings.Repeat("b", 186) + ".com", false}, // 255 characters
 		{"", false},
 		{"ada", false},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -245,7 +246,12 @@ func Bind(c echo.Context, dst any) error {
 		}
 		return problem.ErrMalformedJSON.WithDetail("the body is not the expected JSON: %s", jsonReason(err))
 	}
-	if dec.More() {
+	// dec.More would miss a stray closing ']' or '}'; only the end of the body is acceptable here.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", mbe.Limit)
+		}
 		return problem.ErrMalformedJSON.WithDetail("the body has data after the JSON value")
 	}
 	return nil

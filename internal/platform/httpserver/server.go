@@ -96,9 +96,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.RateLimitIP > 0 {
 		e.Use(limitPerIP(cfg.RateLimitIP))
 	}
-	e.RouteNotFound("/*", func(c echo.Context) error {
-		return problem.ErrNotFound.WithDetail("no route for %s %s", c.Request().Method, c.Request().URL.Path)
-	})
+	// Unknown paths are left to echo's own not-found handler (rendered by handleError): a
+	// catch-all route here would also answer 404 where the path exists with another method (405).
 	return s, nil
 }
 

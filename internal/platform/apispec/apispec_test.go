@@ -1,0 +1,300 @@
+package apispec
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+const doc = `
+openapi: "3.1.0"
+info:
+  title: apispec test
+  version: "1"
+paths:
+  /livez:
+    get:
+      operationId: getLivez
+      responses:
+        "200":
+          description: alive
+  /v1/events/{event_id}/holds:
+    post:
+      operationId: createHold
+      parameters:
+        - name: event_id
+          in: path
+          required: true
+          schema:
+            type: integer
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              additionalProperties: false
+              required: [quantity]
+              properties:
+                quantity:
+                  type: integer
+                  minimum: 1
+                  maximum: 8
+      responses:
+        "201":
+          description: held
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/Hold"
+        "409":
+          description: sold out
+          content:
+            application/problem+json:
+              schema:
+                type: object
+                required: [type, status]
+  /v1/holds/{hold_id}:
+    get:
+      operationId: getHold
+      parameters:
+        - name: hold_id
+          in: path
+          required: true
+          schema:
+            type: string
+      responses:
+        "200":
+          description: the hold
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/Hold"
+    delete:
+      operationId: releaseHold
+      parameters:
+        - name: hold_id
+          in: path
+          required: true
+          schema:
+            type: string
+      responses:
+        "204":
+          description: released
+components:
+  schemas:
+    Hold:
+      type: object
+      required: [id, quantity, expires_at]
+      properties:
+        id:
+          type: string
+        quantity:
+          type: integer
+        expires_at:
+          type: string
+          format: date-time
+`
+
+func load(t *testing.T) *Spec {
+	t.Helper()
+	s, err := Load([]byte(doc))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return s
+}
+
+func TestLoadRejectsBadDocuments(t *testing.T) {
+	t.Parallel()
+	for name, d := range map[string]string{
+		"not yaml": "openapi: [",
+		"no info":  "openapi: \"3.1.0\"\npaths: {}\n",
+		"dangling ref": `openapi: "3.1.0"
+info: {title: x, version: "1"}
+paths:
+  /x:
+    get:
+      responses:
+        "200":
+          description: x
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/Missing"
+`,
+	} {
+		if _, err := Load([]byte(d)); err == nil {
+			t.Errorf("%s: Load accepted it", name)
+		}
+	}
+}
+
+func TestOpenAPIPath(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"/livez":                         "/livez",
+		"/":                              "/",
+		"/v1/holds/:hold_id":             "/v1/holds/{hold_id}",
+		"/v1/events/:event_id/holds":     "/v1/events/{event_id}/holds",
+		"/v1/events/:event_id/types/:id": "/v1/events/{event_id}/types/{id}",
+		"/v1/a:b":                        "/v1/a:b", // a colon inside a segment is not a parameter
+		"/.well-known/jwks.json":         "/.well-known/jwks.json",
+	} {
+		if got := OpenAPIPath(in); got != want {
+			t.Errorf("OpenAPIPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestOperations(t *testing.T) {
+	t.Parallel()
+	got := load(t).Operations()
+	want := []Operation{
+		{Method: "GET", Path: "/livez", ID: "getLivez"},
+		{Method: "POST", Path: "/v1/events/{event_id}/holds", ID: "createHold"},
+		{Method: "DELETE", Path: "/v1/holds/{hold_id}", ID: "releaseHold"},
+		{Method: "GET", Path: "/v1/holds/{hold_id}", ID: "getHold"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Operations:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestRoute(t *testing.T) {
+	t.Parallel()
+	s := load(t)
+	if r, ok := s.Route(http.MethodGet, "/v1/holds/:hold_id"); !ok || r.Operation.OperationID != "getHold" {
+		t.Fatalf("Route(GET /v1/holds/:hold_id) = %v, %v", r, ok)
+	}
+	if _, ok := s.Route(http.MethodPut, "/v1/holds/:hold_id"); ok {
+		t.Fatal("Route found an undeclared method")
+	}
+	if _, ok := s.Route(http.MethodGet, "/v1/nothing"); ok {
+		t.Fatal("Route found an undeclared path")
+	}
+	if _, err := s.RequestValidator(http.MethodGet, "/v1/nothing"); err == nil || !strings.Contains(err.Error(), "/v1/nothing") {
+		t.Fatalf("RequestValidator for an undeclared route: %v", err)
+	}
+}
+
+func validate(t *testing.T, s *Spec, method, echoPath, target, body string, params map[string]string) error {
+	t.Helper()
+	mw, err := s.RequestValidator(method, echoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c := e.NewContext(req, httptest.NewRecorder())
+	c.SetPath(echoPath)
+	var names, values []string
+	for k, v := range params {
+		names, values = append(names, k), append(values, v)
+	}
+	c.SetParamNames(names...)
+	c.SetParamValues(values...)
+	reached := false
+	err = mw(func(echo.Context) error { reached = true; return nil })(c)
+	if err == nil && !reached {
+		t.Fatal("validator neither passed nor failed")
+	}
+	return err
+}
+
+func TestRequestValidator(t *testing.T) {
+	t.Parallel()
+	s := load(t)
+	const path = "/v1/events/:event_id/holds"
+	ok := map[string]string{"event_id": "7"}
+	if err := validate(t, s, http.MethodPost, path, "/v1/events/7/holds", `{"quantity":2}`, ok); err != nil {
+		t.Fatalf("valid request refused: %v", err)
+	}
+	cases := []struct {
+		name, body string
+		params     map[string]string
+		want       *problem.Error
+		field      string
+	}{
+		{"schema", `{"quantity":9}`, ok, problem.ErrValidation, "quantity"},
+		{"type", `{"quantity":"two"}`, ok, problem.ErrValidation, "quantity"},
+		{"malformed", `{"quantity":`, ok, problem.ErrMalformedJSON, ""},
+		{"missing body", ``, ok, problem.ErrMalformedJSON, ""},
+		{"path parameter", `{"quantity":2}`, map[string]string{"event_id": "seven"}, problem.ErrBadRequest, "path:event_id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validate(t, s, http.MethodPost, path, "/v1/events/x/holds", tc.body, tc.params)
+			pe := problem.As(err)
+			if pe == nil || !pe.Is(tc.want) {
+				t.Fatalf("err = %v; want %s", err, tc.want.Code)
+			}
+			if tc.field != "" {
+				found := false
+				for _, f := range pe.Fields {
+					found = found || f.Field == tc.field
+				}
+				if !found {
+					t.Fatalf("fields %+v do not name %s", pe.Fields, tc.field)
+				}
+			}
+		})
+	}
+	// Operations without parameters or body pass straight through.
+	if err := validate(t, s, http.MethodGet, "/livez", "/livez", "", nil); err != nil {
+		t.Fatalf("livez: %v", err)
+	}
+}
+
+func TestValidateResponse(t *testing.T) {
+	t.Parallel()
+	s := load(t)
+	req := httptest.NewRequest(http.MethodGet, "/v1/holds/h1", nil)
+	jsonHeader := http.Header{"Content-Type": []string{"application/json"}}
+	good := `{"id":"h1","quantity":2,"expires_at":"2026-11-27T10:00:00Z"}`
+
+	if err := s.ValidateResponse(req, "/v1/holds/:hold_id", 200, jsonHeader, []byte(good)); err != nil {
+		t.Fatalf("conforming response refused: %v", err)
+	}
+	// Without the route pattern, the concrete path is matched against the document.
+	if err := s.ValidateResponse(req, "", 200, jsonHeader, []byte(good)); err != nil {
+		t.Fatalf("conforming response refused without the route pattern: %v", err)
+	}
+
+	bad := map[string]struct {
+		status int
+		header http.Header
+		body   string
+	}{
+		"wrong field type":  {200, jsonHeader, `{"id":"h1","quantity":"two","expires_at":"2026-11-27T10:00:00Z"}`},
+		"missing field":     {200, jsonHeader, `{"id":"h1","quantity":2}`},
+		"undeclared status": {418, jsonHeader, good},
+		"not json":          {200, jsonHeader, `{"id":`},
+		"wrong media type":  {200, http.Header{"Content-Type": []string{"text/html"}}, `<p>hi</p>`},
+	}
+	for name, tc := range bad {
+		if err := s.ValidateResponse(req, "/v1/holds/:hold_id", tc.status, tc.header, []byte(tc.body)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+
+	post := httptest.NewRequest(http.MethodPost, "/v1/events/3/holds", strings.NewReader(`{"quantity":1}`))
+	problemHeader := http.Header{"Content-Type": []string{problem.ContentType}}
+	if err := s.ValidateResponse(post, "", 409, problemHeader, []byte(`{"type":"https://onsale.dev/problems/sold-out","status":409}`)); err != nil {
+		t.Fatalf("declared problem response refused: %v", err)
+	}
+
+	unknown := httptest.NewRequest(http.MethodGet, "/v1/unknown/thing", nil)
+	if err := s.ValidateResponse(unknown, "", 200, jsonHeader, []byte(`{}`)); err == nil {
+		t.Fatal("a response for an undeclared path was accepted")
+	}
+}
