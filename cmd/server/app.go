@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/onsale-dev/onsale/api"
+	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/apispec"
 	"github.com/onsale-dev/onsale/internal/platform/health"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
@@ -45,6 +46,7 @@ type App struct {
 
 	auth      *authModule
 	inventory *inventoryModule
+	payment   *paymentModule
 }
 
 // NewApp assembles the process without starting anything.
@@ -84,10 +86,11 @@ func (a *App) modules() []lifecycle.Module {
 		{Name: "redis", DependsOn: []string{"telemetry"}, Start: a.startRedis, Stop: a.stopRedis},
 		{Name: "postgres", DependsOn: []string{"telemetry"}, Start: a.startPostgres, Stop: a.stopPostgres},
 		{Name: "nats", DependsOn: []string{"telemetry"}, Start: a.startNATS, Stop: a.stopNATS},
-		{Name: "debug", Start: a.startDebug, Stop: a.stopDebug},
+		{Name: "debug", DependsOn: []string{"payment"}, Start: a.startDebug, Stop: a.stopDebug},
 		{Name: "auth", DependsOn: []string{"redis", "postgres"}, Start: a.startAuth, Stop: a.stopAuth},
 		{Name: "inventory", DependsOn: []string{"auth", "redis", "postgres"}, Start: a.startInventory},
-		{Name: "http", DependsOn: []string{"auth", "inventory"}, Start: a.startHTTP, Stop: a.http.Shutdown},
+		{Name: "payment", DependsOn: []string{"auth", "inventory", "nats", "postgres"}, Start: a.startPayment, Stop: a.stopPayment},
+		{Name: "http", DependsOn: []string{"auth", "inventory", "payment"}, Start: a.startHTTP, Stop: a.http.Shutdown},
 	}
 }
 
@@ -166,6 +169,10 @@ func (a *App) startDebug(ctx context.Context) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if a.payment != nil && a.payment.simulated != nil {
+		// The in-process simulated provider's ledger and switches, for load runs and drills.
+		mux.Handle("/provider/", http.StripPrefix("/provider", simulated.Handler(a.payment.simulated)))
+	}
 	a.debug = &http.Server{Addr: a.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := a.debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -198,7 +205,7 @@ func (a *App) startHTTP(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
-	for _, routes := range [][]httpserver.Route{a.auth.handler.Routes(), a.inventory.handler.Routes()} {
+	for _, routes := range [][]httpserver.Route{a.auth.handler.Routes(), a.inventory.handler.Routes(), a.payment.handler.Routes()} {
 		if err := a.http.Register(routes...); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/inventory"
+	"github.com/onsale-dev/onsale/internal/payment"
 	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
@@ -33,6 +34,7 @@ type Config struct {
 	Telemetry telemetry.Config
 	Auth      auth.Config
 	Inventory inventory.Config
+	Payment   payment.Config
 }
 
 // Embedded tells whether no external service is configured at all.
@@ -54,6 +56,9 @@ func (c *Config) Validate() error {
 		}
 		if c.Auth.KeysFile == "" {
 			missing = append(missing, "ONSALE_JWT_KEYS_FILE")
+		}
+		if c.Payment.TicketKeysFile == "" {
+			missing = append(missing, "ONSALE_TICKET_KEYS_FILE")
 		}
 		if len(missing) > 0 {
 			slices.Sort(missing)
@@ -81,7 +86,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate(), c.Auth.Validate(), c.Inventory.Validate())
+	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate(), c.Auth.Validate(), c.Inventory.Validate(), c.Payment.Validate())
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,252 @@
+package payment
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/onsale-dev/onsale/internal/auth"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Handler serves the payment module's HTTP API: decode, call the module, encode.
+type Handler struct {
+	m       *Module
+	hub     *Hub
+	authn   *auth.Authenticator
+	streams func() context.Context // ends when the server shuts down
+	keys    []byte
+}
+
+// NewHandler returns the handler. streams gives the context that ends when the server starts
+// shutting down, so open event streams close and their clients reconnect elsewhere.
+func NewHandler(m *Module, hub *Hub, authn *auth.Authenticator, streams func() context.Context) (*Handler, error) {
+	keys, err := m.d.Signer.PublicKeys()
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{m: m, hub: hub, authn: authn, streams: streams, keys: keys}, nil
+}
+
+// Routes lists the module's routes.
+func (h *Handler) Routes() []httpserver.Route {
+	customer := []echo.MiddlewareFunc{h.authn.Require(auth.RoleCustomer)}
+	staff := []echo.MiddlewareFunc{h.authn.Require(auth.RoleStaff)}
+	return []httpserver.Route{
+		{Method: http.MethodPost, Path: "/v1/orders", Handler: h.createOrder, Middleware: customer},
+		{Method: http.MethodGet, Path: "/v1/orders", Handler: h.listOrders, Middleware: customer},
+		{Method: http.MethodGet, Path: "/v1/orders/:order_id", Handler: h.getOrder, Middleware: customer},
+		{Method: http.MethodGet, Path: "/v1/orders/:order_id/events", Handler: h.orderEvents, Middleware: customer, Stream: true},
+		{Method: http.MethodPost, Path: "/v1/checkins", Handler: h.checkIn, Middleware: staff},
+		{Method: http.MethodGet, Path: "/.well-known/ticket-keys.json", Handler: h.ticketKeys},
+	}
+}
+
+type ticketJSON struct {
+	ID           string `json:"id"`
+	OrderID      string `json:"order_id"`
+	TicketTypeID string `json:"ticket_type_id"`
+	EventID      string `json:"event_id"`
+	Code         string `json:"code,omitempty"`
+}
+
+type orderJSON struct {
+	ID           string       `json:"id"`
+	Status       Status       `json:"status"`
+	StatusDetail string       `json:"status_detail"`
+	HoldID       string       `json:"hold_id"`
+	TicketTypeID string       `json:"ticket_type_id"`
+	Quantity     int          `json:"quantity"`
+	AmountCents  int64        `json:"amount_cents"`
+	Currency     string       `json:"currency"`
+	Tickets      []ticketJSON `json:"tickets"`
+	CreatedAt    time.Time    `json:"created_at"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+}
+
+func (h *Handler) toOrderJSON(o Order) orderJSON {
+	out := orderJSON{
+		ID: o.ID.String(), Status: o.Status, StatusDetail: o.StatusDetail, HoldID: o.Hold.ID,
+		TicketTypeID: o.Hold.TicketTypeID.String(), Quantity: o.Hold.Quantity, AmountCents: o.AmountCents,
+		Currency: o.Currency, Tickets: make([]ticketJSON, len(o.Tickets)), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+	for i, t := range o.Tickets {
+		out.Tickets[i] = ticketJSON{ID: t.ID.String(), OrderID: o.ID.String(), TicketTypeID: t.TicketTypeID.String(),
+			EventID: t.EventID.String(), Code: h.m.TicketCode(t)}
+	}
+	return out
+}
+
+func principal(c echo.Context) auth.Principal { return auth.MustPrincipal(c.Request().Context()) }
+
+func orderParam(c echo.Context) (uuid.UUID, error) {
+	id, err := uuid.Parse(c.Param("order_id"))
+	if err != nil {
+		return uuid.Nil, problem.ErrBadRequest.WithDetail("order_id is not a valid id")
+	}
+	return id, nil
+}
+
+func (h *Handler) createOrder(c echo.Context) error {
+	var in struct {
+		HoldID string `json:"hold_id"`
+	}
+	if err := httpserver.Bind(c, &in); err != nil {
+		return err
+	}
+	o, created, err := h.m.CreateOrder(c.Request().Context(), principal(c).UserID, in.HoldID, c.Request().Header.Get("Idempotency-Key"))
+	if err != nil {
+		return err
+	}
+	hdr := c.Response().Header()
+	hdr.Set(echo.HeaderLocation, "/v1/orders/"+o.ID.String())
+	if !created {
+		hdr.Set("Idempotent-Replayed", "true")
+	}
+	return c.JSON(http.StatusAccepted, h.toOrderJSON(o))
+}
+
+func (h *Handler) listOrders(c echo.Context) error {
+	limit := 20
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return problem.ErrBadRequest.WithDetail("limit must be from 1 to 100")
+		}
+		limit = n
+	}
+	orders, next, err := h.m.Orders(c.Request().Context(), principal(c).UserID, c.QueryParam("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Items      []orderJSON `json:"items"`
+		NextCursor string      `json:"next_cursor,omitempty"`
+	}{Items: make([]orderJSON, len(orders)), NextCursor: next}
+	for i, o := range orders {
+		out.Items[i] = h.toOrderJSON(o)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *Handler) getOrder(c echo.Context) error {
+	id, err := orderParam(c)
+	if err != nil {
+		return err
+	}
+	o, err := h.m.Order(c.Request().Context(), principal(c).UserID, id)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, h.toOrderJSON(o))
+}
+
+// orderEvents streams an order's status as Server-Sent Events: the current status at once, then
+// each change until a terminal status. It subscribes before reading the order, so no change can
+// fall between the two; heartbeats keep proxies from closing the connection and, every few beats,
+// the order is read again in case an announcement was lost.
+func (h *Handler) orderEvents(c echo.Context) error {
+	id, err := orderParam(c)
+	if err != nil {
+		return err
+	}
+	p := principal(c)
+	events, unsubscribe := h.hub.Subscribe(id)
+	defer unsubscribe()
+	ctx := c.Request().Context()
+	o, err := h.m.Order(ctx, p.UserID, id)
+	if err != nil {
+		return err
+	}
+	last, _ := strconv.Atoi(c.Request().Header.Get("Last-Event-ID"))
+
+	w := c.Response()
+	hdr := w.Header()
+	hdr.Set(echo.HeaderContentType, "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: pass events through as they come
+	w.WriteHeader(http.StatusOK)
+
+	send := func(ev StatusEvent) error {
+		if ev.Version <= last {
+			return nil
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: status\ndata: %s\n\n", ev.Version, data); err != nil {
+			return err
+		}
+		w.Flush()
+		last = ev.Version
+		return nil
+	}
+	if err := send(EventOf(o)); err != nil || o.Status.Terminal() {
+		return nil
+	}
+	beat := time.NewTicker(h.m.cfg.Heartbeat)
+	defer beat.Stop()
+	for beats := 1; ; beats++ {
+		select {
+		case ev := <-events:
+			if err := send(ev); err != nil || ev.Status.Terminal() {
+				return nil
+			}
+		case <-beat.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+			if beats%4 == 0 {
+				if o, err := h.m.Order(ctx, p.UserID, id); err == nil && o.Version > last {
+					if err := send(EventOf(o)); err != nil || o.Status.Terminal() {
+						return nil
+					}
+				}
+			}
+		case <-h.streams().Done():
+			// The server is draining: ask the client to come back in a second (to another replica).
+			_, _ = fmt.Fprint(w, "retry: 1000\n\n")
+			w.Flush()
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (h *Handler) checkIn(c echo.Context) error {
+	var in struct {
+		Code string `json:"code"`
+	}
+	if err := httpserver.Bind(c, &in); err != nil {
+		return err
+	}
+	ci, err := h.m.CheckIn(c.Request().Context(), principal(c).UserID, in.Code)
+	if err != nil {
+		return err
+	}
+	t := ci.Ticket
+	return c.JSON(http.StatusOK, struct {
+		Ticket      ticketJSON `json:"ticket"`
+		CheckedInAt time.Time  `json:"checked_in_at"`
+	}{
+		Ticket: ticketJSON{ID: t.ID.String(), OrderID: t.OrderID.String(), TicketTypeID: t.TicketTypeID.String(),
+			EventID: t.EventID.String()},
+		CheckedInAt: ci.CheckedInAt,
+	})
+}
+
+func (h *Handler) ticketKeys(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "public, max-age=300")
+	return c.Blob(http.StatusOK, "application/jwk-set+json", h.keys)
+}

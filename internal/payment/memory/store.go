@@ -1,0 +1,258 @@
+// Package memory holds an in-process OrderStore for embedded mode and tests, with the semantics
+// of the PostgreSQL adapter (the suite in payment/paymenttest proves it).
+package memory
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onsale-dev/onsale/internal/payment"
+)
+
+type idemKey struct {
+	customer uuid.UUID
+	key      string
+}
+
+// Store is a payment.OrderStore in memory.
+type Store struct {
+	mu       sync.Mutex
+	orders   map[uuid.UUID]*payment.Order
+	byHold   map[string]uuid.UUID
+	idem     map[idemKey]payment.IdempotencyRecord
+	outbox   map[int64]payment.OutboxMessage
+	nextID   int64
+	tickets  map[uuid.UUID]payment.Ticket
+	checkins map[uuid.UUID]payment.CheckIn
+}
+
+var _ payment.OrderStore = (*Store)(nil)
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	return &Store{
+		orders: map[uuid.UUID]*payment.Order{}, byHold: map[string]uuid.UUID{},
+		idem: map[idemKey]payment.IdempotencyRecord{}, outbox: map[int64]payment.OutboxMessage{},
+		tickets: map[uuid.UUID]payment.Ticket{}, checkins: map[uuid.UUID]payment.CheckIn{},
+	}
+}
+
+func clone(o *payment.Order) payment.Order {
+	c := *o
+	c.Tickets = slices.Clone(o.Tickets)
+	return c
+}
+
+// Create implements payment.OrderStore.
+func (s *Store) Create(_ context.Context, o payment.Order, idem payment.IdempotencyRecord) (payment.OutboxMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := idemKey{idem.CustomerID, idem.Key}
+	if rec, ok := s.idem[k]; ok && o.CreatedAt.Before(rec.ExpiresAt) {
+		return payment.OutboxMessage{}, payment.ErrDuplicateKey
+	}
+	if _, taken := s.byHold[o.Hold.ID]; taken {
+		return payment.OutboxMessage{}, payment.ErrHoldAlreadyOrdered
+	}
+	c := o
+	c.Tickets = nil
+	s.orders[o.ID] = &c
+	s.byHold[o.Hold.ID] = o.ID
+	s.idem[k] = idem
+	s.nextID++
+	msg := payment.OutboxMessage{ID: s.nextID, OrderID: o.ID, CreatedAt: o.CreatedAt}
+	s.outbox[msg.ID] = msg
+	return msg, nil
+}
+
+// ByIdempotencyKey implements payment.OrderStore.
+func (s *Store) ByIdempotencyKey(_ context.Context, customer uuid.UUID, key string, now time.Time) (payment.IdempotencyRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.idem[idemKey{customer, key}]
+	if !ok || !now.Before(rec.ExpiresAt) {
+		return payment.IdempotencyRecord{}, payment.ErrOrderNotFound
+	}
+	return rec, nil
+}
+
+// Get implements payment.OrderStore.
+func (s *Store) Get(_ context.Context, id uuid.UUID) (payment.Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[id]
+	if !ok {
+		return payment.Order{}, payment.ErrOrderNotFound
+	}
+	return clone(o), nil
+}
+
+func newer(a, b *payment.Order) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.After(b.CreatedAt)
+	}
+	return slices.Compare(a.ID[:], b.ID[:]) > 0
+}
+
+// List implements payment.OrderStore.
+func (s *Store) List(_ context.Context, customer uuid.UUID, after *payment.OrderCursor, limit int) ([]payment.Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var mine []*payment.Order
+	for _, o := range s.orders {
+		if o.CustomerID != customer {
+			continue
+		}
+		if after != nil && !newer(&payment.Order{CreatedAt: after.CreatedAt, ID: after.ID}, o) {
+			continue
+		}
+		mine = append(mine, o)
+	}
+	slices.SortFunc(mine, func(a, b *payment.Order) int {
+		if newer(a, b) {
+			return -1
+		}
+		return 1
+	})
+	if len(mine) > limit {
+		mine = mine[:limit]
+	}
+	out := make([]payment.Order, len(mine))
+	for i, o := range mine {
+		out[i] = clone(o)
+	}
+	return out, nil
+}
+
+func (s *Store) change(id uuid.UUID, fn func(o *payment.Order) (bool, error)) (payment.Order, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[id]
+	if !ok {
+		return payment.Order{}, false, payment.ErrOrderNotFound
+	}
+	changed, err := fn(o)
+	if err != nil {
+		return payment.Order{}, false, err
+	}
+	if changed {
+		o.Version++
+		o.UpdatedAt = time.Now().UTC()
+	}
+	return clone(o), changed, nil
+}
+
+// SetDetail implements payment.OrderStore.
+func (s *Store) SetDetail(_ context.Context, id uuid.UUID, detail string) (payment.Order, bool, error) {
+	return s.change(id, func(o *payment.Order) (bool, error) {
+		if o.Status != payment.StatusPending || o.StatusDetail == detail {
+			return false, nil
+		}
+		o.StatusDetail = detail
+		return true, nil
+	})
+}
+
+// Confirm implements payment.OrderStore.
+func (s *Store) Confirm(_ context.Context, id uuid.UUID, chargeID string, tickets []payment.Ticket) (payment.Order, bool, error) {
+	return s.change(id, func(o *payment.Order) (bool, error) {
+		switch o.Status {
+		case payment.StatusConfirmed:
+			return false, nil
+		case payment.StatusFailed:
+			return false, payment.ErrOrderTerminal.WithDetail("the order had failed")
+		}
+		o.Status, o.StatusDetail, o.ChargeID = payment.StatusConfirmed, "", chargeID
+		o.Tickets = slices.Clone(tickets)
+		for _, t := range tickets {
+			s.tickets[t.ID] = t
+		}
+		return true, nil
+	})
+}
+
+// Fail implements payment.OrderStore.
+func (s *Store) Fail(_ context.Context, id uuid.UUID, reason string) (payment.Order, bool, error) {
+	return s.change(id, func(o *payment.Order) (bool, error) {
+		switch o.Status {
+		case payment.StatusFailed:
+			return false, nil
+		case payment.StatusConfirmed:
+			return false, payment.ErrOrderTerminal.WithDetail("the order was confirmed")
+		}
+		o.Status, o.StatusDetail = payment.StatusFailed, reason
+		return true, nil
+	})
+}
+
+// Unpublished implements payment.OrderStore.
+func (s *Store) Unpublished(_ context.Context, before time.Time, limit int) ([]payment.OutboxMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []payment.OutboxMessage
+	for _, m := range s.outbox {
+		if m.CreatedAt.Before(before) {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b payment.OutboxMessage) int { return int(a.ID - b.ID) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Published implements payment.OrderStore.
+func (s *Store) Published(_ context.Context, ids []int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		delete(s.outbox, id)
+	}
+	return nil
+}
+
+// PurgeIdempotency implements payment.OrderStore.
+func (s *Store) PurgeIdempotency(_ context.Context, now time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, rec := range s.idem {
+		if !now.Before(rec.ExpiresAt) {
+			delete(s.idem, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Ticket implements payment.OrderStore.
+func (s *Store) Ticket(_ context.Context, id uuid.UUID) (payment.Ticket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tickets[id]
+	if !ok {
+		return payment.Ticket{}, payment.ErrTicketNotFound
+	}
+	return t, nil
+}
+
+// CheckIn implements payment.OrderStore.
+func (s *Store) CheckIn(_ context.Context, ticketID, staff uuid.UUID, at time.Time) (payment.CheckIn, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tickets[ticketID]
+	if !ok {
+		return payment.CheckIn{}, false, payment.ErrTicketNotFound
+	}
+	if c, done := s.checkins[ticketID]; done {
+		return c, false, nil
+	}
+	c := payment.CheckIn{Ticket: t, StaffID: staff, CheckedInAt: at.UTC()}
+	s.checkins[ticketID] = c
+	return c, true, nil
+}

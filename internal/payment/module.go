@@ -1,0 +1,232 @@
+package payment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Deps are the module's ports and tools.
+type Deps struct {
+	Store     OrderStore
+	Inventory inventory.Service
+	Relay     *Relay
+	Hub       *Hub
+	Signer    *TicketSigner
+	Clock     clock.Clock
+	Log       *slog.Logger
+	Meter     metric.Meter
+}
+
+// Module is the payment module's request side: checkout, order reads, check-in.
+type Module struct {
+	cfg     Config
+	d       Deps
+	created metric.Int64Counter
+}
+
+var _ Service = (*Module)(nil)
+
+// New assembles the module.
+func New(cfg Config, d Deps) (*Module, error) {
+	created, err := d.Meter.Int64Counter("onsale.payment.orders.created", metric.WithDescription("Orders accepted."))
+	if err != nil {
+		return nil, err
+	}
+	return &Module{cfg: cfg, d: d, created: created}, nil
+}
+
+// Config returns the module's settings.
+func (m *Module) Config() Config { return m.cfg }
+
+func requestHash(holdID string) string {
+	sum := sha256.Sum256([]byte("hold_id=" + holdID))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateOrder implements Service. It answers in milliseconds: the payment itself happens later,
+// in the worker, after the order and its outbox message are committed together.
+func (m *Module) CreateOrder(ctx context.Context, customer uuid.UUID, holdID, key string) (Order, bool, error) {
+	if key == "" {
+		return Order{}, false, ErrMissingKey.WithDetail("send an Idempotency-Key header so a retry cannot order twice")
+	}
+	now := m.d.Clock.Now().UTC()
+	hash := requestHash(holdID)
+	if o, ok, err := m.replay(ctx, customer, key, hash, now); ok || err != nil {
+		return o, false, err
+	}
+
+	hold, err := m.d.Inventory.GetHold(ctx, holdID)
+	if errors.Is(err, inventory.ErrHoldNotFound) {
+		return Order{}, false, inventory.ErrHoldNotFound.WithDetail("no such hold")
+	}
+	if err != nil {
+		return Order{}, false, err
+	}
+	if hold.CustomerID != customer {
+		return Order{}, false, inventory.ErrHoldNotFound.WithDetail("no such hold")
+	}
+	switch hold.Status {
+	case inventory.HoldClaimed, inventory.HoldCommitted:
+		return Order{}, false, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
+	case inventory.HoldReleased:
+		return Order{}, false, ErrHoldNotUsable.WithDetail("this hold was released; hold the tickets again")
+	case inventory.HoldExpired:
+		return Order{}, false, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
+	}
+	// Keep the tickets reserved for as long as the payment may take.
+	hold, err = m.d.Inventory.ExtendHold(ctx, holdID, now.Add(m.cfg.PaymentWindow))
+	if errors.Is(err, inventory.ErrHoldNotLive) {
+		return Order{}, false, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
+	}
+	if err != nil {
+		return Order{}, false, err
+	}
+
+	o := Order{
+		ID: uuid.New(), CustomerID: customer, Hold: hold, AmountCents: hold.UnitPriceCents * int64(hold.Quantity),
+		Currency: hold.Currency, Status: StatusPending, Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	msg, err := m.d.Store.Create(ctx, o, IdempotencyRecord{
+		CustomerID: customer, Key: key, RequestHash: hash, OrderID: o.ID, ExpiresAt: now.Add(m.cfg.IdempotencyTTL),
+	})
+	switch {
+	case errors.Is(err, ErrDuplicateKey):
+		// The same key raced us from another request; answer as a retry would.
+		if o, ok, err := m.replay(ctx, customer, key, hash, now); ok || err != nil {
+			return o, false, err
+		}
+		return Order{}, false, unavailable("read order", errors.New("idempotency key vanished"))
+	case errors.Is(err, ErrHoldAlreadyOrdered):
+		return Order{}, false, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
+	case err != nil:
+		return Order{}, false, unavailable("create order", err)
+	}
+	m.d.Relay.Notify(msg)
+	m.created.Add(ctx, 1)
+	return o, true, nil
+}
+
+// replay returns the order an earlier request with the same key created (ok true), or refuses
+// the key when that request was for another hold.
+func (m *Module) replay(ctx context.Context, customer uuid.UUID, key, hash string, now time.Time) (Order, bool, error) {
+	rec, err := m.d.Store.ByIdempotencyKey(ctx, customer, key, now)
+	if errors.Is(err, ErrOrderNotFound) {
+		return Order{}, false, nil
+	}
+	if err != nil {
+		return Order{}, false, unavailable("read idempotency key", err)
+	}
+	if rec.RequestHash != hash {
+		return Order{}, false, ErrIdempotencyMismatch.WithDetail("this Idempotency-Key was used for a different hold")
+	}
+	o, err := m.d.Store.Get(ctx, rec.OrderID)
+	if err != nil {
+		return Order{}, false, unavailable("read order", err)
+	}
+	return o, true, nil
+}
+
+// Order implements Service: a customer's own order; anyone else's is "not found".
+func (m *Module) Order(ctx context.Context, customer, id uuid.UUID) (Order, error) {
+	o, err := m.d.Store.Get(ctx, id)
+	if errors.Is(err, ErrOrderNotFound) || (err == nil && o.CustomerID != customer) {
+		return Order{}, ErrOrderNotFound.WithDetail("no such order")
+	}
+	if err != nil {
+		return Order{}, unavailable("read order", err)
+	}
+	return o, nil
+}
+
+// Orders lists a customer's orders, newest first, and the cursor of the next page.
+func (m *Module) Orders(ctx context.Context, customer uuid.UUID, cursor string, limit int) ([]Order, string, error) {
+	after, err := decodeOrderCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	orders, err := m.d.Store.List(ctx, customer, after, limit+1)
+	if err != nil {
+		return nil, "", unavailable("list orders", err)
+	}
+	next := ""
+	if len(orders) > limit {
+		orders = orders[:limit]
+		last := orders[limit-1]
+		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.CreatedAt.UnixNano(), 10) + "|" + last.ID.String()))
+	}
+	return orders, next, nil
+}
+
+func decodeOrderCursor(s string) (*OrderCursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	bad := problem.ErrBadRequest.WithDetail("the cursor is not one this server gave out").
+		WithFields(problem.FieldError{Field: "query:cursor", Message: "invalid cursor"})
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, bad
+	}
+	ns, id, ok := strings.Cut(string(raw), "|")
+	n, nerr := strconv.ParseInt(ns, 10, 64)
+	u, uerr := uuid.Parse(id)
+	if !ok || nerr != nil || uerr != nil {
+		return nil, bad
+	}
+	return &OrderCursor{CreatedAt: time.Unix(0, n).UTC(), ID: u}, nil
+}
+
+// TicketCode returns the signed code of a ticket.
+func (m *Module) TicketCode(t Ticket) string { return m.d.Signer.Code(t) }
+
+// CheckIn admits the ticket a code names, once. A code that does not verify is
+// ErrInvalidTicketCode; a genuine code for a ticket that was never sold is ErrTicketNotFound; a
+// second scan is ErrAlreadyCheckedIn (with the first admission's time).
+func (m *Module) CheckIn(ctx context.Context, staff uuid.UUID, code string) (CheckIn, error) {
+	ticketID, eventID, err := m.d.Signer.Verify(code)
+	if err != nil {
+		return CheckIn{}, err
+	}
+	c, first, err := m.d.Store.CheckIn(ctx, ticketID, staff, m.d.Clock.Now())
+	if errors.Is(err, ErrTicketNotFound) {
+		return CheckIn{}, ErrTicketNotFound.WithDetail("no such ticket")
+	}
+	if err != nil {
+		return CheckIn{}, unavailable("check in", err)
+	}
+	if c.Ticket.EventID != eventID {
+		return CheckIn{}, ErrInvalidTicketCode.WithDetail("this is not a ticket issued by onsale")
+	}
+	if !first {
+		return c, ErrAlreadyCheckedIn.WithDetail("checked in at %s", c.CheckedInAt.Format(time.RFC3339)).
+			WithExtra("checked_in_at", c.CheckedInAt.Format(time.RFC3339Nano))
+	}
+	return c, nil
+}
+
+// unavailable marks a failure that is not one of the modules' own answers as a dependency
+// outage: 503, retry shortly.
+func unavailable(what string, err error) error {
+	if pe := problem.As(err); pe != nil && pe.Kind != problem.Internal {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return problem.Unavailablef(fmt.Errorf("%s: %w", what, err), time.Second, "orders are temporarily unavailable")
+}

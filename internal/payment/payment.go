@@ -1,0 +1,224 @@
+// Package payment is onsale's checkout module: orders accepted in milliseconds and paid in the
+// background by a worker that never charges a card twice, a circuit breaker around the payment
+// provider, live order status for customers, and signed tickets that a door scanner verifies
+// offline and checks in once.
+//
+// The root package holds the domain types, the Service, the ports the module needs (OrderStore,
+// Provider, Publisher, StatusBus) and their errors. Adapters live in sub-packages named for their
+// technology: payment/postgres and payment/memory keep orders, payment/nats carries payment
+// requests and status changes over NATS JetStream, payment/simulated is a provider for
+// development and tests, and payment/providerhttp talks to a provider over HTTP.
+package payment
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
+)
+
+// Status is where an order stands.
+type Status string
+
+// Order statuses. Confirmed and failed are terminal.
+const (
+	StatusPending   Status = "pending"
+	StatusConfirmed Status = "confirmed"
+	StatusFailed    Status = "failed"
+)
+
+// Terminal tells whether the status never changes again.
+func (s Status) Terminal() bool { return s == StatusConfirmed || s == StatusFailed }
+
+// Order is a customer's checkout of one hold.
+type Order struct {
+	ID           uuid.UUID
+	CustomerID   uuid.UUID
+	Hold         inventory.Hold // as it was when the order was accepted
+	AmountCents  int64
+	Currency     string
+	Status       Status
+	StatusDetail string
+	// Version grows with every status change; it is the id of the order's status events.
+	Version   int
+	ChargeID  string
+	Tickets   []Ticket
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Ticket is one ticket of a confirmed order.
+type Ticket struct {
+	ID           uuid.UUID
+	OrderID      uuid.UUID
+	TicketTypeID uuid.UUID
+	EventID      uuid.UUID
+	Seq          int
+}
+
+// StatusEvent tells that an order's status changed.
+type StatusEvent struct {
+	OrderID      uuid.UUID `json:"order_id"`
+	CustomerID   uuid.UUID `json:"customer_id"`
+	Status       Status    `json:"status"`
+	StatusDetail string    `json:"status_detail,omitempty"`
+	Version      int       `json:"version"`
+	At           time.Time `json:"at"`
+}
+
+// EventOf is the status event describing o now.
+func EventOf(o Order) StatusEvent {
+	return StatusEvent{OrderID: o.ID, CustomerID: o.CustomerID, Status: o.Status, StatusDetail: o.StatusDetail, Version: o.Version, At: o.UpdatedAt}
+}
+
+// OutboxMessage is a payment request waiting to be published; it is written in the same
+// transaction as its order, so an accepted order is never lost.
+type OutboxMessage struct {
+	ID        int64
+	OrderID   uuid.UUID
+	CreatedAt time.Time
+}
+
+// CheckIn is a ticket's admission at the door.
+type CheckIn struct {
+	Ticket      Ticket
+	StaffID     uuid.UUID
+	CheckedInAt time.Time
+}
+
+// IdempotencyRecord ties a customer's Idempotency-Key to the order it created.
+type IdempotencyRecord struct {
+	CustomerID  uuid.UUID
+	Key         string
+	RequestHash string
+	OrderID     uuid.UUID
+	ExpiresAt   time.Time
+}
+
+// OrderCursor is a position in a customer's order list (newest first).
+type OrderCursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// OrderStore keeps orders (PostgreSQL in production).
+type OrderStore interface {
+	// Create writes the order, its idempotency record and its outbox message in one
+	// transaction. ErrDuplicateKey when the customer's key exists (the caller reads it back),
+	// ErrHoldAlreadyOrdered when another order has the hold.
+	Create(ctx context.Context, o Order, idem IdempotencyRecord) (OutboxMessage, error)
+	// ByIdempotencyKey returns the live record for a customer's key; ErrOrderNotFound.
+	ByIdempotencyKey(ctx context.Context, customer uuid.UUID, key string, now time.Time) (IdempotencyRecord, error)
+	// Get returns an order with its tickets; ErrOrderNotFound.
+	Get(ctx context.Context, id uuid.UUID) (Order, error)
+	// List returns a customer's orders, newest first, strictly after the cursor.
+	List(ctx context.Context, customer uuid.UUID, after *OrderCursor, limit int) ([]Order, error)
+	// SetDetail changes a pending order's detail; changed is false when it was already so or
+	// the order is terminal.
+	SetDetail(ctx context.Context, id uuid.UUID, detail string) (o Order, changed bool, err error)
+	// Confirm marks a pending order confirmed with its charge and tickets; idempotent.
+	// ErrOrderTerminal if it had failed.
+	Confirm(ctx context.Context, id uuid.UUID, chargeID string, tickets []Ticket) (o Order, changed bool, err error)
+	// Fail marks a pending order failed; idempotent. ErrOrderTerminal if it was confirmed.
+	Fail(ctx context.Context, id uuid.UUID, reason string) (o Order, changed bool, err error)
+	// Unpublished returns outbox messages created before the given time, oldest first.
+	Unpublished(ctx context.Context, before time.Time, limit int) ([]OutboxMessage, error)
+	// Published removes published outbox messages.
+	Published(ctx context.Context, ids []int64) error
+	// PurgeIdempotency forgets keys that expired before now.
+	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
+	// Ticket returns a sold ticket by id; ErrTicketNotFound.
+	Ticket(ctx context.Context, id uuid.UUID) (Ticket, error)
+	// CheckIn admits a ticket once: first is false (with the first admission) on a repeat.
+	CheckIn(ctx context.Context, ticketID, staff uuid.UUID, at time.Time) (c CheckIn, first bool, err error)
+}
+
+// ChargeRequest asks the provider to take a payment.
+type ChargeRequest struct {
+	IdempotencyKey string // the order id: a repeat returns the first outcome
+	AmountCents    int64
+	Currency       string
+	CustomerID     uuid.UUID
+	Description    string
+}
+
+// Charge is a payment taken.
+type Charge struct {
+	ID          string
+	AmountCents int64
+	Currency    string
+}
+
+// RefundRequest asks the provider to give back the charge made under ChargeKey (the charge's
+// idempotency key), whatever its id: a charge whose answer was lost can still be refunded.
+type RefundRequest struct {
+	IdempotencyKey string
+	ChargeKey      string
+	AmountCents    int64
+}
+
+// Refund is a charge given back.
+type Refund struct {
+	ID       string
+	ChargeID string
+}
+
+// Provider takes and refunds payments. Both calls are idempotent by key. A card decline is
+// ErrDeclined and a refund of nothing ErrNoCharge, final answers; any other error is transient
+// and the call may be retried.
+type Provider interface {
+	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
+	Refund(ctx context.Context, req RefundRequest) (Refund, error)
+}
+
+// Publisher sends payment requests to the worker queue. Publishing an order twice is harmless:
+// the queue drops repeats within its duplicate window and the worker is idempotent beyond it.
+type Publisher interface {
+	// Publish returns the ids of the messages that were accepted, even when err is not nil.
+	Publish(ctx context.Context, msgs []OutboxMessage) ([]int64, error)
+}
+
+// StatusBus carries status changes to every replica, for live order streams.
+type StatusBus interface {
+	Publish(ctx context.Context, ev StatusEvent) error
+}
+
+// Service is what other modules (or a future split-out process) may ask of payment.
+type Service interface {
+	// CreateOrder accepts a checkout of a hold; with the same key and hold it returns the same
+	// order (created false).
+	CreateOrder(ctx context.Context, customer uuid.UUID, holdID, idempotencyKey string) (o Order, created bool, err error)
+	// Order returns a customer's own order.
+	Order(ctx context.Context, customer, id uuid.UUID) (Order, error)
+}
+
+// The module's errors; each has a stable problem type.
+var (
+	ErrOrderNotFound       = problem.New(problem.NotFound, "order-not-found", "Order not found")
+	ErrTicketNotFound      = problem.New(problem.NotFound, "ticket-not-found", "Ticket not found")
+	ErrDuplicateKey        = problem.New(problem.Conflict, "idempotency-key-in-use", "Idempotency key already used")
+	ErrIdempotencyMismatch = problem.New(problem.Unprocessable, "idempotency-key-reused", "Idempotency key reused with a different request")
+	ErrMissingKey          = problem.New(problem.BadRequest, "idempotency-key-required", "Idempotency-Key header required")
+	ErrHoldAlreadyOrdered  = problem.New(problem.Conflict, "hold-already-ordered", "Hold already checked out")
+	ErrHoldNotUsable       = problem.New(problem.Conflict, "hold-not-usable", "Hold cannot be checked out")
+	ErrOrderTerminal       = problem.New(problem.Conflict, "order-finished", "Order already finished")
+	ErrInvalidTicketCode   = problem.New(problem.BadRequest, "invalid-ticket-code", "Invalid ticket code")
+	ErrAlreadyCheckedIn    = problem.New(problem.Conflict, "already-checked-in", "Ticket already checked in")
+	// ErrDeclined is the provider's final "no": the order fails and its hold is released.
+	ErrDeclined = errors.New("payment declined")
+	// ErrNoCharge is the provider's answer to a refund of a charge it never made.
+	ErrNoCharge = errors.New("no such charge")
+)
+
+// Failure reasons customers see in status_detail.
+const (
+	DetailDelayed  = "payment delayed"
+	DetailDeclined = "payment declined by the card issuer"
+	DetailSoldOut  = "the tickets were no longer available; the payment was refunded"
+	DetailGaveUp   = "the payment could not be completed; nothing was charged"
+	DetailRefunded = "the payment could not be completed; the charge was refunded"
+)

@@ -1,0 +1,346 @@
+// Package postgres holds the payment module's PostgreSQL adapter: orders, idempotency keys, the
+// outbox, issued tickets and check-ins, in the module's own schema (payment).
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onsale-dev/onsale/internal/payment"
+	"github.com/onsale-dev/onsale/internal/platform/pgpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Schema is the module's PostgreSQL schema.
+const Schema = "payment"
+
+// Migrate brings the payment schema up to date.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return pgpool.Migrate(ctx, pool, Schema, sub, log)
+}
+
+// Store is a payment.OrderStore on PostgreSQL.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ payment.OrderStore = (*Store)(nil)
+
+// NewStore returns a store on pool; run Migrate first.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const orderColumns = `id, customer_id, hold_id, ticket_type_id, quantity, unit_price_cents, hold_created_at,
+	amount_cents, currency, status, status_detail, version, charge_id, created_at, updated_at`
+
+func scanOrder(row pgx.Row) (payment.Order, error) {
+	var o payment.Order
+	var status string
+	err := row.Scan(&o.ID, &o.CustomerID, &o.Hold.ID, &o.Hold.TicketTypeID, &o.Hold.Quantity, &o.Hold.UnitPriceCents,
+		&o.Hold.CreatedAt, &o.AmountCents, &o.Currency, &status, &o.StatusDetail, &o.Version, &o.ChargeID, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.Order{}, payment.ErrOrderNotFound
+	}
+	if err != nil {
+		return payment.Order{}, fmt.Errorf("read order: %w", err)
+	}
+	o.Status = payment.Status(status)
+	o.Hold.CustomerID, o.Hold.Currency = o.CustomerID, o.Currency
+	o.Hold.CreatedAt, o.CreatedAt, o.UpdatedAt = o.Hold.CreatedAt.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	return o, nil
+}
+
+// Create implements payment.OrderStore: the order, its key and its outbox row in one transaction.
+func (s *Store) Create(ctx context.Context, o payment.Order, idem payment.IdempotencyRecord) (payment.OutboxMessage, error) {
+	var msg payment.OutboxMessage
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// An expired key may be taken again.
+		tag, err := tx.Exec(ctx, `INSERT INTO payment.idempotency_keys (customer_id, key, request_hash, order_id, expires_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (customer_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
+			  expires_at = EXCLUDED.expires_at WHERE payment.idempotency_keys.expires_at <= $6`,
+			idem.CustomerID, idem.Key, idem.RequestHash, idem.OrderID, idem.ExpiresAt, o.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return payment.ErrDuplicateKey
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO payment.orders (`+orderColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			o.ID, o.CustomerID, o.Hold.ID, o.Hold.TicketTypeID, o.Hold.Quantity, o.Hold.UnitPriceCents, o.Hold.CreatedAt,
+			o.AmountCents, o.Currency, string(o.Status), o.StatusDetail, o.Version, o.ChargeID, o.CreatedAt, o.UpdatedAt)
+		if pgpool.IsUniqueViolation(err, "orders_hold_key") {
+			return payment.ErrHoldAlreadyOrdered
+		}
+		if err != nil {
+			return err
+		}
+		msg = payment.OutboxMessage{OrderID: o.ID, CreatedAt: o.CreatedAt}
+		return tx.QueryRow(ctx, `INSERT INTO payment.outbox (order_id, created_at) VALUES ($1, $2) RETURNING id`,
+			o.ID, o.CreatedAt).Scan(&msg.ID)
+	})
+	if err != nil && problemOf(err) {
+		return payment.OutboxMessage{}, err
+	}
+	if err != nil {
+		return payment.OutboxMessage{}, fmt.Errorf("create order: %w", err)
+	}
+	return msg, nil
+}
+
+func problemOf(err error) bool {
+	return errors.Is(err, payment.ErrDuplicateKey) || errors.Is(err, payment.ErrHoldAlreadyOrdered) ||
+		errors.Is(err, payment.ErrOrderNotFound) || errors.Is(err, payment.ErrOrderTerminal)
+}
+
+// ByIdempotencyKey implements payment.OrderStore.
+func (s *Store) ByIdempotencyKey(ctx context.Context, customer uuid.UUID, key string, now time.Time) (payment.IdempotencyRecord, error) {
+	r := payment.IdempotencyRecord{CustomerID: customer, Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT request_hash, order_id, expires_at FROM payment.idempotency_keys
+		WHERE customer_id = $1 AND key = $2 AND expires_at > $3`, customer, key, now).Scan(&r.RequestHash, &r.OrderID, &r.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.IdempotencyRecord{}, payment.ErrOrderNotFound
+	}
+	if err != nil {
+		return payment.IdempotencyRecord{}, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return r, nil
+}
+
+func (s *Store) tickets(ctx context.Context, q pgx.Tx, orderID uuid.UUID) ([]payment.Ticket, error) {
+	var rows pgx.Rows
+	var err error
+	const query = `SELECT ticket_id, order_id, ticket_type_id, event_id, seq FROM payment.order_tickets WHERE order_id = $1 ORDER BY seq`
+	if q != nil {
+		rows, err = q.Query(ctx, query, orderID)
+	} else {
+		rows, err = s.pool.Query(ctx, query, orderID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tickets: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Ticket, error) {
+		var t payment.Ticket
+		err := r.Scan(&t.ID, &t.OrderID, &t.TicketTypeID, &t.EventID, &t.Seq)
+		return t, err
+	})
+}
+
+// Get implements payment.OrderStore.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (payment.Order, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE id = $1`, id))
+	if err != nil {
+		return payment.Order{}, err
+	}
+	if o.Status == payment.StatusConfirmed {
+		if o.Tickets, err = s.tickets(ctx, nil, id); err != nil {
+			return payment.Order{}, err
+		}
+	}
+	return o, nil
+}
+
+// List implements payment.OrderStore.
+func (s *Store) List(ctx context.Context, customer uuid.UUID, after *payment.OrderCursor, limit int) ([]payment.Order, error) {
+	var rows pgx.Rows
+	var err error
+	if after == nil {
+		rows, err = s.pool.Query(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE customer_id = $1
+			ORDER BY created_at DESC, id DESC LIMIT $2`, customer, limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE customer_id = $1
+			AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4`, customer, after.CreatedAt, after.ID, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	var out []payment.Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	for i := range out {
+		if out[i].Status == payment.StatusConfirmed {
+			if out[i].Tickets, err = s.tickets(ctx, nil, out[i].ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// change runs a conditional status update and reports whether it changed anything; when it did
+// not, the current order is read so the caller can tell why.
+func (s *Store) change(ctx context.Context, id uuid.UUID, update func(tx pgx.Tx) (pgx.Row, error),
+	check func(o payment.Order) error, after func(tx pgx.Tx) error) (payment.Order, bool, error) {
+	var out payment.Order
+	changed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		row, err := update(tx)
+		if err != nil {
+			return err
+		}
+		o, err := scanOrder(row)
+		if err == nil {
+			out, changed = o, true
+			if after != nil {
+				if err := after(tx); err != nil {
+					return err
+				}
+			}
+		} else if errors.Is(err, payment.ErrOrderNotFound) {
+			if out, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE id = $1`, id)); err != nil {
+				return err
+			}
+			if err := check(out); err != nil {
+				return err
+			}
+		} else {
+			return err
+		}
+		if out.Status == payment.StatusConfirmed {
+			out.Tickets, err = s.tickets(ctx, tx, id)
+		}
+		return err
+	})
+	if err != nil {
+		if problemOf(err) {
+			return payment.Order{}, false, err
+		}
+		return payment.Order{}, false, fmt.Errorf("update order %s: %w", id, err)
+	}
+	return out, changed, nil
+}
+
+// SetDetail implements payment.OrderStore.
+func (s *Store) SetDetail(ctx context.Context, id uuid.UUID, detail string) (payment.Order, bool, error) {
+	return s.change(ctx, id, func(tx pgx.Tx) (pgx.Row, error) {
+		return tx.QueryRow(ctx, `UPDATE payment.orders SET status_detail = $2, version = version + 1, updated_at = now()
+			WHERE id = $1 AND status = 'pending' AND status_detail <> $2 RETURNING `+orderColumns, id, detail), nil
+	}, func(payment.Order) error { return nil }, nil)
+}
+
+// Confirm implements payment.OrderStore.
+func (s *Store) Confirm(ctx context.Context, id uuid.UUID, chargeID string, tickets []payment.Ticket) (payment.Order, bool, error) {
+	return s.change(ctx, id, func(tx pgx.Tx) (pgx.Row, error) {
+		return tx.QueryRow(ctx, `UPDATE payment.orders SET status = 'confirmed', status_detail = '', charge_id = $2,
+			version = version + 1, updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING `+orderColumns, id, chargeID), nil
+	}, func(o payment.Order) error {
+		if o.Status == payment.StatusFailed {
+			return payment.ErrOrderTerminal.WithDetail("the order had failed")
+		}
+		return nil
+	}, func(tx pgx.Tx) error {
+		ids, types, events := make([]uuid.UUID, len(tickets)), make([]uuid.UUID, len(tickets)), make([]uuid.UUID, len(tickets))
+		seqs := make([]int32, len(tickets))
+		for i, t := range tickets {
+			ids[i], types[i], events[i], seqs[i] = t.ID, t.TicketTypeID, t.EventID, int32(t.Seq)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO payment.order_tickets (ticket_id, order_id, ticket_type_id, event_id, seq)
+			SELECT u.id, $2, u.tt, u.ev, u.seq FROM unnest($1::uuid[], $3::uuid[], $4::uuid[], $5::int[]) AS u(id, tt, ev, seq)
+			ON CONFLICT (ticket_id) DO NOTHING`, ids, id, types, events, seqs)
+		return err
+	})
+}
+
+// Fail implements payment.OrderStore.
+func (s *Store) Fail(ctx context.Context, id uuid.UUID, reason string) (payment.Order, bool, error) {
+	return s.change(ctx, id, func(tx pgx.Tx) (pgx.Row, error) {
+		return tx.QueryRow(ctx, `UPDATE payment.orders SET status = 'failed', status_detail = $2, version = version + 1,
+			updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING `+orderColumns, id, reason), nil
+	}, func(o payment.Order) error {
+		if o.Status == payment.StatusConfirmed {
+			return payment.ErrOrderTerminal.WithDetail("the order was confirmed")
+		}
+		return nil
+	}, nil)
+}
+
+// Unpublished implements payment.OrderStore.
+func (s *Store) Unpublished(ctx context.Context, before time.Time, limit int) ([]payment.OutboxMessage, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, order_id, created_at FROM payment.outbox WHERE created_at < $1 ORDER BY id LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.OutboxMessage, error) {
+		var m payment.OutboxMessage
+		err := r.Scan(&m.ID, &m.OrderID, &m.CreatedAt)
+		return m, err
+	})
+}
+
+// Published implements payment.OrderStore.
+func (s *Store) Published(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM payment.outbox WHERE id = ANY($1)`, ids); err != nil {
+		return fmt.Errorf("clear outbox: %w", err)
+	}
+	return nil
+}
+
+// PurgeIdempotency implements payment.OrderStore.
+func (s *Store) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM payment.idempotency_keys WHERE expires_at <= $1`, now)
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Ticket implements payment.OrderStore.
+func (s *Store) Ticket(ctx context.Context, id uuid.UUID) (payment.Ticket, error) {
+	var t payment.Ticket
+	err := s.pool.QueryRow(ctx, `SELECT ticket_id, order_id, ticket_type_id, event_id, seq FROM payment.order_tickets WHERE ticket_id = $1`,
+		id).Scan(&t.ID, &t.OrderID, &t.TicketTypeID, &t.EventID, &t.Seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.Ticket{}, payment.ErrTicketNotFound
+	}
+	if err != nil {
+		return payment.Ticket{}, fmt.Errorf("read ticket: %w", err)
+	}
+	return t, nil
+}
+
+// CheckIn implements payment.OrderStore.
+func (s *Store) CheckIn(ctx context.Context, ticketID, staff uuid.UUID, at time.Time) (payment.CheckIn, bool, error) {
+	t, err := s.Ticket(ctx, ticketID)
+	if err != nil {
+		return payment.CheckIn{}, false, err
+	}
+	c := payment.CheckIn{Ticket: t}
+	// The insert is the decision: of two scanners racing, exactly one inserts.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO payment.checkins (ticket_id, staff_id, checked_in_at) VALUES ($1, $2, $3)
+		ON CONFLICT (ticket_id) DO NOTHING`, ticketID, staff, at)
+	if err != nil {
+		return payment.CheckIn{}, false, fmt.Errorf("check in: %w", err)
+	}
+	first := tag.RowsAffected() == 1
+	if err := s.pool.QueryRow(ctx, `SELECT staff_id, checked_in_at FROM payment.checkins WHERE ticket_id = $1`,
+		ticketID).Scan(&c.StaffID, &c.CheckedInAt); err != nil {
+		return payment.CheckIn{}, false, fmt.Errorf("read check-in: %w", err)
+	}
+	c.CheckedInAt = c.CheckedInAt.UTC()
+	return c, first, nil
+}

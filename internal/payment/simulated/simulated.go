@@ -1,0 +1,179 @@
+// Package simulated is a payment provider for development, tests and load runs. It behaves like a
+// real one where it matters — every call is idempotent by key, a decline is final, errors are
+// transient — and it keeps a ledger of charges and refunds by key so tests can count exactly what
+// was taken and given back. Its latency, decline and error rates, an outage switch and a slow mode
+// can be changed while it runs, in process or over its HTTP API (Handler).
+package simulated
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/onsale-dev/onsale/internal/payment"
+)
+
+// Mode is how the provider behaves now.
+type Mode struct {
+	Latency     time.Duration `json:"latency"`
+	Slow        time.Duration `json:"slow"` // added to Latency: the slow mode
+	DeclineRate float64       `json:"decline_rate"`
+	ErrorRate   float64       `json:"error_rate"`
+	Outage      bool          `json:"outage"`
+}
+
+// ErrUnavailable is what every call gets during an outage or a simulated error.
+var ErrUnavailable = errors.New("simulated provider unavailable")
+
+// Entry is the ledger's record of one charge key.
+type Entry struct {
+	Key         string `json:"key"`
+	ChargeID    string `json:"charge_id,omitempty"`
+	AmountCents int64  `json:"amount_cents"`
+	Currency    string `json:"currency"`
+	Declined    bool   `json:"declined"`
+	Refunded    bool   `json:"refunded"`
+	ChargeCalls int    `json:"charge_calls"` // how many times the key was presented
+}
+
+// Ledger is everything the provider did.
+type Ledger struct {
+	Charges       int     `json:"charges"`  // keys charged (money taken), refunded or not
+	Declines      int     `json:"declines"` // keys declined
+	Refunds       int     `json:"refunds"`  // charges given back
+	ChargedCents  int64   `json:"charged_cents"`
+	RefundedCents int64   `json:"refunded_cents"`
+	Calls         int     `json:"calls"` // charge and refund calls, failed ones included
+	Entries       []Entry `json:"entries,omitempty"`
+}
+
+// Provider is the simulated provider; it implements payment.Provider.
+type Provider struct {
+	mu      sync.Mutex
+	mode    Mode
+	entries map[string]*Entry
+	refunds map[string]string // refund key -> charge key
+	calls   int
+	next    int
+}
+
+var _ payment.Provider = (*Provider)(nil)
+
+// New returns a provider in the given mode.
+func New(m Mode) *Provider {
+	return &Provider{mode: m, entries: map[string]*Entry{}, refunds: map[string]string{}}
+}
+
+// SetMode changes the behaviour from the next call on.
+func (p *Provider) SetMode(m Mode) {
+	p.mu.Lock()
+	p.mode = m
+	p.mu.Unlock()
+}
+
+// Mode returns the current behaviour.
+func (p *Provider) Mode() Mode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode
+}
+
+// wait spends the call's latency, or returns early if the caller gives up.
+func (p *Provider) wait(ctx context.Context) (Mode, error) {
+	p.mu.Lock()
+	m := p.mode
+	p.calls++
+	p.mu.Unlock()
+	if d := m.Latency + m.Slow; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return m, ctx.Err()
+		}
+	}
+	if m.Outage || (m.ErrorRate > 0 && rand.Float64() < m.ErrorRate) {
+		return m, ErrUnavailable
+	}
+	return m, nil
+}
+
+// Charge implements payment.Provider: the first call for a key decides (charged or declined);
+// every later call gets the same answer.
+func (p *Provider) Charge(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
+	m, err := p.wait(ctx)
+	if err != nil {
+		return payment.Charge{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[req.IdempotencyKey]
+	if !ok {
+		e = &Entry{Key: req.IdempotencyKey, AmountCents: req.AmountCents, Currency: req.Currency}
+		if m.DeclineRate > 0 && rand.Float64() < m.DeclineRate {
+			e.Declined = true
+		} else {
+			p.next++
+			e.ChargeID = fmt.Sprintf("ch_%08d", p.next)
+		}
+		p.entries[req.IdempotencyKey] = e
+	}
+	e.ChargeCalls++
+	if e.Declined {
+		return payment.Charge{}, payment.ErrDeclined
+	}
+	return payment.Charge{ID: e.ChargeID, AmountCents: e.AmountCents, Currency: e.Currency}, nil
+}
+
+// Refund implements payment.Provider: it gives back the charge made under req.ChargeKey, once.
+func (p *Provider) Refund(ctx context.Context, req payment.RefundRequest) (payment.Refund, error) {
+	if _, err := p.wait(ctx); err != nil {
+		return payment.Refund{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[req.ChargeKey]
+	if !ok || e.Declined {
+		return payment.Refund{}, payment.ErrNoCharge
+	}
+	e.Refunded = true
+	p.refunds[req.IdempotencyKey] = req.ChargeKey
+	return payment.Refund{ID: "re_" + e.ChargeID[3:], ChargeID: e.ChargeID}, nil
+}
+
+// Ledger returns what the provider did, with one entry per key when entries is true.
+func (p *Provider) Ledger(entries bool) Ledger {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := Ledger{Calls: p.calls}
+	for _, e := range p.entries {
+		switch {
+		case e.Declined:
+			l.Declines++
+		default:
+			l.Charges++
+			l.ChargedCents += e.AmountCents
+			if e.Refunded {
+				l.Refunds++
+				l.RefundedCents += e.AmountCents
+			}
+		}
+		if entries {
+			l.Entries = append(l.Entries, *e)
+		}
+	}
+	sort.Slice(l.Entries, func(i, j int) bool { return l.Entries[i].Key < l.Entries[j].Key })
+	return l
+}
+
+// Reset forgets the ledger.
+func (p *Provider) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.entries, p.refunds, p.calls, p.next = map[string]*Entry{}, map[string]string{}, 0, 0
+}
