@@ -159,7 +159,7 @@ func PostgresURL(t testing.TB) string {
 // Postgres returns a pool on a fresh database for this test.
 func Postgres(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgpool.Open(context.Background(), PostgresURL(t), 16)
+	pool, err := pgpool.Open(context.Background(), PostgresURL(t), 8)
 	if err != nil {
 		t.Fatalf("open test database: %v", err)
 	}
