@@ -101,6 +101,9 @@ func (a *App) startPayment(ctx context.Context) error {
 		_ = pm.stopBus()
 		return err
 	}
+	if err := errors.Join(pm.worker.RegisterMetrics(meter), pm.relay.RegisterMetrics(meter)); err != nil {
+		return err
+	}
 	a.payment = pm
 	return nil
 }

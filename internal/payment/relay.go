@@ -4,7 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 )
@@ -24,8 +27,9 @@ type Relay struct {
 	grace    time.Duration // the fast path's head start before the sweeper steps in
 	purge    time.Duration // period of idempotency key purges
 
-	stop chan struct{}
-	done sync.WaitGroup
+	stop    chan struct{}
+	done    sync.WaitGroup
+	backlog atomic.Int64 // messages the last sweep found waiting past the grace period
 }
 
 // NewRelay returns a relay; Start runs it.
@@ -118,6 +122,7 @@ func (r *Relay) SweepOnce() {
 			r.log.Warn("read outbox", "err", err)
 			return
 		}
+		r.backlog.Store(int64(len(msgs)))
 		if len(msgs) == 0 {
 			return
 		}
@@ -126,6 +131,17 @@ func (r *Relay) SweepOnce() {
 			return // the queue is struggling; try again next tick
 		}
 	}
+}
+
+// RegisterMetrics reports the outbox backlog the sweeper last found.
+func (r *Relay) RegisterMetrics(meter metric.Meter) error {
+	_, err := meter.Int64ObservableGauge("onsale.payment.outbox.backlog",
+		metric.WithDescription("Accepted orders whose payment request waited in the outbox past the fast path (up to 500)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(r.backlog.Load())
+			return nil
+		}))
+	return err
 }
 
 // publish sends msgs and clears those the queue accepted; it returns how many it cleared.

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/onsale-dev/onsale/internal/payment"
@@ -213,6 +214,7 @@ type Worker struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
+	cons     jetstream.Consumer
 	cc       jetstream.ConsumeContext
 	stopping bool
 	slots    chan struct{}
@@ -248,9 +250,53 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", w.n.Stream, err)
 	}
 	w.mu.Lock()
-	w.cc = cc
+	w.cons, w.cc = cons, cc
 	w.mu.Unlock()
 	return nil
+}
+
+// RegisterMetrics reports the queue's depth: requests waiting for a worker and requests being
+// worked on (across all replicas), read from the consumer's state at most every two seconds.
+func (w *Worker) RegisterMetrics(meter metric.Meter) error {
+	var (
+		mu      sync.Mutex
+		at      time.Time
+		pending int64
+		acks    int64
+	)
+	read := func(ctx context.Context) (int64, int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.mu.Lock()
+		cons := w.cons
+		w.mu.Unlock()
+		if cons != nil && time.Since(at) > 2*time.Second {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			if info, err := cons.Info(ctx); err == nil {
+				pending, acks, at = int64(info.NumPending), int64(info.NumAckPending), time.Now()
+			}
+		}
+		return pending, acks
+	}
+	_, err := meter.Int64ObservableGauge("onsale.payment.queue.pending",
+		metric.WithDescription("Payment requests waiting for a worker."),
+		metric.WithInt64Callback(func(ctx context.Context, o metric.Int64Observer) error {
+			p, _ := read(ctx)
+			o.Observe(p)
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	_, err = meter.Int64ObservableGauge("onsale.payment.queue.ack_pending",
+		metric.WithDescription("Payment requests being worked on, not yet acknowledged."),
+		metric.WithInt64Callback(func(ctx context.Context, o metric.Int64Observer) error {
+			_, a := read(ctx)
+			o.Observe(a)
+			return nil
+		}))
+	return err
 }
 
 // dispatch runs in the consumer's goroutine: it waits for a free worker slot (holding back the
