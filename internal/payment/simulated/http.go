@@ -36,17 +36,18 @@ type ModeBody struct {
 	DeclineRate float64 `json:"decline_rate"`
 	ErrorRate   float64 `json:"error_rate"`
 	Outage      bool    `json:"outage"`
+	Paused      bool    `json:"paused"`
 }
 
 // ModeOf converts a Mode for the wire.
 func ModeOf(m Mode) ModeBody {
-	return ModeBody{LatencyMS: m.Latency.Milliseconds(), SlowMS: m.Slow.Milliseconds(), DeclineRate: m.DeclineRate, ErrorRate: m.ErrorRate, Outage: m.Outage}
+	return ModeBody{LatencyMS: m.Latency.Milliseconds(), SlowMS: m.Slow.Milliseconds(), DeclineRate: m.DeclineRate, ErrorRate: m.ErrorRate, Outage: m.Outage, Paused: m.Paused}
 }
 
 // Mode converts a wire mode.
 func (b ModeBody) Mode() Mode {
 	return Mode{Latency: time.Duration(b.LatencyMS) * time.Millisecond, Slow: time.Duration(b.SlowMS) * time.Millisecond,
-		DeclineRate: b.DeclineRate, ErrorRate: b.ErrorRate, Outage: b.Outage}
+		DeclineRate: b.DeclineRate, ErrorRate: b.ErrorRate, Outage: b.Outage, Paused: b.Paused}
 }
 
 // Handler serves the provider over HTTP:

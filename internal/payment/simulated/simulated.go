@@ -24,6 +24,9 @@ type Mode struct {
 	DeclineRate float64       `json:"decline_rate"`
 	ErrorRate   float64       `json:"error_rate"`
 	Outage      bool          `json:"outage"`
+	// Paused holds every call until the provider is resumed: a queue of payments builds up
+	// behind it, which a benchmark then releases at once.
+	Paused bool `json:"paused"`
 }
 
 // ErrUnavailable is what every call gets during an outage or a simulated error.
@@ -55,6 +58,7 @@ type Ledger struct {
 type Provider struct {
 	mu      sync.Mutex
 	mode    Mode
+	resumed chan struct{} // closed when not paused
 	entries map[string]*Entry
 	refunds map[string]string // refund key -> charge key
 	calls   int
@@ -65,14 +69,23 @@ var _ payment.Provider = (*Provider)(nil)
 
 // New returns a provider in the given mode.
 func New(m Mode) *Provider {
-	return &Provider{mode: m, entries: map[string]*Entry{}, refunds: map[string]string{}}
+	p := &Provider{entries: map[string]*Entry{}, refunds: map[string]string{}, resumed: make(chan struct{})}
+	close(p.resumed)
+	p.SetMode(m)
+	return p
 }
 
-// SetMode changes the behaviour from the next call on.
+// SetMode changes the behaviour from the next call on; resuming releases paused calls.
 func (p *Provider) SetMode(m Mode) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case m.Paused && !p.mode.Paused:
+		p.resumed = make(chan struct{})
+	case !m.Paused && p.mode.Paused:
+		close(p.resumed)
+	}
 	p.mode = m
-	p.mu.Unlock()
 }
 
 // Mode returns the current behaviour.
@@ -85,8 +98,16 @@ func (p *Provider) Mode() Mode {
 // wait spends the call's latency, or returns early if the caller gives up.
 func (p *Provider) wait(ctx context.Context) (Mode, error) {
 	p.mu.Lock()
-	m := p.mode
 	p.calls++
+	resumed := p.resumed
+	p.mu.Unlock()
+	select {
+	case <-resumed:
+	case <-ctx.Done():
+		return Mode{}, ctx.Err()
+	}
+	p.mu.Lock()
+	m := p.mode
 	p.mu.Unlock()
 	if d := m.Latency + m.Slow; d > 0 {
 		t := time.NewTimer(d)
