@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// BenchmarkHoldRequest measures one hold and its release through the whole in-process stack
+// (edge middleware, authentication, request validation, the hold store) in embedded mode.
+func BenchmarkHoldRequest(b *testing.B) {
+	app := startAppB(b)
+	h := app.http.Handler()
+	org := loginB(b, h, "org@example.com", "organizer password")
+	ev := callB(b, h, "POST", "/v1/events", org, `{"name":"Bench","venue":"Hall","starts_at":"2031-01-01T20:00:00Z"}`, 201)
+	tt := callB(b, h, "POST", "/v1/events/"+ev+"/ticket-types", org, `{"name":"GA","price_cents":100,"currency":"EUR","capacity":1000000,"max_per_order":1}`, 201)
+	callB(b, h, "POST", "/v1/auth/register", "", `{"email":"bench@example.com","password":"bench password","name":"B"}`, 201)
+	buyer := loginB(b, h, "bench@example.com", "bench password")
+	body := fmt.Sprintf(`{"ticket_type_id":%q,"quantity":1}`, tt)
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		id := callB(b, h, "POST", "/v1/holds", buyer, body, 201)
+		callB(b, h, "DELETE", "/v1/holds/"+id, buyer, "", 204)
+	}
+}
+
+func startAppB(b *testing.B) *App {
+	cfg, err := loadConfig(envMap(map[string]string{
+		"ONSALE_HTTP_ADDR": "127.0.0.1:0", "ONSALE_DATA_DIR": b.TempDir(), "ONSALE_DRAIN_DELAY": "0s",
+		"ONSALE_ARGON2_MEMORY_KIB": "1024", "ONSALE_ARGON2_TIME": "1", "ONSALE_ACCESS_LOG": "false",
+		"ONSALE_BOOTSTRAP_ORGANIZER": "org@example.com:organizer password", "ONSALE_MAX_HOLDS_PER_CUSTOMER": "1000000",
+	}), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	app, err := NewApp(b.Context(), cfg, logging.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := app.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = app.Stop(context.Background()) })
+	return app
+}
+
+func callB(b *testing.B, h http.Handler, method, path, token, body string, want int) string {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != want {
+		b.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body)
+	}
+	s := rec.Body.String()
+	if i := strings.Index(s, `"id":"`); i >= 0 {
+		s = s[i+6:]
+		return s[:strings.IndexByte(s, '"')]
+	}
+	return ""
+}
+
+func loginB(b *testing.B, h http.Handler, email, pw string) string {
+	req := httptest.NewRequest("POST", "/v1/auth/login", strings.NewReader(fmt.Sprintf(`{"email":%q,"password":%q}`, email, pw)))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	s := rec.Body.String()
+	i := strings.Index(s, `"access_token":"`)
+	s = s[i+16:]
+	return s[:strings.IndexByte(s, '"')]
+}
