@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/onsale-dev/onsale/internal/platform/config"
@@ -73,6 +74,14 @@ func loadConfig(getenv func(string) string, file string) (*Config, error) {
 
 // serve runs the app until SIGTERM or SIGINT, then shuts it down gracefully.
 func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	// Password hashes run on low-priority threads, each holding a Go P while it computes. One
+	// extra P per hash worker keeps a login storm from leaving requests without a P to run on;
+	// the kernel, seeing the hash threads' lower priority, gives the CPUs to requests first.
+	if cfg.Auth.HashWorkers == 0 {
+		cfg.Auth.HashWorkers = runtime.GOMAXPROCS(0)
+	}
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.Auth.HashWorkers)
+
 	app, err := NewApp(ctx, cfg, log)
 	if err != nil {
 		return err

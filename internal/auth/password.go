@@ -56,7 +56,13 @@ func NewHasher(memoryKiB, iterations, threads, workers, queue int) (*Hasher, err
 	return h, nil
 }
 
+// work runs on its own OS thread of lowered priority: when requests and hashes compete for the
+// CPUs the kernel serves the requests first, and when nothing else runs the hashes get it all.
+// (The process adds one Go P per worker, see cmd/server, so a hashing worker never keeps a request
+// waiting for a P.)
 func (h *Hasher) work() {
+	runtime.LockOSThread() // never unlocked: the thread ends with the worker
+	lowerThreadPriority()
 	for {
 		select {
 		case j := <-h.jobs:
