@@ -605,6 +605,20 @@ func (m *Module) CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]T
 			claimed, err = m.d.Holds.Claim(ctx, h, now, m.cfg.ClaimTTL)
 		}
 	}
+	if errors.Is(err, ErrSoldOut) {
+		// The hold store has no record of the hold (Redis lost it) and nothing left to reserve,
+		// but this may repeat a commit that already happened: then its tickets are the answer,
+		// not a refund.
+		if ts, terr := m.d.Store.Tickets(ctx, h.ID); terr == nil && len(ts) > 0 {
+			if t, terr := m.d.Store.TicketType(ctx, h.TicketTypeID); terr == nil {
+				if ferr := m.d.Holds.Finalize(ctx, h, t.Sold, now); ferr != nil {
+					m.d.Log.WarnContext(ctx, "finalize a repeated commit", "hold", h.ID, "err", ferr)
+				}
+			}
+			m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
+			return ts, nil
+		}
+	}
 	if err != nil {
 		m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", resultOf(err))))
 		return nil, unavailable("claim hold", err)

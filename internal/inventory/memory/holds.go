@@ -315,9 +315,11 @@ func (s *Holds) Claim(_ context.Context, h inventory.Hold, now time.Time, claimT
 	until := time.UnixMilli(now.Add(claimTTL).UnixMilli()).UTC()
 	rec := t.holds[h.ID]
 	if rec != nil {
+		// Like the Redis store, answer with the caller's hold, its status and expiry updated.
 		switch {
 		case rec.h.Status == inventory.HoldCommitted:
-			return rec.h, nil
+			h.Status = inventory.HoldCommitted
+			return h, nil
 		case rec.h.Live(now):
 			if until.After(rec.h.ExpiresAt) {
 				rec.h.ExpiresAt = until
@@ -326,7 +328,8 @@ func (s *Holds) Claim(_ context.Context, h inventory.Hold, now time.Time, claimT
 			rec.expiry = rec.h.ExpiresAt.Add(s.keep)
 			heap.Push(&t.recordsByTime, deadline{h.ID, rec.expiry})
 			t.setLive(h.ID, rec.h.ExpiresAt)
-			return rec.h, nil
+			h.Status, h.ExpiresAt = rec.h.Status, rec.h.ExpiresAt
+			return h, nil
 		}
 	}
 	if avail := t.rules.Capacity - t.sold - t.held; h.Quantity > avail {
@@ -348,16 +351,26 @@ func (s *Holds) Finalize(_ context.Context, h inventory.Hold, sold int, now time
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rec := t.holds[h.ID]
+	moved := 0 // tickets that go from held to sold
 	if rec == nil || rec.h.Status != inventory.HoldCommitted {
 		if _, ok := t.live[h.ID]; ok {
 			delete(t.live, h.ID)
 			t.held -= h.Quantity
+			moved = h.Quantity
 		}
 		delete(t.byOwner[h.CustomerID], h.ID)
-		h.Status = inventory.HoldCommitted
-		t.setRecord(h.ID, &holdRecord{h: h, expiry: now.Add(s.keep)})
+		// As the Redis store does: a record it still has keeps what it recorded (the claim's
+		// expiry, say); only a lost one is written from h.
+		if rec == nil {
+			rec = &holdRecord{h: h}
+		}
+		rec.h.Status, rec.h.Quantity, rec.h.CustomerID = inventory.HoldCommitted, h.Quantity, h.CustomerID
+		rec.expiry = now.Add(s.keep)
+		t.setRecord(h.ID, rec)
 	}
-	t.sold = max(t.sold, sold)
+	// The store's count may include other holds of the same commit batch that are still held
+	// here until their own Finalize: take it only as far as held plus sold stays within capacity.
+	t.sold = max(t.sold+moved, min(sold, t.rules.Capacity-t.held))
 	return nil
 }
 

@@ -280,8 +280,14 @@ func (s *Store) commitErr(ctx context.Context, req inventory.CommitRequest, err 
 		return fmt.Errorf("commit hold %s: %w", req.Hold.ID, err)
 	}
 	var capacity, sold int
-	if e := s.pool.QueryRow(ctx, `SELECT capacity, sold FROM inventory.ticket_types WHERE id = $1`,
-		req.Hold.TicketTypeID).Scan(&capacity, &sold); e != nil {
+	e := s.pool.QueryRow(ctx, `SELECT capacity, sold FROM inventory.ticket_types WHERE id = $1`,
+		req.Hold.TicketTypeID).Scan(&capacity, &sold)
+	if errors.Is(e, pgx.ErrNoRows) {
+		// The conditional update found no row: the ticket type does not exist (as the memory
+		// store says), which is not the same as sold out.
+		return inventory.ErrTicketTypeNotFound
+	}
+	if e != nil {
 		return inventory.SoldOut(0)
 	}
 	return inventory.SoldOut(max(capacity-sold, 0))

@@ -28,6 +28,11 @@ type Catalog struct {
 	// comparison instead of a JSON decode.
 	mu      sync.Mutex
 	decoded map[uuid.UUID]decodedEntry
+	// written is the newest version this process put per event. Redis invalidates this
+	// process's local copy of an entry it overwrote asynchronously (the push can trail the
+	// write's reply by a moment), so a local copy older than what this process itself wrote is
+	// stale: read past it, or an organizer's GET right after their PATCH shows the old event.
+	written map[uuid.UUID]int64
 }
 
 type decodedEntry struct {
@@ -39,7 +44,7 @@ var _ inventory.Catalog = (*Catalog)(nil)
 
 // NewCatalog returns a cache whose entries live at most ttl.
 func NewCatalog(c rueidis.Client, prefix string, ttl time.Duration) *Catalog {
-	return &Catalog{c: c, prefix: prefix, ttl: ttl, decoded: map[uuid.UUID]decodedEntry{}}
+	return &Catalog{c: c, prefix: prefix, ttl: ttl, decoded: map[uuid.UUID]decodedEntry{}, written: map[uuid.UUID]int64{}}
 }
 
 func (c *Catalog) key(id uuid.UUID) string { return c.prefix + "inv:catalogue:{" + id.String() + "}" }
@@ -52,6 +57,21 @@ func (c *Catalog) Get(ctx context.Context, id uuid.UUID) (inventory.Catalogue, b
 	}
 	if err != nil {
 		return inventory.Catalogue{}, false, fmt.Errorf("catalogue cache: %w", err)
+	}
+	c.mu.Lock()
+	floor := c.written[id]
+	c.mu.Unlock()
+	if floor > 0 && versionOf(raw) < floor {
+		raw, err = c.c.Do(ctx, c.c.B().Get().Key(c.key(id)).Build()).ToString()
+		if rueidis.IsRedisNil(err) {
+			return inventory.Catalogue{}, false, nil
+		}
+		if err != nil {
+			return inventory.Catalogue{}, false, fmt.Errorf("catalogue cache: %w", err)
+		}
+		if versionOf(raw) < floor {
+			return inventory.Catalogue{}, false, nil // older than what we wrote: a miss, to be overwritten
+		}
 	}
 	c.mu.Lock()
 	d, ok := c.decoded[id]
@@ -97,5 +117,20 @@ func (c *Catalog) Put(ctx context.Context, cat inventory.Catalogue) error {
 	if err != nil {
 		return fmt.Errorf("catalogue cache write: %w", err)
 	}
+	c.mu.Lock()
+	if len(c.written) > 10_000 {
+		clear(c.written)
+	}
+	if cat.Event.Version > c.written[cat.Event.ID] {
+		c.written[cat.Event.ID] = cat.Event.Version
+	}
+	c.mu.Unlock()
 	return nil
+}
+
+// versionOf reads the version an entry starts with; 0 when it has none.
+func versionOf(raw string) int64 {
+	v, _, _ := strings.Cut(raw, ":")
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
 }

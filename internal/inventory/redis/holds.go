@@ -81,7 +81,9 @@ redis.call('PEXPIREAT', KEYS[5], exp + tonumber(ARGV[8]))
 redis.call('ZADD', KEYS[4], exp, ARGV[6])
 redis.call('INCRBY', KEYS[3], qty)
 redis.call('ZADD', KEYS[6], exp, ARGV[6])
-redis.call('PEXPIREAT', KEYS[6], exp)
+-- The customer's set lives as long as its longest hold: never shorten it (an extended hold
+-- would drop out of the per-customer count). PEXPIRETIME is -1 without an expiry.
+if redis.call('PEXPIRETIME', KEYS[6]) < exp then redis.call('PEXPIREAT', KEYS[6], exp) end
 return {'ok', pruned, 'active', tostring(exp), cfg[3], cfg[4], tostring(now)}
 `)
 
@@ -158,16 +160,33 @@ redis.call('INCRBY', KEYS[3], qty)
 return {'ok', tostring(untilMs)}
 `)
 
-// KEYS: sold held live hold. ARGV: base id qty sold keep customer.
+// KEYS: sold held live hold cfg. ARGV: base id qty sold keep customer price currency expires
+// created. A record lost since the claim (Redis flushed) is written whole, so the hold still
+// reads back. The hold's tickets move from held to sold; the store's count (ARGV[4]) may include
+// other holds of the same commit batch that are still held here until their own Finalize, so sold
+// is raised to it only as far as held plus sold stays within capacity.
 var finalizeScript = rueidis.NewLuaScript(`
+local moved = 0
 if redis.call('HGET', KEYS[4], 'status') ~= 'committed' then
-  if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then redis.call('DECRBY', KEYS[2], tonumber(ARGV[3])) end
+  if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then
+    redis.call('DECRBY', KEYS[2], tonumber(ARGV[3]))
+    moved = tonumber(ARGV[3])
+  end
   redis.call('ZREM', ARGV[1] .. 'c:' .. ARGV[6], ARGV[2])
+  if redis.call('EXISTS', KEYS[4]) == 0 then
+    redis.call('HSET', KEYS[4], 'price', ARGV[7], 'currency', ARGV[8], 'expires', ARGV[9], 'created', ARGV[10])
+  end
   redis.call('HSET', KEYS[4], 'status', 'committed', 'qty', ARGV[3], 'customer', ARGV[6])
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
 local s = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[4]) > s then redis.call('SET', KEYS[1], ARGV[4]) end
+local target = tonumber(ARGV[4])
+local capacity = tonumber(redis.call('HGET', KEYS[5], 'capacity'))
+if capacity then
+  target = math.min(target, capacity - tonumber(redis.call('GET', KEYS[2]) or '0'))
+end
+target = math.max(target, s + moved)
+if target ~= s then redis.call('SET', KEYS[1], target) end
 return 'ok'
 `)
 
@@ -412,8 +431,9 @@ func (s *Holds) Claim(ctx context.Context, h inventory.Hold, now time.Time, clai
 // Finalize implements inventory.HoldStore.
 func (s *Holds) Finalize(ctx context.Context, h inventory.Hold, sold int, _ time.Time) error {
 	k := s.keys(h.TicketTypeID)
-	err := finalizeScript.Exec(ctx, s.c, []string{k.sold, k.held, k.live, k.hold(h.ID)},
-		[]string{k.base, h.ID, strconv.Itoa(h.Quantity), strconv.Itoa(sold), durMs(s.keep), h.CustomerID.String()}).Error()
+	err := finalizeScript.Exec(ctx, s.c, []string{k.sold, k.held, k.live, k.hold(h.ID), k.cfg},
+		[]string{k.base, h.ID, strconv.Itoa(h.Quantity), strconv.Itoa(sold), durMs(s.keep), h.CustomerID.String(),
+			strconv.FormatInt(h.UnitPriceCents, 10), h.Currency, msOf(h.ExpiresAt), msOf(h.CreatedAt)}).Error()
 	if err != nil {
 		return fmt.Errorf("finalize hold %s: %w", h.ID, err)
 	}
