@@ -71,8 +71,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, config.Invalid("ONSALE_DATA_DIR", "", "want a directory path"))
 	}
-	if c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
-		errs = append(errs, config.Invalid("ONSALE_DB_MAX_CONNS", fmt.Sprint(c.DBMaxConns), "want a number from 1 to 1000"))
+	if c.DBMaxConns < 2 || c.DBMaxConns > 1000 {
+		errs = append(errs, config.Invalid("ONSALE_DB_MAX_CONNS", fmt.Sprint(c.DBMaxConns), "want a number from 2 to 1000 (migrations hold one connection while using another)"))
 	}
 	if c.DrainDelay < 0 {
 		errs = append(errs, config.Invalid("ONSALE_DRAIN_DELAY", c.DrainDelay.String(), "want 0 or a positive duration"))

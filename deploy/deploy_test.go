@@ -1,0 +1,1709 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	yamlv3 "go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	k8sjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// ---- what the server is (facts the manifests must agree with) ----
+
+const (
+	defaultDrainDelay      = 5 * time.Second  // ONSALE_DRAIN_DELAY's default
+	defaultShutdownTimeout = 25 * time.Second // ONSALE_SHUTDOWN_TIMEOUT's default
+	defaultHTTPAddr        = ":8080"          // ONSALE_HTTP_ADDR's default
+	imageUID               = 65532            // distroless nonroot, as in the Dockerfile
+)
+
+// requiredInProduction are the settings the server refuses to start without when
+// ONSALE_ENV=production (cmd/server/config.go), besides ONSALE_ENV itself.
+var requiredInProduction = []string{
+	"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL", "ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE",
+}
+
+// connectionURLs may carry passwords: they must come from a Secret.
+var connectionURLs = []string{"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL"}
+
+// exportedMetrics are the series names the server's /metrics serves (OpenTelemetry's Prometheus
+// exporter plus the Go and process collectors), and target_info.
+var exportedMetrics = set(
+	"http_server_request_duration_seconds_bucket", "http_server_request_duration_seconds_sum", "http_server_request_duration_seconds_count",
+	"onsale_http_requests_total", "onsale_http_errors_total", "onsale_http_in_flight", "onsale_http_shed_total",
+	"onsale_auth_logins_total",
+	"onsale_inventory_holds_created_total", "onsale_inventory_holds_rejected_total",
+	"onsale_inventory_holds_released_total", "onsale_inventory_holds_expired_total",
+	"onsale_inventory_cache_hits_total", "onsale_inventory_cache_misses_total",
+	"onsale_inventory_commits_total",
+	"onsale_inventory_commit_batch_size_bucket", "onsale_inventory_commit_batch_size_sum", "onsale_inventory_commit_batch_size_count",
+	"onsale_payment_orders_created_total", "onsale_payment_orders_total", "onsale_payment_breaker_state",
+	"onsale_payment_queue_pending", "onsale_payment_queue_ack_pending", "onsale_payment_outbox_backlog",
+	"target_info",
+	// Go collector.
+	"go_gc_duration_seconds", "go_gc_duration_seconds_count", "go_gc_duration_seconds_sum", "go_gc_gogc_percent",
+	"go_gc_gomemlimit_bytes", "go_goroutines", "go_info", "go_memstats_alloc_bytes", "go_memstats_alloc_bytes_total",
+	"go_memstats_buck_hash_sys_bytes", "go_memstats_frees_total", "go_memstats_gc_sys_bytes", "go_memstats_heap_alloc_bytes",
+	"go_memstats_heap_idle_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_objects", "go_memstats_heap_released_bytes",
+	"go_memstats_heap_sys_bytes", "go_memstats_last_gc_time_seconds", "go_memstats_mallocs_total", "go_memstats_mcache_inuse_bytes",
+	"go_memstats_mcache_sys_bytes", "go_memstats_mspan_inuse_bytes", "go_memstats_mspan_sys_bytes", "go_memstats_next_gc_bytes",
+	"go_memstats_other_sys_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_stack_sys_bytes", "go_memstats_sys_bytes",
+	"go_sched_gomaxprocs_threads", "go_threads",
+	// Process collector.
+	"process_cpu_seconds_total", "process_max_fds", "process_network_receive_bytes_total", "process_network_transmit_bytes_total",
+	"process_open_fds", "process_resident_memory_bytes", "process_start_time_seconds", "process_virtual_memory_bytes",
+	"process_virtual_memory_max_bytes",
+)
+
+// knownLabels are the label names a query may filter or group by: the server's own, the OTel
+// scope and resource labels, and what Prometheus adds (job, instance) or histograms have (le).
+var knownLabels = set(
+	"http_route", "http_request_method", "http_response_status_code", "result", "reason", "cache", "status",
+	"otel_scope_name", "otel_scope_version", "otel_scope_schema_url", "service_name", "service_version",
+	"job", "instance", "le", "quantile", "__name__",
+)
+
+func set(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// ---- Kubernetes manifests ----
+
+// manifests are the decoded documents of deploy/k8s.
+type manifests struct {
+	deployments     []*appsv1.Deployment
+	services        []*corev1.Service
+	pdbs            []*policyv1.PodDisruptionBudget
+	hpas            []*autoscalingv2.HorizontalPodAutoscaler
+	configMaps      []*corev1.ConfigMap
+	secrets         []*corev1.Secret
+	serviceAccounts []*corev1.ServiceAccount
+}
+
+// newObject returns the official API type for an apiVersion and kind; anything else is refused.
+func newObject(apiVersion, kind string) (any, error) {
+	switch apiVersion + " " + kind {
+	case "apps/v1 Deployment":
+		return &appsv1.Deployment{}, nil
+	case "v1 Service":
+		return &corev1.Service{}, nil
+	case "policy/v1 PodDisruptionBudget":
+		return &policyv1.PodDisruptionBudget{}, nil
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		return &autoscalingv2.HorizontalPodAutoscaler{}, nil
+	case "v1 ConfigMap":
+		return &corev1.ConfigMap{}, nil
+	case "v1 Secret":
+		return &corev1.Secret{}, nil
+	case "v1 ServiceAccount":
+		return &corev1.ServiceAccount{}, nil
+	}
+	return nil, fmt.Errorf("unexpected kind %q of apiVersion %q", kind, apiVersion)
+}
+
+// decodeManifest decodes one YAML document strictly: unknown fields, duplicate fields and (as the
+// API server does) field names in the wrong case are errors.
+func decodeManifest(doc []byte) (any, error) {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return nil, err
+	}
+	if tm.APIVersion == "" || tm.Kind == "" {
+		return nil, errors.New("apiVersion and kind are required")
+	}
+	obj, err := newObject(tm.APIVersion, tm.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+		return nil, err
+	}
+	// encoding/json (under sigs.k8s.io/yaml) matches field names case-insensitively; the API
+	// server does not. Decode again the way it does.
+	js, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return nil, err
+	}
+	again, _ := newObject(tm.APIVersion, tm.Kind)
+	strictErrs, err := k8sjson.UnmarshalStrict(js, again, k8sjson.DisallowDuplicateFields, k8sjson.DisallowUnknownFields)
+	if err != nil {
+		return nil, err
+	}
+	if len(strictErrs) > 0 {
+		return nil, errors.Join(strictErrs...)
+	}
+	return obj, nil
+}
+
+// splitDocuments splits a YAML stream at its "---" lines, dropping documents that hold nothing
+// but comments.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	flush := func() {
+		var v any
+		if err := yamlv3.Unmarshal(cur.Bytes(), &v); err != nil || v != nil {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+		}
+		cur.Reset()
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.TrimRight(line, " \t") == "---" {
+			flush()
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+	}
+	flush()
+	return docs
+}
+
+// manifestFiles lists deploy/k8s's manifests: *.yaml, *.yml and the *.yaml.example templates
+// (which `kubectl apply -f deploy/k8s` skips, but which must decode all the same).
+func manifestFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir("k8s", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name := d.Name()
+		if strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") || strings.HasSuffix(name, ".yaml.example") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no manifests in deploy/k8s")
+	}
+	sort.Strings(files)
+	return files
+}
+
+func loadManifests(t *testing.T) *manifests {
+	t.Helper()
+	m := &manifests{}
+	for _, path := range manifestFiles(t) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range splitDocuments(data) {
+			obj, err := decodeManifest(doc)
+			if err != nil {
+				t.Errorf("%s, document %d: %v", path, i+1, err)
+				continue
+			}
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				m.deployments = append(m.deployments, o)
+			case *corev1.Service:
+				m.services = append(m.services, o)
+			case *policyv1.PodDisruptionBudget:
+				m.pdbs = append(m.pdbs, o)
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				m.hpas = append(m.hpas, o)
+			case *corev1.ConfigMap:
+				m.configMaps = append(m.configMaps, o)
+			case *corev1.Secret:
+				m.secrets = append(m.secrets, o)
+			case *corev1.ServiceAccount:
+				m.serviceAccounts = append(m.serviceAccounts, o)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, names := range [][]string{
+		namesOf(m.deployments), namesOf(m.services), namesOf(m.pdbs), namesOf(m.hpas),
+		namesOf(m.configMaps), namesOf(m.secrets), namesOf(m.serviceAccounts),
+	} {
+		for i := 1; i < len(names); i++ {
+			if slices.Contains(names[:i], names[i]) {
+				t.Errorf("two manifests of one kind are named %q", names[i])
+			}
+		}
+	}
+	for _, o := range allObjects(m) {
+		if o.GetNamespace() != "" {
+			t.Errorf("%s has namespace %q: the manifests must be namespace-agnostic", o.GetName(), o.GetNamespace())
+		}
+	}
+	return m
+}
+
+func namesOf[T metav1.Object](objs []T) []string {
+	out := make([]string, len(objs))
+	for i, o := range objs {
+		out[i] = o.GetName()
+	}
+	return out
+}
+
+func allObjects(m *manifests) []metav1.Object {
+	var out []metav1.Object
+	for _, o := range m.deployments {
+		out = append(out, o)
+	}
+	for _, o := range m.services {
+		out = append(out, o)
+	}
+	for _, o := range m.pdbs {
+		out = append(out, o)
+	}
+	for _, o := range m.hpas {
+		out = append(out, o)
+	}
+	for _, o := range m.configMaps {
+		out = append(out, o)
+	}
+	for _, o := range m.secrets {
+		out = append(out, o)
+	}
+	for _, o := range m.serviceAccounts {
+		out = append(out, o)
+	}
+	return out
+}
+
+func (m *manifests) configMap(name string) *corev1.ConfigMap {
+	for _, c := range m.configMaps {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (m *manifests) secret(name string) *corev1.Secret {
+	for _, s := range m.secrets {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func secretKeys(s *corev1.Secret) map[string]bool {
+	keys := map[string]bool{}
+	for k := range s.Data {
+		keys[k] = true
+	}
+	for k := range s.StringData {
+		keys[k] = true
+	}
+	return keys
+}
+
+// theDeployment returns the onsale Deployment and its server container (the one with the port
+// named http).
+func (m *manifests) theDeployment(t *testing.T) (*appsv1.Deployment, *corev1.Container) {
+	t.Helper()
+	if len(m.deployments) != 1 {
+		t.Fatalf("want exactly one Deployment, found %d", len(m.deployments))
+	}
+	d := m.deployments[0]
+	for i := range d.Spec.Template.Spec.Containers {
+		c := &d.Spec.Template.Spec.Containers[i]
+		for _, p := range c.Ports {
+			if p.Name == "http" {
+				return d, c
+			}
+		}
+	}
+	t.Fatalf("Deployment %s has no container with a port named http", d.Name)
+	return nil, nil
+}
+
+// envValue is one environment variable as the container will see it.
+type envValue struct {
+	value      string // empty when it comes from a field or resource reference
+	fromSecret bool
+	source     string
+}
+
+// containerEnv resolves a container's environment from envFrom and env, checking that every
+// ConfigMap, Secret and key referred to exists in the manifests.
+func containerEnv(t *testing.T, m *manifests, c *corev1.Container) map[string]envValue {
+	t.Helper()
+	env := map[string]envValue{}
+	for _, ef := range c.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil:
+			cm := m.configMap(ef.ConfigMapRef.Name)
+			if cm == nil {
+				t.Errorf("envFrom refers to ConfigMap %q, which is not in deploy/k8s", ef.ConfigMapRef.Name)
+				continue
+			}
+			for k, v := range cm.Data {
+				env[ef.Prefix+k] = envValue{value: v, source: "ConfigMap " + cm.Name}
+			}
+		case ef.SecretRef != nil:
+			s := m.secret(ef.SecretRef.Name)
+			if s == nil {
+				t.Errorf("envFrom refers to Secret %q, which is not in deploy/k8s", ef.SecretRef.Name)
+				continue
+			}
+			for k := range secretKeys(s) {
+				env[ef.Prefix+k] = envValue{value: s.StringData[k] + string(s.Data[k]), fromSecret: true, source: "Secret " + s.Name}
+			}
+		default:
+			t.Errorf("envFrom entry with neither configMapRef nor secretRef")
+		}
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = envValue{value: e.Value, source: "env"}
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			cm := m.configMap(ref.Name)
+			if cm == nil {
+				t.Errorf("%s: configMapKeyRef to ConfigMap %q, which is not in deploy/k8s", e.Name, ref.Name)
+				continue
+			}
+			v, ok := cm.Data[ref.Key]
+			if !ok {
+				t.Errorf("%s: configMapKeyRef to key %q, which ConfigMap %s does not have", e.Name, ref.Key, ref.Name)
+			}
+			env[e.Name] = envValue{value: v, source: "ConfigMap " + cm.Name}
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			s := m.secret(ref.Name)
+			if s == nil {
+				t.Errorf("%s: secretKeyRef to Secret %q, which is not in deploy/k8s", e.Name, ref.Name)
+				continue
+			}
+			if !secretKeys(s)[ref.Key] {
+				t.Errorf("%s: secretKeyRef to key %q, which Secret %s does not have", e.Name, ref.Key, ref.Name)
+			}
+			env[e.Name] = envValue{value: s.StringData[ref.Key] + string(s.Data[ref.Key]), fromSecret: true, source: "Secret " + s.Name}
+		default:
+			env[e.Name] = envValue{source: "field or resource reference"}
+		}
+	}
+	return env
+}
+
+// knownSettings lists the server's ONSALE_* settings from the env tags of its configuration
+// structs, so a misspelt variable in a manifest is caught.
+func knownSettings(t *testing.T) map[string]bool {
+	t.Helper()
+	re := regexp.MustCompile(`env:"(ONSALE_[A-Z0-9_]+)"`)
+	known := map[string]bool{}
+	for _, dir := range []string{"../cmd", "../internal"} {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, sm := range re.FindAllSubmatch(data, -1) {
+				known[string(sm[1])] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range append([]string{"ONSALE_ENV", "ONSALE_DRAIN_DELAY", "ONSALE_SHUTDOWN_TIMEOUT", "ONSALE_HTTP_ADDR"}, requiredInProduction...) {
+		if !known[name] {
+			t.Fatalf("the settings scan of cmd/ and internal/ did not find %s; has the configuration moved?", name)
+		}
+	}
+	return known
+}
+
+// durationSetting reads a duration the way the server does, or its default when unset.
+func durationSetting(t *testing.T, env map[string]envValue, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v, ok := env[name]
+	if !ok || strings.TrimSpace(v.value) == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v.value))
+	if err != nil {
+		t.Fatalf("%s=%q (from %s): %v", name, v.value, v.source, err)
+	}
+	return d
+}
+
+func TestManifestsDecodeStrictly(t *testing.T) {
+	m := loadManifests(t)
+	if len(m.deployments) == 0 || len(m.services) == 0 || len(m.pdbs) == 0 || len(m.hpas) == 0 ||
+		len(m.configMaps) == 0 || len(m.secrets) == 0 {
+		t.Errorf("want a Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler, ConfigMap and Secret; found %d, %d, %d, %d, %d, %d",
+			len(m.deployments), len(m.services), len(m.pdbs), len(m.hpas), len(m.configMaps), len(m.secrets))
+	}
+}
+
+// The decoder must refuse what the API server would: these guard the guard.
+func TestDecodeRefusesBadManifests(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown field": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: x}
+spec: {replica: 3}
+`,
+		"unknown nested field": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: x}
+spec:
+  template:
+    spec:
+      containers:
+        - name: c
+          image: i
+          readinessProbe: {httpGet: {path: /readyz, port: http}, periodSecond: 5}
+`,
+		"field in the wrong case": `apiVersion: v1
+kind: Service
+metadata: {name: x}
+spec: {Type: ClusterIP}
+`,
+		"duplicate field": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: x}
+data: {A: "1"}
+data: {B: "2"}
+`,
+		"unknown kind":       "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+		"unknown apiVersion": "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: x}\n",
+		"no kind":            "apiVersion: v1\nmetadata: {name: x}\n",
+	} {
+		if _, err := decodeManifest([]byte(doc)); err == nil {
+			t.Errorf("%s: decoded without an error", name)
+		}
+	}
+	if _, err := decodeManifest([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {A: \"1\"}\n")); err != nil {
+		t.Errorf("a valid ConfigMap: %v", err)
+	}
+}
+
+func TestDeploymentProbesAndPorts(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
+	}
+	if c.Image == "" {
+		t.Error("the server container has no image")
+	}
+	env := containerEnv(t, m, c)
+	addr := defaultHTTPAddr
+	if v, ok := env["ONSALE_HTTP_ADDR"]; ok && v.value != "" {
+		addr = v.value
+	}
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("ONSALE_HTTP_ADDR=%q: %v", addr, err)
+	}
+	listenPort, _ := strconv.Atoi(portStr)
+	var httpPort corev1.ContainerPort
+	for _, p := range c.Ports {
+		if p.Name == "http" {
+			httpPort = p
+		}
+	}
+	if int(httpPort.ContainerPort) != listenPort {
+		t.Errorf("container port http = %d, but the server listens on %s", httpPort.ContainerPort, addr)
+	}
+
+	probe := func(name string, p *corev1.Probe, path string) {
+		t.Helper()
+		if p == nil {
+			t.Errorf("%s probe is missing", name)
+			return
+		}
+		if p.HTTPGet == nil {
+			t.Errorf("%s probe is not an HTTP GET", name)
+			return
+		}
+		if p.HTTPGet.Path != path {
+			t.Errorf("%s probe path = %q, want %q", name, p.HTTPGet.Path, path)
+		}
+		switch port := p.HTTPGet.Port; port.Type {
+		case intstr.String:
+			if port.StrVal != "http" {
+				t.Errorf("%s probe port = %q, want the port named http", name, port.StrVal)
+			}
+		default:
+			if int(port.IntVal) != listenPort {
+				t.Errorf("%s probe port = %d, want %d", name, port.IntVal, listenPort)
+			}
+		}
+		if p.TimeoutSeconds < 1 || p.PeriodSeconds < 1 || p.FailureThreshold < 1 {
+			t.Errorf("%s probe: set timeoutSeconds, periodSeconds and failureThreshold explicitly", name)
+		}
+	}
+	probe("readiness", c.ReadinessProbe, "/readyz")
+	probe("liveness", c.LivenessProbe, "/livez")
+	probe("startup", c.StartupProbe, "/livez")
+	if p := c.StartupProbe; p != nil && p.PeriodSeconds*p.FailureThreshold < 120 {
+		t.Errorf("startup probe allows %ds; migrations at start need 120s or more", p.PeriodSeconds*p.FailureThreshold)
+	}
+	if p := c.ReadinessProbe; p != nil && p.TimeoutSeconds < 1 {
+		t.Errorf("readiness probe timeout %ds: /readyz may take 500 ms", p.TimeoutSeconds)
+	}
+}
+
+func TestDeploymentResources(t *testing.T) {
+	m := loadManifests(t)
+	_, c := m.theDeployment(t)
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, okReq := c.Resources.Requests[r]
+		lim, okLim := c.Resources.Limits[r]
+		if !okReq || req.IsZero() {
+			t.Errorf("no %s request", r)
+		}
+		if !okLim || lim.IsZero() {
+			t.Errorf("no %s limit", r)
+		}
+		if okReq && okLim && req.Cmp(lim) > 0 {
+			t.Errorf("%s request %s is above its limit %s", r, req.String(), lim.String())
+		}
+	}
+	env := containerEnv(t, m, c)
+	if v, ok := env["GOMEMLIMIT"]; ok {
+		limit, err := parseGoMemLimit(v.value)
+		if err != nil {
+			t.Fatalf("GOMEMLIMIT=%q: %v", v.value, err)
+		}
+		memLimit := c.Resources.Limits[corev1.ResourceMemory]
+		if memLimit.Value() > 0 && limit >= memLimit.Value() {
+			t.Errorf("GOMEMLIMIT=%s is not below the memory limit %s", v.value, memLimit.String())
+		}
+	}
+}
+
+// parseGoMemLimit parses a GOMEMLIMIT value (bytes, with an optional B, KiB, MiB, GiB or TiB).
+func parseGoMemLimit(s string) (int64, error) {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			return v * u.mult, err
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func TestDeploymentShutdown(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	env := containerEnv(t, m, c)
+	drain := durationSetting(t, env, "ONSALE_DRAIN_DELAY", defaultDrainDelay)
+	shutdown := durationSetting(t, env, "ONSALE_SHUTDOWN_TIMEOUT", defaultShutdownTimeout)
+	if shutdown <= drain {
+		t.Errorf("ONSALE_SHUTDOWN_TIMEOUT %s must be longer than ONSALE_DRAIN_DELAY %s (the server refuses to start)", shutdown, drain)
+	}
+	spec := d.Spec.Template.Spec
+	if spec.TerminationGracePeriodSeconds == nil {
+		t.Fatal("terminationGracePeriodSeconds is not set")
+	}
+	grace := time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
+	if grace <= drain+shutdown {
+		t.Errorf("terminationGracePeriodSeconds %s is not above ONSALE_DRAIN_DELAY + ONSALE_SHUTDOWN_TIMEOUT (%s)", grace, drain+shutdown)
+	}
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+		t.Fatal("no preStop hook: the pod would get SIGTERM before load balancers stop sending to it")
+	}
+	pre := c.Lifecycle.PreStop
+	if pre.Exec != nil {
+		t.Error("preStop runs a command, but the distroless image has no shell or sleep binary: use the sleep action")
+	}
+	if pre.Sleep == nil || pre.Sleep.Seconds <= 0 {
+		t.Fatal("preStop must be a sleep of a few seconds")
+	}
+	preStop := time.Duration(pre.Sleep.Seconds) * time.Second
+	if preStop >= grace {
+		t.Errorf("preStop sleep %s is not shorter than the grace period %s", preStop, grace)
+	}
+	// The grace period counts from the preStop hook: SIGTERM comes after it, and the whole
+	// shutdown (drain delay included) must still fit.
+	if preStop+shutdown >= grace {
+		t.Errorf("preStop %s + ONSALE_SHUTDOWN_TIMEOUT %s does not fit in the grace period %s", preStop, shutdown, grace)
+	}
+}
+
+func TestDeploymentSecurity(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	pod := d.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	csc := c.SecurityContext
+	if csc == nil {
+		t.Fatal("the server container has no securityContext")
+	}
+	nonRoot := csc.RunAsNonRoot
+	if nonRoot == nil {
+		nonRoot = psc.RunAsNonRoot
+	}
+	if nonRoot == nil || !*nonRoot {
+		t.Error("runAsNonRoot is not true")
+	}
+	uid := csc.RunAsUser
+	if uid == nil {
+		uid = psc.RunAsUser
+	}
+	if uid == nil || *uid != imageUID {
+		t.Errorf("runAsUser = %v, want %d (the image's nonroot user)", uid, imageUID)
+	}
+	if csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem {
+		t.Error("readOnlyRootFilesystem is not true")
+	}
+	if csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
+		t.Error("allowPrivilegeEscalation is not false")
+	}
+	if csc.Privileged != nil && *csc.Privileged {
+		t.Error("the container is privileged")
+	}
+	if csc.Capabilities == nil || !slices.Contains(csc.Capabilities.Drop, "ALL") || len(csc.Capabilities.Add) > 0 {
+		t.Error("capabilities must drop ALL and add none")
+	}
+	seccomp := csc.SeccompProfile
+	if seccomp == nil {
+		seccomp = psc.SeccompProfile
+	}
+	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("seccompProfile is not RuntimeDefault")
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Error("automountServiceAccountToken is not false: the server calls no Kubernetes API")
+	}
+	// Service links would add ONSALE_SERVICE_HOST, ONSALE_PORT... for a Service named onsale,
+	// into the very namespace of the server's settings.
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Error("enableServiceLinks is not false")
+	}
+	if pod.ServiceAccountName != "" {
+		found := false
+		for _, sa := range m.serviceAccounts {
+			found = found || sa.Name == pod.ServiceAccountName
+		}
+		if !found {
+			t.Errorf("serviceAccountName %q is not in deploy/k8s", pod.ServiceAccountName)
+		}
+	}
+
+	// With a read-only root, the data directory and /tmp are emptyDirs.
+	env := containerEnv(t, m, c)
+	dataDir := "/data"
+	if v, ok := env["ONSALE_DATA_DIR"]; ok && v.value != "" {
+		dataDir = v.value
+	}
+	for _, dir := range []string{dataDir, "/tmp"} {
+		vol := volumeAt(pod, c, dir)
+		if vol == nil || vol.EmptyDir == nil {
+			t.Errorf("%s is not an emptyDir mount", dir)
+		}
+	}
+}
+
+// volumeAt returns the volume mounted exactly at dir.
+func volumeAt(pod corev1.PodSpec, c *corev1.Container, dir string) *corev1.Volume {
+	for _, vm := range c.VolumeMounts {
+		if filepath.Clean(vm.MountPath) != filepath.Clean(dir) {
+			continue
+		}
+		for i := range pod.Volumes {
+			if pod.Volumes[i].Name == vm.Name {
+				return &pod.Volumes[i]
+			}
+		}
+	}
+	return nil
+}
+
+func TestDeploymentPlacement(t *testing.T) {
+	m := loadManifests(t)
+	d, _ := m.theDeployment(t)
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(podLabels) {
+		t.Fatalf("the Deployment's selector %v does not select its own pods (%v)", d.Spec.Selector, err)
+	}
+	selects := func(ls *metav1.LabelSelector) bool {
+		s, err := metav1.LabelSelectorAsSelector(ls)
+		return err == nil && !s.Empty() && s.Matches(podLabels)
+	}
+	spec := d.Spec.Template.Spec
+	zoned := false
+	for _, tsc := range spec.TopologySpreadConstraints {
+		if tsc.TopologyKey == "topology.kubernetes.io/zone" {
+			zoned = true
+			if !selects(tsc.LabelSelector) {
+				t.Error("the zone spread constraint does not select the Deployment's pods")
+			}
+			if tsc.MaxSkew < 1 {
+				t.Error("the zone spread constraint has no maxSkew")
+			}
+		}
+	}
+	if !zoned {
+		t.Error("no topologySpreadConstraint across topology.kubernetes.io/zone")
+	}
+	var terms []corev1.PodAffinityTerm
+	if a := spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+		terms = append(terms, a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution...)
+		for _, w := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			terms = append(terms, w.PodAffinityTerm)
+		}
+	}
+	perNode := false
+	for _, term := range terms {
+		if term.TopologyKey == "kubernetes.io/hostname" && selects(term.LabelSelector) {
+			perNode = true
+		}
+	}
+	if !perNode {
+		t.Error("no pod anti-affinity across nodes (kubernetes.io/hostname) for the Deployment's pods")
+	}
+	if s := d.Spec.Strategy.RollingUpdate; d.Spec.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType && s != nil &&
+		s.MaxUnavailable != nil && s.MaxUnavailable.String() != "0" {
+		t.Logf("note: rolling updates may take %s replicas down at once", s.MaxUnavailable.String())
+	}
+}
+
+func TestProductionEnvironment(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	env := containerEnv(t, m, c)
+	if env["ONSALE_ENV"].value != "production" {
+		t.Errorf("ONSALE_ENV = %q, want production", env["ONSALE_ENV"].value)
+	}
+	for _, name := range requiredInProduction {
+		v, ok := env[name]
+		if !ok {
+			t.Errorf("%s is not provided: the server refuses to start in production without it", name)
+			continue
+		}
+		if v.value == "" && !v.fromSecret {
+			t.Errorf("%s is empty (from %s)", name, v.source)
+		}
+	}
+	for _, name := range connectionURLs {
+		if v, ok := env[name]; ok && !v.fromSecret {
+			t.Errorf("%s comes from %s: connection URLs carry passwords and must come from a Secret", name, v.source)
+		}
+	}
+	known := knownSettings(t)
+	for name, v := range env {
+		if strings.HasPrefix(name, "ONSALE_") && !known[name] {
+			t.Errorf("%s (from %s) is not a setting of the server", name, v.source)
+		}
+	}
+	if v := env["ONSALE_TRUSTED_PROXIES"].value; v != "" {
+		for _, p := range strings.Split(v, ",") {
+			if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
+				t.Errorf("ONSALE_TRUSTED_PROXIES: %v", err)
+			}
+		}
+	}
+	if v := env["ONSALE_PROVIDER_URL"].value; v == "" {
+		t.Error("ONSALE_PROVIDER_URL is empty: production would charge nobody (simulated provider)")
+	}
+
+	// The key files are files of a Secret volume, with keys that the Secret has.
+	spec := d.Spec.Template.Spec
+	for _, name := range []string{"ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE"} {
+		path := env[name].value
+		if !filepath.IsAbs(path) {
+			t.Errorf("%s = %q, want an absolute path into the keys Secret volume", name, path)
+			continue
+		}
+		vol := volumeAt(spec, c, filepath.Dir(path))
+		if vol == nil || vol.Secret == nil {
+			t.Errorf("%s = %s is not in a Secret volume mount", name, path)
+			continue
+		}
+		s := m.secret(vol.Secret.SecretName)
+		if s == nil {
+			t.Errorf("volume %s refers to Secret %q, which is not in deploy/k8s", vol.Name, vol.Secret.SecretName)
+			continue
+		}
+		key := filepath.Base(path)
+		if len(vol.Secret.Items) > 0 {
+			key = ""
+			for _, it := range vol.Secret.Items {
+				if it.Path == filepath.Base(path) {
+					key = it.Key
+				}
+			}
+			if key == "" {
+				t.Errorf("%s = %s: volume %s projects no item to %s", name, path, vol.Name, filepath.Base(path))
+				continue
+			}
+		}
+		if !secretKeys(s)[key] {
+			t.Errorf("%s: Secret %s has no key %q", name, s.Name, key)
+		}
+		if mode := vol.Secret.DefaultMode; mode != nil && *mode&0o007 != 0 {
+			t.Errorf("volume %s: defaultMode %#o lets everyone read the private keys", vol.Name, *mode)
+		}
+	}
+	// Every projected item of every Secret or ConfigMap volume exists.
+	for _, vol := range spec.Volumes {
+		if vol.Secret != nil {
+			s := m.secret(vol.Secret.SecretName)
+			if s == nil {
+				t.Errorf("volume %s: Secret %q is not in deploy/k8s", vol.Name, vol.Secret.SecretName)
+				continue
+			}
+			for _, it := range vol.Secret.Items {
+				if !secretKeys(s)[it.Key] {
+					t.Errorf("volume %s: Secret %s has no key %q", vol.Name, s.Name, it.Key)
+				}
+			}
+		}
+		if vol.ConfigMap != nil {
+			cm := m.configMap(vol.ConfigMap.Name)
+			if cm == nil {
+				t.Errorf("volume %s: ConfigMap %q is not in deploy/k8s", vol.Name, vol.ConfigMap.Name)
+				continue
+			}
+			for _, it := range vol.ConfigMap.Items {
+				if _, ok := cm.Data[it.Key]; !ok {
+					t.Errorf("volume %s: ConfigMap %s has no key %q", vol.Name, cm.Name, it.Key)
+				}
+			}
+		}
+	}
+}
+
+func TestServiceAndDisruptionBudget(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	if len(m.services) != 1 {
+		t.Fatalf("want one Service, found %d", len(m.services))
+	}
+	svc := m.services[0]
+	if svc.Spec.Type != "" && svc.Spec.Type != corev1.ServiceTypeClusterIP {
+		t.Errorf("Service type %s, want ClusterIP", svc.Spec.Type)
+	}
+	if len(svc.Spec.Selector) == 0 || !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+		t.Errorf("the Service's selector %v does not select the Deployment's pods %v", svc.Spec.Selector, podLabels)
+	}
+	found := false
+	for _, p := range svc.Spec.Ports {
+		if p.Port != 80 {
+			continue
+		}
+		found = true
+		ok := false
+		for _, cp := range c.Ports {
+			ok = ok || (p.TargetPort.Type == intstr.String && p.TargetPort.StrVal == cp.Name) ||
+				(p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == cp.ContainerPort)
+		}
+		if !ok || p.TargetPort.String() == "0" {
+			t.Errorf("Service port 80 targets %s, which is not a port of the server container", p.TargetPort.String())
+		}
+	}
+	if !found {
+		t.Error("the Service has no port 80")
+	}
+
+	if len(m.pdbs) != 1 {
+		t.Fatalf("want one PodDisruptionBudget, found %d", len(m.pdbs))
+	}
+	pdb := m.pdbs[0]
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(podLabels) {
+		t.Errorf("the PodDisruptionBudget's selector does not select the Deployment's pods (%v)", err)
+	}
+	replicas := int(*d.Spec.Replicas)
+	switch {
+	case pdb.Spec.MinAvailable != nil && pdb.Spec.MaxUnavailable != nil:
+		t.Error("the PodDisruptionBudget sets both minAvailable and maxUnavailable")
+	case pdb.Spec.MinAvailable != nil:
+		n, err := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, replicas, true)
+		if err != nil || n < 2 || n >= replicas {
+			t.Errorf("minAvailable %s: want at least 2 and fewer than the %d replicas", pdb.Spec.MinAvailable.String(), replicas)
+		}
+	case pdb.Spec.MaxUnavailable != nil:
+		n, err := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, replicas, false)
+		if err != nil || n != 1 {
+			t.Errorf("maxUnavailable %s: want 1", pdb.Spec.MaxUnavailable.String())
+		}
+	default:
+		t.Error("the PodDisruptionBudget sets neither minAvailable nor maxUnavailable")
+	}
+}
+
+func TestHorizontalPodAutoscaler(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	if len(m.hpas) != 1 {
+		t.Fatalf("want one HorizontalPodAutoscaler, found %d", len(m.hpas))
+	}
+	h := m.hpas[0]
+	ref := h.Spec.ScaleTargetRef
+	if ref.Kind != "Deployment" || ref.Name != d.Name || ref.APIVersion != "apps/v1" {
+		t.Errorf("scaleTargetRef %s %s/%s, want apps/v1 Deployment/%s", ref.APIVersion, ref.Kind, ref.Name, d.Name)
+	}
+	if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas != 3 {
+		t.Errorf("minReplicas = %v, want 3", h.Spec.MinReplicas)
+	}
+	if h.Spec.MaxReplicas < 3 {
+		t.Errorf("maxReplicas %d is below minReplicas", h.Spec.MaxReplicas)
+	}
+	want := map[corev1.ResourceName]int32{corev1.ResourceCPU: 70, corev1.ResourceMemory: 80}
+	got := map[corev1.ResourceName]int32{}
+	for _, mt := range h.Spec.Metrics {
+		if mt.Type != autoscalingv2.ResourceMetricSourceType || mt.Resource == nil {
+			continue
+		}
+		if mt.Resource.Target.Type != autoscalingv2.UtilizationMetricType || mt.Resource.Target.AverageUtilization == nil {
+			t.Errorf("%s target is not an average utilization", mt.Resource.Name)
+			continue
+		}
+		got[mt.Resource.Name] = *mt.Resource.Target.AverageUtilization
+	}
+	for r, pct := range want {
+		if got[r] != pct {
+			t.Errorf("%s target utilization = %d%%, want %d%%", r, got[r], pct)
+		}
+		// Utilization is relative to requests: without one the HPA cannot compute it.
+		if q, ok := c.Resources.Requests[r]; !ok || q.IsZero() {
+			t.Errorf("the HPA scales on %s but the container requests none", r)
+		}
+	}
+	env := containerEnv(t, m, c)
+	conns := 16
+	if v, ok := env["ONSALE_DB_MAX_CONNS"]; ok && v.value != "" {
+		n, err := strconv.Atoi(v.value)
+		if err != nil {
+			t.Fatalf("ONSALE_DB_MAX_CONNS=%q: %v", v.value, err)
+		}
+		conns = n
+	}
+	t.Logf("at maxReplicas the pools hold up to %d x %d = %d PostgreSQL connections", h.Spec.MaxReplicas, conns, int(h.Spec.MaxReplicas)*conns)
+}
+
+// ---- docker compose ----
+
+type composeFile struct {
+	Name     string                    `yaml:"name"`
+	Services map[string]composeService `yaml:"services"`
+	Secrets  map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
+	Volumes  map[string]any `yaml:"volumes"`
+	Networks map[string]struct {
+		IPAM struct {
+			Config []struct {
+				Subnet string `yaml:"subnet"`
+			} `yaml:"config"`
+		} `yaml:"ipam"`
+	} `yaml:"networks"`
+}
+
+type composeService struct {
+	Image           string                   `yaml:"image"`
+	Build           composeBuild             `yaml:"build"`
+	Command         []string                 `yaml:"command"`
+	Environment     map[string]any           `yaml:"environment"`
+	Secrets         []string                 `yaml:"secrets"`
+	DependsOn       map[string]any           `yaml:"-"` // list or map in compose; see UnmarshalYAML
+	Ports           []string                 `yaml:"ports"`
+	Expose          []string                 `yaml:"expose"`
+	Volumes         []string                 `yaml:"volumes"`
+	Healthcheck     *struct{ Test []string } `yaml:"healthcheck"`
+	Profiles        []string                 `yaml:"profiles"`
+	ReadOnly        bool                     `yaml:"read_only"`
+	StopGracePeriod string                   `yaml:"stop_grace_period"`
+}
+
+type composeBuild struct {
+	Context    string `yaml:"context"`
+	Dockerfile string `yaml:"dockerfile"`
+}
+
+// UnmarshalYAML takes depends_on as a list or a map.
+func (s *composeService) UnmarshalYAML(n *yamlv3.Node) error {
+	type plain composeService
+	var raw struct {
+		plain     `yaml:",inline"`
+		DependsOn yamlv3.Node `yaml:"depends_on"`
+	}
+	if err := n.Decode(&raw); err != nil {
+		return err
+	}
+	*s = composeService(raw.plain)
+	s.DependsOn = map[string]any{}
+	switch raw.DependsOn.Kind {
+	case 0:
+	case yamlv3.SequenceNode:
+		var names []string
+		if err := raw.DependsOn.Decode(&names); err != nil {
+			return err
+		}
+		for _, name := range names {
+			s.DependsOn[name] = nil
+		}
+	default:
+		if err := raw.DependsOn.Decode(&s.DependsOn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s composeService) env(name string) string {
+	v, ok := s.Environment[name]
+	if !ok || v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func loadCompose(t *testing.T) *composeFile {
+	t.Helper()
+	data, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf composeFile
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&cf); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	return &cf
+}
+
+func TestCompose(t *testing.T) {
+	cf := loadCompose(t)
+	known := knownSettings(t)
+
+	var replicas []string
+	for name, s := range cf.Services {
+		if s.Build.Dockerfile != "" && len(s.Command) == 0 {
+			replicas = append(replicas, name)
+		}
+	}
+	sort.Strings(replicas)
+	if !slices.Equal(replicas, []string{"onsale-1", "onsale-2", "onsale-3"}) {
+		t.Fatalf("server replicas built from the Dockerfile: %v, want onsale-1, onsale-2, onsale-3", replicas)
+	}
+	for _, infra := range []string{"redis", "postgres", "nats", "nginx", "provider"} {
+		if _, ok := cf.Services[infra]; !ok {
+			t.Errorf("no %s service", infra)
+		}
+	}
+	if got := cf.Services["redis"].Image; got != "redis:7.0" {
+		t.Errorf("redis image %q, want redis:7.0", got)
+	}
+	redisCmd := strings.Join(cf.Services["redis"].Command, " ")
+	for _, want := range []string{"--maxmemory-policy noeviction", "--appendonly no", "--save "} {
+		if !strings.Contains(redisCmd+" ", want) {
+			t.Errorf("redis command %q lacks %q", redisCmd, want)
+		}
+	}
+	if got := cf.Services["postgres"].Image; got != "postgres:15" {
+		t.Errorf("postgres image %q, want postgres:15", got)
+	}
+	if got := cf.Services["nats"].Image; got != "nats:2.10-alpine" {
+		t.Errorf("nats image %q, want nats:2.10-alpine", got)
+	}
+	if !slices.Contains(cf.Services["nats"].Command, "-js") {
+		t.Error("nats runs without -js (JetStream)")
+	}
+	for _, name := range []string{"redis", "postgres", "nats"} {
+		if hc := cf.Services[name].Healthcheck; hc == nil || len(hc.Test) == 0 {
+			t.Errorf("%s has no healthcheck", name)
+		}
+	}
+	provider := cf.Services["provider"]
+	if !slices.Equal(provider.Command, []string{"admin", "simulate-provider", "--addr", "0.0.0.0:9090"}) {
+		t.Errorf("provider command %v", provider.Command)
+	}
+	if provider.Build.Dockerfile == "" {
+		t.Error("the provider is not built from the server's Dockerfile")
+	}
+
+	var subnet netip.Prefix
+	if n, ok := cf.Networks["default"]; ok && len(n.IPAM.Config) > 0 {
+		var err error
+		if subnet, err = netip.ParsePrefix(n.IPAM.Config[0].Subnet); err != nil {
+			t.Errorf("default network subnet: %v", err)
+		}
+	}
+	gitignore, err := os.ReadFile(".gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range replicas {
+		s := cf.Services[name]
+		if filepath.Clean(filepath.Join(s.Build.Context, s.Build.Dockerfile)) != filepath.Clean("../Dockerfile") {
+			t.Errorf("%s is built from %s/%s, want ../Dockerfile", name, s.Build.Context, s.Build.Dockerfile)
+		}
+		if _, err := os.Stat(filepath.Join(s.Build.Context, s.Build.Dockerfile)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if s.env("ONSALE_ENV") != "production" {
+			t.Errorf("%s: ONSALE_ENV = %q, want production", name, s.env("ONSALE_ENV"))
+		}
+		for _, v := range requiredInProduction {
+			if s.env(v) == "" {
+				t.Errorf("%s: %s is not set", name, v)
+			}
+		}
+		for v := range s.Environment {
+			if strings.HasPrefix(v, "ONSALE_") && !known[v] {
+				t.Errorf("%s: %s is not a setting of the server", name, v)
+			}
+		}
+		for v, host := range map[string]string{"ONSALE_REDIS_URL": "redis", "ONSALE_DATABASE_URL": "postgres", "ONSALE_NATS_URL": "nats", "ONSALE_PROVIDER_URL": "provider"} {
+			if !strings.Contains(s.env(v), "://"+host+":") && !strings.Contains(s.env(v), "@"+host+":") {
+				t.Errorf("%s: %s = %q does not point at the %s service", name, v, s.env(v), host)
+			}
+			if _, ok := s.DependsOn[host]; !ok {
+				t.Errorf("%s does not depend on %s", name, host)
+			}
+		}
+		for _, v := range []string{"ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE"} {
+			secret, ok := strings.CutPrefix(s.env(v), "/run/secrets/")
+			if !ok || !slices.Contains(s.Secrets, secret) {
+				t.Errorf("%s: %s = %q is not one of its secrets", name, v, s.env(v))
+				continue
+			}
+			file := cf.Secrets[secret].File
+			if file == "" {
+				t.Errorf("secret %s has no file", secret)
+				continue
+			}
+			if !slices.Contains(strings.Fields(string(gitignore)), filepath.Base(file)) {
+				t.Errorf("deploy/.gitignore does not list %s (a private key)", filepath.Base(file))
+			}
+		}
+		proxies := s.env("ONSALE_TRUSTED_PROXIES")
+		if p, err := netip.ParsePrefix(proxies); err != nil || p != subnet {
+			t.Errorf("%s: ONSALE_TRUSTED_PROXIES = %q, want the compose network's range %s", name, proxies, subnet)
+		}
+		env := map[string]envValue{}
+		for k := range s.Environment {
+			env[k] = envValue{value: s.env(k), source: name}
+		}
+		drain := durationSetting(t, env, "ONSALE_DRAIN_DELAY", defaultDrainDelay)
+		shutdown := durationSetting(t, env, "ONSALE_SHUTDOWN_TIMEOUT", defaultShutdownTimeout)
+		grace, err := time.ParseDuration(s.StopGracePeriod)
+		if err != nil || grace <= shutdown || grace < drain+shutdown {
+			t.Errorf("%s: stop_grace_period %q must exceed the drain delay + shutdown timeout (%s)", name, s.StopGracePeriod, drain+shutdown)
+		}
+		if len(s.Ports) > 0 {
+			t.Errorf("%s publishes ports: only nginx should", name)
+		}
+	}
+
+	nginx := cf.Services["nginx"]
+	mounted := false
+	for _, v := range nginx.Volumes {
+		mounted = mounted || strings.HasPrefix(v, "./nginx/nginx.conf:")
+	}
+	if !mounted {
+		t.Error("nginx does not mount ./nginx/nginx.conf")
+	}
+	for _, r := range replicas {
+		if _, ok := nginx.DependsOn[r]; !ok {
+			t.Errorf("nginx does not depend on %s", r)
+		}
+	}
+	checkNginx(t, replicas)
+
+	// The optional observability profile mounts files that exist.
+	for _, name := range []string{"prometheus", "grafana"} {
+		for _, v := range cf.Services[name].Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(src); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			}
+		}
+	}
+}
+
+func checkNginx(t *testing.T, replicas []string) {
+	t.Helper()
+	data, err := os.ReadFile("nginx/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Comments out, so that prose cannot satisfy a check.
+	var b strings.Builder
+	for _, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		b.WriteString(line + "\n")
+	}
+	conf := b.String()
+	if strings.Count(conf, "{") != strings.Count(conf, "}") {
+		t.Fatal("nginx.conf: unbalanced braces")
+	}
+	upstream := regexp.MustCompile(`(?s)upstream\s+(\w+)\s*\{(.*?)\}`).FindStringSubmatch(conf)
+	if upstream == nil {
+		t.Fatal("nginx.conf has no upstream block")
+	}
+	for _, r := range replicas {
+		if !regexp.MustCompile(`server\s+` + regexp.QuoteMeta(r) + `:8080[\s;]`).MatchString(upstream[2]) {
+			t.Errorf("the upstream does not list %s:8080", r)
+		}
+	}
+	if regexp.MustCompile(`(?m)^\s*keepalive\s`).MatchString(upstream[2]) {
+		t.Error("the upstream keeps connections alive: a draining replica would fail requests already sent")
+	}
+	if !strings.Contains(conf, "proxy_pass http://"+upstream[1]) {
+		t.Errorf("nothing is proxied to the upstream %s", upstream[1])
+	}
+	if !regexp.MustCompile(`proxy_next_upstream\s+error\s+timeout\s*;`).MatchString(conf) {
+		t.Error("no `proxy_next_upstream error timeout;`")
+	}
+	if !regexp.MustCompile(`proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for\s*;`).MatchString(conf) {
+		t.Error("X-Forwarded-For is not set")
+	}
+	loc := regexp.MustCompile(`(?s)location\s+~\s+(\S+)\s*\{(.*?)\}`).FindAllStringSubmatch(conf, -1)
+	streams := false
+	for _, l := range loc {
+		re, err := regexp.Compile(l[1])
+		if err != nil || !re.MatchString("/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events") || re.MatchString("/v1/orders") {
+			continue
+		}
+		streams = true
+		if !regexp.MustCompile(`proxy_buffering\s+off\s*;`).MatchString(l[2]) {
+			t.Error("the order events location does not turn proxy_buffering off")
+		}
+		m := regexp.MustCompile(`proxy_read_timeout\s+(\d+)([smh]?)\s*;`).FindStringSubmatch(l[2])
+		if m == nil {
+			t.Error("the order events location has no proxy_read_timeout")
+		} else if d, _ := time.ParseDuration(m[1] + map[string]string{"": "s"}[m[2]] + m[2]); d < 5*time.Minute {
+			t.Errorf("the order events location's read timeout %s%s is short for an event stream", m[1], m[2])
+		}
+	}
+	if !streams {
+		t.Error("no location for /v1/orders/{id}/events")
+	}
+}
+
+// ---- Prometheus alert rules ----
+
+type ruleFile struct {
+	Groups []struct {
+		Name     string `yaml:"name"`
+		Interval string `yaml:"interval"`
+		Rules    []struct {
+			Alert         string            `yaml:"alert"`
+			Record        string            `yaml:"record"`
+			Expr          string            `yaml:"expr"`
+			For           string            `yaml:"for"`
+			KeepFiringFor string            `yaml:"keep_firing_for"`
+			Labels        map[string]string `yaml:"labels"`
+			Annotations   map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+var promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
+
+func TestAlertRules(t *testing.T) {
+	data, err := os.ReadFile("prometheus/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rf ruleFile
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&rf); err != nil {
+		t.Fatalf("alerts.yaml is not a Prometheus rule file: %v", err)
+	}
+	anchors := operationsAnchors(t)
+	seen := map[string]bool{}
+	used := map[string]bool{}
+	if len(rf.Groups) == 0 {
+		t.Fatal("no rule groups")
+	}
+	for _, g := range rf.Groups {
+		if g.Name == "" || len(g.Rules) == 0 {
+			t.Errorf("group %q is unnamed or empty", g.Name)
+		}
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				t.Errorf("group %s: a rule without alert (recording rules do not belong here)", g.Name)
+				continue
+			}
+			if seen[r.Alert] {
+				t.Errorf("alert %s appears twice", r.Alert)
+			}
+			seen[r.Alert] = true
+			if strings.TrimSpace(r.Expr) == "" {
+				t.Errorf("%s: no expr", r.Alert)
+			}
+			if !promDuration.MatchString(r.For) {
+				t.Errorf("%s: for %q is not a duration", r.Alert, r.For)
+			}
+			switch r.Labels["severity"] {
+			case "page", "warning", "info":
+			default:
+				t.Errorf("%s: severity %q, want page, warning or info", r.Alert, r.Labels["severity"])
+			}
+			if strings.TrimSpace(r.Annotations["summary"]) == "" {
+				t.Errorf("%s: no summary", r.Alert)
+			}
+			runbook := r.Annotations["runbook_url"]
+			_, anchor, ok := strings.Cut(runbook, "docs/operations.md#")
+			if !ok || !anchors[anchor] {
+				t.Errorf("%s: runbook_url %q does not point at a section of docs/operations.md", r.Alert, runbook)
+			}
+			if anchor != strings.ToLower(r.Alert) {
+				t.Errorf("%s: runbook_url points at #%s, want the alert's own section #%s", r.Alert, anchor, strings.ToLower(r.Alert))
+			}
+			checkQuery(t, r.Alert, r.Expr, used)
+		}
+	}
+	for _, want := range []string{
+		"onsale_http_errors_total", "http_server_request_duration_seconds_bucket", "onsale_payment_breaker_state",
+		"onsale_payment_queue_pending", "onsale_payment_outbox_backlog", "onsale_http_shed_total", "process_start_time_seconds",
+	} {
+		if !used[want] {
+			t.Errorf("no alert watches %s", want)
+		}
+	}
+}
+
+// operationsAnchors returns the anchors GitHub makes for docs/operations.md's headings.
+func operationsAnchors(t *testing.T) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatalf("the runbooks live in docs/operations.md: %v", err)
+	}
+	anchors := map[string]bool{}
+	inFence := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		if inFence || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		anchors[githubAnchor(title)] = true
+	}
+	return anchors
+}
+
+func githubAnchor(title string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(title) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		case r == ' ':
+			b.WriteRune('-')
+		}
+	}
+	return b.String()
+}
+
+// ---- PromQL, roughly ----
+
+var (
+	reGrafanaVar = regexp.MustCompile(`\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*`)
+	reString     = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")
+	reMatchers   = regexp.MustCompile(`\{[^{}]*\}`)
+	reMatcher    = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)`)
+	reRange      = regexp.MustCompile(`\[[^\[\]]*\]`)
+	reGrouping   = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)`)
+	reIdent      = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*`)
+	promKeywords = set("by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+		"offset", "inf", "nan", "Inf", "NaN", "atan2")
+)
+
+// queryNames returns the metric names and the label names a PromQL expression uses. It is no
+// parser, but it handles what dashboards and alert rules are made of: functions, aggregations
+// with by/without, label matchers, ranges and subqueries, binary operators with on/ignoring and
+// group_left/right, numbers, strings and Grafana variables.
+func queryNames(expr string) (metrics, labelNames []string, err error) {
+	if strings.Count(expr, "(") != strings.Count(expr, ")") || strings.Count(expr, "{") != strings.Count(expr, "}") ||
+		strings.Count(expr, "[") != strings.Count(expr, "]") {
+		return nil, nil, errors.New("unbalanced brackets")
+	}
+	s := reGrafanaVar.ReplaceAllString(expr, "0")
+	s = reString.ReplaceAllString(s, `""`)
+	for _, m := range reMatchers.FindAllString(s, -1) {
+		for _, lm := range reMatcher.FindAllStringSubmatch(m, -1) {
+			labelNames = append(labelNames, lm[1])
+		}
+	}
+	s = reMatchers.ReplaceAllString(s, " ")
+	s = reRange.ReplaceAllString(s, " ")
+	for _, g := range reGrouping.FindAllStringSubmatch(s, -1) {
+		for _, l := range strings.Split(g[2], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				labelNames = append(labelNames, l)
+			}
+		}
+	}
+	s = reGrouping.ReplaceAllString(s, " ")
+	for _, loc := range reIdent.FindAllStringIndex(s, -1) {
+		if loc[0] > 0 {
+			if prev := s[loc[0]-1]; prev == '.' || prev >= '0' && prev <= '9' {
+				continue // part of a number such as 1e3
+			}
+		}
+		name := s[loc[0]:loc[1]]
+		rest := strings.TrimLeft(s[loc[1]:], " \t\n")
+		if promKeywords[name] || strings.HasPrefix(rest, "(") {
+			continue // keyword, function or aggregation
+		}
+		metrics = append(metrics, name)
+	}
+	return metrics, labelNames, nil
+}
+
+func TestQueryNames(t *testing.T) {
+	metrics, labelNames, err := queryNames(`histogram_quantile(0.99, sum by (le, http_route) (rate(http_server_request_duration_seconds_bucket{http_route=~"/v1/.+",instance=~"$instance"}[$__rate_interval])))
+  > 0.1 and on (job, instance) group_left target_info{service_name="onsale"} or deriv(max(onsale_payment_queue_pending)[10m:1m]) > 1e3`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"http_server_request_duration_seconds_bucket", "target_info", "onsale_payment_queue_pending"}; !slices.Equal(metrics, want) {
+		t.Errorf("metrics %v, want %v", metrics, want)
+	}
+	sort.Strings(labelNames)
+	if want := []string{"http_route", "http_route", "instance", "instance", "job", "le", "service_name"}; !slices.Equal(labelNames, want) {
+		t.Errorf("labels %v, want %v", labelNames, want)
+	}
+}
+
+// checkQuery reports metric or label names the server does not export, and records the metrics
+// seen in used.
+func checkQuery(t *testing.T, where, expr string, used map[string]bool) {
+	t.Helper()
+	metrics, labelNames, err := queryNames(expr)
+	if err != nil {
+		t.Errorf("%s: %v in %q", where, err, expr)
+		return
+	}
+	if len(metrics) == 0 {
+		t.Errorf("%s: the query %q uses no metric", where, expr)
+	}
+	for _, m := range metrics {
+		used[m] = true
+		if !exportedMetrics[m] {
+			t.Errorf("%s: %s is not a metric the server exports", where, m)
+		}
+	}
+	for _, l := range labelNames {
+		if !knownLabels[l] {
+			t.Errorf("%s: label %s is not one the server's metrics have", where, l)
+		}
+	}
+}
+
+// ---- Grafana dashboard ----
+
+type dashPanel struct {
+	ID         int             `json:"id"`
+	Type       string          `json:"type"`
+	Title      string          `json:"title"`
+	Datasource json.RawMessage `json:"datasource"`
+	GridPos    struct {
+		H, W, X, Y int
+	} `json:"gridPos"`
+	Targets []struct {
+		RefID string `json:"refId"`
+		Expr  string `json:"expr"`
+	} `json:"targets"`
+	Panels []dashPanel `json:"panels"`
+}
+
+type dashboard struct {
+	UID           string      `json:"uid"`
+	Title         string      `json:"title"`
+	SchemaVersion int         `json:"schemaVersion"`
+	Panels        []dashPanel `json:"panels"`
+	Templating    struct {
+		List []struct {
+			Name  string          `json:"name"`
+			Type  string          `json:"type"`
+			Query json.RawMessage `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
+func TestGrafanaDashboard(t *testing.T) {
+	files, err := filepath.Glob("grafana/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboard in deploy/grafana (%v)", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) { checkDashboard(t, file) })
+	}
+}
+
+func checkDashboard(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if d.UID == "" || d.Title == "" {
+		t.Error("the dashboard needs a uid and a title")
+	}
+	if d.SchemaVersion < 36 {
+		t.Errorf("schemaVersion %d: want 36 or later", d.SchemaVersion)
+	}
+	dsVar := ""
+	used := map[string]bool{}
+	for _, v := range d.Templating.List {
+		var q string
+		if err := json.Unmarshal(v.Query, &q); err != nil {
+			var obj struct {
+				Query string `json:"query"`
+			}
+			if err := json.Unmarshal(v.Query, &obj); err != nil {
+				t.Errorf("variable %s: unreadable query", v.Name)
+				continue
+			}
+			q = obj.Query
+		}
+		if v.Type == "datasource" && q == "prometheus" {
+			dsVar = v.Name
+			continue
+		}
+		if v.Type == "query" {
+			if lv := regexp.MustCompile(`^label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)$`).FindStringSubmatch(strings.TrimSpace(q)); lv != nil {
+				q = lv[1]
+				if !knownLabels[lv[2]] {
+					t.Errorf("variable %s: label %s is not one the server's metrics have", v.Name, lv[2])
+				}
+			}
+			checkQuery(t, "variable "+v.Name, q, used)
+		}
+	}
+	if dsVar == "" {
+		t.Fatal("no Prometheus data source variable")
+	}
+	ids := map[int]bool{}
+	var walk func(ps []dashPanel)
+	walk = func(ps []dashPanel) {
+		for _, p := range ps {
+			if ids[p.ID] {
+				t.Errorf("panel id %d is used twice", p.ID)
+			}
+			ids[p.ID] = true
+			if p.GridPos.W < 1 || p.GridPos.X+p.GridPos.W > 24 || p.GridPos.H < 1 {
+				t.Errorf("panel %q: gridPos %+v outside the 24-column grid", p.Title, p.GridPos)
+			}
+			if p.Type == "row" {
+				walk(p.Panels)
+				continue
+			}
+			var ds struct {
+				UID string `json:"uid"`
+			}
+			if json.Unmarshal(p.Datasource, &ds) != nil || (ds.UID != "${"+dsVar+"}" && ds.UID != "$"+dsVar) {
+				t.Errorf("panel %q does not use the data source variable", p.Title)
+			}
+			if len(p.Targets) == 0 {
+				t.Errorf("panel %q has no queries", p.Title)
+			}
+			for _, tg := range p.Targets {
+				checkQuery(t, fmt.Sprintf("panel %q query %s", p.Title, tg.RefID), tg.Expr, used)
+			}
+		}
+	}
+	walk(d.Panels)
+	for _, want := range []string{
+		"onsale_http_requests_total", "onsale_http_errors_total", "http_server_request_duration_seconds_bucket",
+		"onsale_inventory_holds_created_total", "onsale_inventory_holds_rejected_total", "onsale_inventory_holds_expired_total",
+		"onsale_inventory_holds_released_total", "onsale_payment_orders_created_total", "onsale_payment_orders_total",
+		"onsale_payment_breaker_state", "onsale_payment_queue_pending", "onsale_payment_queue_ack_pending",
+		"onsale_payment_outbox_backlog", "onsale_inventory_cache_hits_total", "onsale_inventory_cache_misses_total",
+		"onsale_inventory_commit_batch_size_bucket", "onsale_http_in_flight", "onsale_http_shed_total",
+		"process_resident_memory_bytes", "go_goroutines",
+	} {
+		if !used[want] {
+			t.Errorf("no panel shows %s", want)
+		}
+	}
+}
+
+// ---- every YAML file parses ----
+
+func TestYAMLFilesParse(t *testing.T) {
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yml") && !strings.HasSuffix(path, ".yaml.example") {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dec := yamlv3.NewDecoder(f)
+		for {
+			var v any
+			if err := dec.Decode(&v); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Errorf("%s: %v", path, err)
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
