@@ -94,7 +94,7 @@ func TestLoadConfigBadValuesNameTheVariable(t *testing.T) {
 		{"ONSALE_HTTP_READ_TIMEOUT", "5", []string{"ONSALE_HTTP_READ_TIMEOUT", "duration"}, ""},
 		{"ONSALE_SHUTDOWN_TIMEOUT", "-1s", []string{"ONSALE_SHUTDOWN_TIMEOUT"}, ""},
 		{"ONSALE_DB_MAX_CONNS", "lots", []string{"ONSALE_DB_MAX_CONNS", "whole number"}, ""},
-		{"ONSALE_DB_MAX_CONNS", "0", []string{"ONSALE_DB_MAX_CONNS", "1 to 1000"}, ""},
+		{"ONSALE_DB_MAX_CONNS", "0", []string{"ONSALE_DB_MAX_CONNS", "2 to 1000"}, ""},
 		{"ONSALE_HTTP_BODY_LIMIT", "1k", []string{"ONSALE_HTTP_BODY_LIMIT", "whole number"}, ""},
 		{"ONSALE_HTTP_BODY_LIMIT", "10", []string{"ONSALE_HTTP_BODY_LIMIT", "1024"}, ""},
 		{"ONSALE_TRACE_SAMPLE_RATIO", "2", []string{"ONSALE_TRACE_SAMPLE_RATIO", "0 to 1"}, ""},
