@@ -46,8 +46,11 @@ func NewGuardedProvider(p Provider, cfg Config, meter metric.Meter, log *slog.Lo
 		BucketPeriod: cfg.BreakerWindow / 10,
 		Timeout:      cfg.BreakerCooldown,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.Requests >= uint32(cfg.BreakerMinRequests) &&
-				float64(c.TotalFailures) >= cfg.BreakerFailureRate*float64(c.Requests)
+			// Requests includes excluded calls (cancelled by the caller); they must count
+			// neither towards the minimum nor in the ratio.
+			valid := c.Requests - min(c.TotalExclusions, c.Requests)
+			return valid >= uint32(cfg.BreakerMinRequests) &&
+				float64(c.TotalFailures) >= cfg.BreakerFailureRate*float64(valid)
 		},
 		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, ErrDeclined) },
 		IsExcluded: func(err error) bool {
@@ -88,12 +91,16 @@ func (g *GuardedProvider) State() gobreaker.State { return g.cb.State() }
 
 // RetryIn suggests when a call refused with ErrBreakerOpen is worth trying again.
 func (g *GuardedProvider) RetryIn() time.Duration {
+	// Ask the breaker before taking g.mu: State may change the state, and the breaker calls
+	// stateChanged (which takes g.mu) while holding its own lock.
+	if g.cb.State() != gobreaker.StateOpen {
+		return time.Second
+	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cb.State() == gobreaker.StateOpen {
-		if left := g.cooldown - time.Since(g.openedAt); left > time.Second {
-			return left
-		}
+	openedAt := g.openedAt
+	g.mu.Unlock()
+	if left := g.cooldown - time.Since(openedAt); left > time.Second {
+		return left
 	}
 	return time.Second
 }

@@ -69,32 +69,51 @@ func (m *Module) CreateOrder(ctx context.Context, customer uuid.UUID, holdID, ke
 	if o, ok, err := m.replay(ctx, customer, key, hash, now); ok || err != nil {
 		return o, false, err
 	}
-
-	hold, err := m.d.Inventory.GetHold(ctx, holdID)
-	if errors.Is(err, inventory.ErrHoldNotFound) {
-		return Order{}, false, inventory.ErrHoldNotFound.WithDetail("no such hold")
-	}
+	o, err := m.createNew(ctx, customer, holdID, key, hash, now)
 	if err != nil {
+		// A request with the same key may have created the order since we looked, and its
+		// payment may already have moved the hold on (sold, or released by a decline): answer
+		// as a retry would, not with the hold's state.
+		if ro, ok, rerr := m.replay(ctx, customer, key, hash, now); ok {
+			return ro, false, nil
+		} else if errors.Is(rerr, ErrIdempotencyMismatch) {
+			return Order{}, false, rerr
+		}
+		if errors.Is(err, ErrDuplicateKey) {
+			return Order{}, false, unavailable("read order", errors.New("idempotency key vanished"))
+		}
 		return Order{}, false, err
 	}
+	return o, true, nil
+}
+
+// createNew checks the hold out under a key no order has yet.
+func (m *Module) createNew(ctx context.Context, customer uuid.UUID, holdID, key, hash string, now time.Time) (Order, error) {
+	hold, err := m.d.Inventory.GetHold(ctx, holdID)
+	if errors.Is(err, inventory.ErrHoldNotFound) {
+		return Order{}, inventory.ErrHoldNotFound.WithDetail("no such hold")
+	}
+	if err != nil {
+		return Order{}, err
+	}
 	if hold.CustomerID != customer {
-		return Order{}, false, inventory.ErrHoldNotFound.WithDetail("no such hold")
+		return Order{}, inventory.ErrHoldNotFound.WithDetail("no such hold")
 	}
 	switch hold.Status {
 	case inventory.HoldClaimed, inventory.HoldCommitted:
-		return Order{}, false, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
+		return Order{}, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
 	case inventory.HoldReleased:
-		return Order{}, false, ErrHoldNotUsable.WithDetail("this hold was released; hold the tickets again")
+		return Order{}, ErrHoldNotUsable.WithDetail("this hold was released; hold the tickets again")
 	case inventory.HoldExpired:
-		return Order{}, false, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
+		return Order{}, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
 	}
 	// Keep the tickets reserved for as long as the payment may take.
 	hold, err = m.d.Inventory.ExtendHold(ctx, holdID, now.Add(m.cfg.PaymentWindow))
 	if errors.Is(err, inventory.ErrHoldNotLive) {
-		return Order{}, false, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
+		return Order{}, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
 	}
 	if err != nil {
-		return Order{}, false, err
+		return Order{}, err
 	}
 
 	o := Order{
@@ -106,19 +125,16 @@ func (m *Module) CreateOrder(ctx context.Context, customer uuid.UUID, holdID, ke
 	})
 	switch {
 	case errors.Is(err, ErrDuplicateKey):
-		// The same key raced us from another request; answer as a retry would.
-		if o, ok, err := m.replay(ctx, customer, key, hash, now); ok || err != nil {
-			return o, false, err
-		}
-		return Order{}, false, unavailable("read order", errors.New("idempotency key vanished"))
+		// The same key raced us from another request; CreateOrder answers as a retry would.
+		return Order{}, err
 	case errors.Is(err, ErrHoldAlreadyOrdered):
-		return Order{}, false, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
+		return Order{}, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
 	case err != nil:
-		return Order{}, false, unavailable("create order", err)
+		return Order{}, unavailable("create order", err)
 	}
 	m.d.Relay.Notify(msg)
 	m.created.Add(ctx, 1)
-	return o, true, nil
+	return o, nil
 }
 
 // replay returns the order an earlier request with the same key created (ok true), or refuses
@@ -202,15 +218,23 @@ func (m *Module) CheckIn(ctx context.Context, staff uuid.UUID, code string) (Che
 	if err != nil {
 		return CheckIn{}, err
 	}
-	c, first, err := m.d.Store.CheckIn(ctx, ticketID, staff, m.d.Clock.Now())
+	// Check the code names the ticket's own event before admitting anyone with it.
+	t, err := m.d.Store.Ticket(ctx, ticketID)
 	if errors.Is(err, ErrTicketNotFound) {
 		return CheckIn{}, ErrTicketNotFound.WithDetail("no such ticket")
 	}
 	if err != nil {
 		return CheckIn{}, unavailable("check in", err)
 	}
-	if c.Ticket.EventID != eventID {
+	if t.EventID != eventID {
 		return CheckIn{}, ErrInvalidTicketCode.WithDetail("this is not a ticket issued by onsale")
+	}
+	c, first, err := m.d.Store.CheckIn(ctx, ticketID, staff, m.d.Clock.Now())
+	if errors.Is(err, ErrTicketNotFound) {
+		return CheckIn{}, ErrTicketNotFound.WithDetail("no such ticket")
+	}
+	if err != nil {
+		return CheckIn{}, unavailable("check in", err)
 	}
 	if !first {
 		return c, ErrAlreadyCheckedIn.WithDetail("checked in at %s", c.CheckedInAt.Format(time.RFC3339)).

@@ -314,6 +314,17 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 		return
 	}
 	w.slots <- struct{}{}
+	// Stop may have begun while this message waited for a slot: it has not started, so it is
+	// handed back like the other buffered ones instead of being worked on during shutdown.
+	w.mu.Lock()
+	stopping = w.stopping
+	w.mu.Unlock()
+	if stopping {
+		<-w.slots
+		w.inFlight.Done()
+		_ = msg.Nak()
+		return
+	}
 	go func() {
 		defer func() { <-w.slots; w.inFlight.Done() }()
 		w.handle(msg)

@@ -1,0 +1,502 @@
+package payment_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+	"github.com/onsale-dev/onsale/internal/payment"
+	"github.com/onsale-dev/onsale/internal/payment/paymenttest"
+	"github.com/onsale-dev/onsale/internal/payment/simulated"
+	"github.com/onsale-dev/onsale/internal/platform/clock"
+)
+
+// The processor tests drive Processor.Process themselves (no worker), on the memory stack.
+
+func quick() simulated.Mode { return simulated.Mode{Latency: time.Millisecond} }
+
+func processorStack(t *testing.T, o paymenttest.Options) *paymenttest.Stack {
+	t.Helper()
+	o.NoWorker = true
+	return paymenttest.NewStack(t, o)
+}
+
+// pendingOrder holds quantity tickets for the stack's customer and checks them out.
+func pendingOrder(t *testing.T, s *paymenttest.Stack, tt inventory.TicketType, quantity int) payment.Order {
+	t.Helper()
+	h := s.Hold(s.Customer, tt, quantity)
+	o, created, err := s.Module.CreateOrder(context.Background(), s.Customer.ID, h.ID, uuid.NewString())
+	if err != nil || !created {
+		t.Fatalf("create order: created=%v err=%v", created, err)
+	}
+	return o
+}
+
+func process(t *testing.T, s *paymenttest.Stack, id uuid.UUID, attempt int) payment.Decision {
+	t.Helper()
+	return s.Processor.Process(context.Background(), id, attempt)
+}
+
+func wantAction(t *testing.T, d payment.Decision, want payment.Action) {
+	t.Helper()
+	if d.Action != want {
+		t.Fatalf("decision %+v, want action %d", d, want)
+	}
+}
+
+func ticketIDs(ts []payment.Ticket) []uuid.UUID {
+	out := make([]uuid.UUID, len(ts))
+	for i, tk := range ts {
+		out[i] = tk.ID
+	}
+	return out
+}
+
+func TestProcessConfirms(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(10)
+	o := pendingOrder(t, s, tt, 2)
+	events, stop := s.Hub.Subscribe(o.ID)
+	defer stop()
+
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusConfirmed || got.StatusDetail != "" || got.ChargeID == "" || len(got.Tickets) != 2 {
+		t.Fatalf("order %+v", got)
+	}
+	for i, tk := range got.Tickets {
+		if tk.OrderID != o.ID || tk.TicketTypeID != tt.ID || tk.EventID != tt.EventID || tk.Seq != i+1 {
+			t.Fatalf("ticket %+v", tk)
+		}
+	}
+	l := s.Sim.Ledger(true)
+	if l.Charges != 1 || l.Refunds != 0 || l.ChargedCents != 5000 || len(l.Entries) != 1 {
+		t.Fatalf("ledger %+v", l)
+	}
+	if e := l.Entries[0]; e.Key != o.ID.String() || e.ChargeID != got.ChargeID || e.AmountCents != 5000 || e.Currency != "EUR" || e.ChargeCalls != 1 {
+		t.Fatalf("ledger entry %+v: want the order id as the key", e)
+	}
+	if sold := s.Sold(tt); sold != 2 {
+		t.Fatalf("sold %d, want 2", sold)
+	}
+	if st := s.Stock(tt); st.Sold != 2 || st.Held != 0 || st.Available() != 8 {
+		t.Fatalf("stock %+v", st)
+	}
+	select {
+	case ev := <-events:
+		if ev.Status != payment.StatusConfirmed || ev.Version != got.Version || ev.CustomerID != s.Customer.ID {
+			t.Fatalf("announced %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the confirmation was not announced")
+	}
+}
+
+func TestProcessDeclineFailsAndReleases(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: simulated.Mode{DeclineRate: 1}})
+	tt := s.TicketType(2)
+	o := pendingOrder(t, s, tt, 2)
+	if st := s.Stock(tt); st.Available() != 0 {
+		t.Fatalf("stock before the decline %+v", st)
+	}
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailDeclined || len(got.Tickets) != 0 {
+		t.Fatalf("order %+v", got)
+	}
+	h, err := s.Inv.GetHold(context.Background(), o.Hold.ID)
+	if err != nil || h.Status != inventory.HoldReleased {
+		t.Fatalf("hold after a decline: %+v, %v", h, err)
+	}
+	if st := s.Stock(tt); st.Available() != 2 || st.Sold != 0 {
+		t.Fatalf("the tickets did not go back: %+v", st)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 0 || l.Declines != 1 || l.ChargedCents != 0 {
+		t.Fatalf("ledger %+v", l)
+	}
+	// Another customer can buy them now.
+	other := s.NewCustomer()
+	h2 := s.Hold(other, tt, 2)
+	s.Sim.SetMode(quick())
+	o2, _, err := s.Module.CreateOrder(context.Background(), other.ID, h2.ID, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAction(t, process(t, s, o2.ID, 1), payment.Done)
+	if s.Order(o2.ID).Status != payment.StatusConfirmed || s.Sold(tt) != 2 {
+		t.Fatal("the released tickets could not be sold")
+	}
+	// The declined order stays failed on a redelivery.
+	wantAction(t, process(t, s, o.ID, 2), payment.Done)
+	if s.Order(o.ID).Status != payment.StatusFailed {
+		t.Fatal("a redelivery changed the failed order")
+	}
+}
+
+func TestProcessRetriesTransientErrors(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: simulated.Mode{ErrorRate: 1}})
+	tt := s.TicketType(10)
+	o := pendingOrder(t, s, tt, 1)
+	for attempt := 1; attempt <= 2; attempt++ {
+		d := process(t, s, o.ID, attempt)
+		wantAction(t, d, payment.Retry)
+		if d.Delay <= 0 || d.Reason == "" {
+			t.Fatalf("retry decision %+v", d)
+		}
+		if got := s.Order(o.ID); got.Status != payment.StatusPending || got.StatusDetail != "" {
+			t.Fatalf("order after a transient error: %+v", got)
+		}
+	}
+	s.Sim.SetMode(quick())
+	wantAction(t, process(t, s, o.ID, 3), payment.Done)
+	if got := s.Order(o.ID); got.Status != payment.StatusConfirmed || len(got.Tickets) != 1 {
+		t.Fatalf("order %+v", got)
+	}
+	l := s.Sim.Ledger(true)
+	if l.Charges != 1 || len(l.Entries) != 1 || l.Entries[0].Key != o.ID.String() || l.Entries[0].ChargeCalls < 1 || l.Calls < 3 {
+		t.Fatalf("ledger %+v", l)
+	}
+	if s.Guarded.State() != gobreaker.StateClosed {
+		t.Fatalf("two failures opened the breaker")
+	}
+}
+
+func TestProcessRedeliveryChargesOnce(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(10)
+	o := pendingOrder(t, s, tt, 3)
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	first := s.Order(o.ID)
+	wantAction(t, process(t, s, o.ID, 2), payment.Done)
+	second := s.Order(o.ID)
+	if second.Status != payment.StatusConfirmed || second.Version != first.Version || second.ChargeID != first.ChargeID ||
+		!slices.Equal(ticketIDs(second.Tickets), ticketIDs(first.Tickets)) {
+		t.Fatalf("a redelivery changed the order:\n%+v\n%+v", first, second)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 1 {
+		t.Fatalf("%d charges", l.Charges)
+	}
+	if s.Sold(tt) != 3 {
+		t.Fatalf("sold %d", s.Sold(tt))
+	}
+
+	// Two deliveries at once (a redelivery racing a slow first attempt) end the same.
+	o2 := pendingOrder(t, s, tt, 2)
+	done := make(chan payment.Decision, 2)
+	for i := range 2 {
+		go func() { done <- s.Processor.Process(context.Background(), o2.ID, i+1) }()
+	}
+	for range 2 {
+		wantAction(t, <-done, payment.Done)
+	}
+	got := s.Order(o2.ID)
+	if got.Status != payment.StatusConfirmed || len(got.Tickets) != 2 {
+		t.Fatalf("order %+v", got)
+	}
+	if e, _ := s.Entry(o2.ID.String()); e.ChargeCalls != 2 || e.ChargeID != got.ChargeID {
+		t.Fatalf("entry %+v", e)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 2 || s.Sold(tt) != 5 {
+		t.Fatalf("ledger %+v, sold %d", l, s.Sold(tt))
+	}
+}
+
+func TestProcessSoldOutAtCommitRefunds(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Millisecond))
+	s := processorStack(t, paymenttest.Options{Mode: quick(), Clock: clk})
+	tt := s.TicketType(1)
+	o := pendingOrder(t, s, tt, 1)
+	// A long outage: the payment window passes, the hold lapses, and someone else takes the
+	// ticket.
+	clk.Advance(s.Cfg.PaymentWindow + time.Minute)
+	other := s.NewCustomer()
+	h := s.Hold(other, tt, 1)
+
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailSoldOut || len(got.Tickets) != 0 {
+		t.Fatalf("order %+v", got)
+	}
+	e, ok := s.Entry(o.ID.String())
+	if !ok || !e.Refunded || e.ChargeID == "" {
+		t.Fatalf("entry %+v: want a refunded charge", e)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 1 || l.Refunds != 1 || l.RefundedCents != l.ChargedCents {
+		t.Fatalf("ledger %+v", l)
+	}
+	if s.Sold(tt) != 0 {
+		t.Fatalf("sold %d", s.Sold(tt))
+	}
+	// The other customer's hold is untouched and sells; nothing is oversold.
+	o2, _, err := s.Module.CreateOrder(context.Background(), other.ID, h.ID, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAction(t, process(t, s, o2.ID, 1), payment.Done)
+	if s.Order(o2.ID).Status != payment.StatusConfirmed || s.Sold(tt) != 1 {
+		t.Fatal("the other customer's sale failed")
+	}
+	// A redelivery of the refunded order changes nothing and refunds nothing more.
+	wantAction(t, process(t, s, o.ID, 2), payment.Done)
+	if l := s.Sim.Ledger(false); l.Refunds != 1 || l.Charges != 2 {
+		t.Fatalf("ledger after redelivery %+v", l)
+	}
+}
+
+func TestProcessLapsedHoldStillSellsWhenTicketsRemain(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Millisecond))
+	s := processorStack(t, paymenttest.Options{Mode: quick(), Clock: clk})
+	tt := s.TicketType(5)
+	o := pendingOrder(t, s, tt, 2)
+	clk.Advance(s.Cfg.PaymentWindow + time.Minute)
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	if got := s.Order(o.ID); got.Status != payment.StatusConfirmed || len(got.Tickets) != 2 {
+		t.Fatalf("order %+v", got)
+	}
+	if l := s.Sim.Ledger(false); l.Refunds != 0 || s.Sold(tt) != 2 {
+		t.Fatalf("ledger %+v, sold %d", l, s.Sold(tt))
+	}
+}
+
+func TestGiveUpRefundsACharge(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 2)
+	// The provider took the money but its answer was lost.
+	if _, err := s.Sim.Charge(context.Background(), payment.ChargeRequest{IdempotencyKey: o.ID.String(), AmountCents: o.AmountCents, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	events, stop := s.Hub.Subscribe(o.ID)
+	defer stop()
+	if err := s.Processor.GiveUp(context.Background(), o.ID, "too many attempts"); err != nil {
+		t.Fatalf("give up: %v", err)
+	}
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailRefunded {
+		t.Fatalf("order %+v", got)
+	}
+	if e, _ := s.Entry(o.ID.String()); !e.Refunded {
+		t.Fatalf("entry %+v not refunded", e)
+	}
+	if st := s.Stock(tt); st.Available() != 3 {
+		t.Fatalf("hold not released: %+v", st)
+	}
+	select {
+	case ev := <-events:
+		if ev.Status != payment.StatusFailed {
+			t.Fatalf("announced %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failure was not announced")
+	}
+	// Giving up again, or on an order that does not exist, is harmless.
+	if err := s.Processor.GiveUp(context.Background(), o.ID, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Processor.GiveUp(context.Background(), uuid.New(), "unknown"); err != nil {
+		t.Fatal(err)
+	}
+	if l := s.Sim.Ledger(false); l.Refunds != 1 {
+		t.Fatalf("ledger %+v", l)
+	}
+}
+
+func TestGiveUpWithNothingCharged(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 1)
+	if err := s.Processor.GiveUp(context.Background(), o.ID, "provider errors"); err != nil {
+		t.Fatalf("give up: %v", err)
+	}
+	if got := s.Order(o.ID); got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailGaveUp {
+		t.Fatalf("order %+v", got)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 0 || l.Refunds != 0 {
+		t.Fatalf("ledger %+v", l)
+	}
+	if st := s.Stock(tt); st.Available() != 3 {
+		t.Fatalf("hold not released: %+v", st)
+	}
+	// A confirmed order is never given up.
+	o2 := pendingOrder(t, s, tt, 1)
+	wantAction(t, process(t, s, o2.ID, 1), payment.Done)
+	if err := s.Processor.GiveUp(context.Background(), o2.ID, "late"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Order(o2.ID); got.Status != payment.StatusConfirmed {
+		t.Fatalf("a confirmed order was given up: %+v", got)
+	}
+	if e, _ := s.Entry(o2.ID.String()); e.Refunded {
+		t.Fatal("a confirmed order was refunded")
+	}
+}
+
+func TestGiveUpKeepsOrderWhileRefundFails(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 1)
+	if _, err := s.Sim.Charge(context.Background(), payment.ChargeRequest{IdempotencyKey: o.ID.String(), AmountCents: o.AmountCents}); err != nil {
+		t.Fatal(err)
+	}
+	s.Sim.SetMode(simulated.Mode{Outage: true})
+	if err := s.Processor.GiveUp(context.Background(), o.ID, "x"); err == nil {
+		t.Fatal("gave up an order whose refund failed")
+	}
+	if got := s.Order(o.ID); got.Status != payment.StatusPending {
+		t.Fatalf("an order with the customer's money kept was failed: %+v", got)
+	}
+	s.Sim.SetMode(quick())
+	if err := s.Processor.GiveUp(context.Background(), o.ID, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Order(o.ID); got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailRefunded {
+		t.Fatalf("order %+v", got)
+	}
+}
+
+func TestProcessBreakerOpenDelays(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: simulated.Mode{Outage: true},
+		Config: func(c *payment.Config) { c.BreakerCooldown = time.Hour }})
+	tt := s.TicketType(10)
+	o := pendingOrder(t, s, tt, 1)
+	events, stop := s.Hub.Subscribe(o.ID)
+	defer stop()
+	for attempt := 1; attempt <= s.Cfg.BreakerMinRequests; attempt++ {
+		wantAction(t, process(t, s, o.ID, attempt), payment.Retry)
+	}
+	if s.Guarded.State() != gobreaker.StateOpen {
+		t.Fatalf("breaker %s after %d failures", s.Guarded.State(), s.Cfg.BreakerMinRequests)
+	}
+	// The failure that opened the breaker already marked the order delayed, and said so.
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusPending || got.StatusDetail != payment.DetailDelayed || got.Version != 2 {
+		t.Fatalf("order %+v", got)
+	}
+	select {
+	case ev := <-events:
+		if ev.Status != payment.StatusPending || ev.StatusDetail != payment.DetailDelayed || ev.Version != 2 {
+			t.Fatalf("announced %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the delay was not announced")
+	}
+
+	// While open: Wait, the provider is not called, the order stays pending and delayed.
+	calls := s.Sim.Ledger(false).Calls
+	o2 := pendingOrder(t, s, tt, 1)
+	for _, id := range []uuid.UUID{o.ID, o2.ID} {
+		d := process(t, s, id, 6)
+		wantAction(t, d, payment.Wait)
+		if d.Delay < time.Second {
+			t.Fatalf("wait %s", d.Delay)
+		}
+		if got := s.Order(id); got.Status != payment.StatusPending || got.StatusDetail != payment.DetailDelayed {
+			t.Fatalf("order %+v", got)
+		}
+	}
+	if n := s.Sim.Ledger(false).Calls - calls; n != 0 {
+		t.Fatalf("%d provider calls while the breaker was open", n)
+	}
+	// Marking delayed twice changes nothing more.
+	if got := s.Order(o.ID); got.Version != 2 {
+		t.Fatalf("version %d after repeated waits", got.Version)
+	}
+	// The customer sees it through the API.
+	r, view := s.GetOrder(s.Customer, o2.ID.String())
+	if r.Status != 200 || view.Status != "pending" || view.StatusDetail != payment.DetailDelayed {
+		t.Fatalf("GET: %d %+v", r.Status, view)
+	}
+}
+
+func TestProcessUnknownOrderIsDiscarded(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	d := process(t, s, uuid.New(), 1)
+	wantAction(t, d, payment.Discard)
+	if s.Sim.Ledger(false).Calls != 0 {
+		t.Fatal("an unknown order reached the provider")
+	}
+}
+
+func TestProcessFinishedOrderIsAcked(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 1)
+	if _, _, err := s.Store.Fail(context.Background(), o.ID, payment.DetailGaveUp); err != nil {
+		t.Fatal(err)
+	}
+	events, stop := s.Hub.Subscribe(o.ID)
+	defer stop()
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	if s.Sim.Ledger(false).Calls != 0 {
+		t.Fatal("a finished order reached the provider")
+	}
+	// Its status is announced again, in case the first announcement was lost.
+	select {
+	case ev := <-events:
+		if ev.Status != payment.StatusFailed {
+			t.Fatalf("announced %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no announcement")
+	}
+}
+
+// errStore fails Confirm until told otherwise, to show a crash between the sale and the
+// confirmation heals on the next delivery.
+type errStore struct {
+	payment.OrderStore
+	fail bool
+}
+
+var errConfirm = errors.New("database unavailable")
+
+func (s *errStore) Confirm(ctx context.Context, id uuid.UUID, chargeID string, tickets []payment.Ticket) (payment.Order, bool, error) {
+	if s.fail {
+		return payment.Order{}, false, errConfirm
+	}
+	return s.OrderStore.Confirm(ctx, id, chargeID, tickets)
+}
+
+func TestProcessConfirmFailureHealsOnRedelivery(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 2)
+	store := &errStore{OrderStore: s.Store, fail: true}
+	proc, err := payment.NewProcessor(store, s.Inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAction(t, proc.Process(context.Background(), o.ID, 1), payment.Retry)
+	if got := s.Order(o.ID); got.Status != payment.StatusPending {
+		t.Fatalf("order %+v", got)
+	}
+	// The sale committed; the redelivery finds the same tickets and the same charge.
+	store.fail = false
+	wantAction(t, proc.Process(context.Background(), o.ID, 2), payment.Done)
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusConfirmed || len(got.Tickets) != 2 || s.Sold(tt) != 2 {
+		t.Fatalf("order %+v, sold %d", got, s.Sold(tt))
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 1 {
+		t.Fatalf("ledger %+v", l)
+	}
+}
