@@ -73,7 +73,7 @@ func (a *App) startPayment(ctx context.Context) error {
 	pub := paynats.NewPublisher(a.nats.JS, names, a.tel.Propagator)
 	bus := paynats.NewBus(a.nats.NC, names)
 	hub := payment.NewHub()
-	pm.relay = payment.NewRelay(store, pub, clk, log)
+	pm.relay = payment.NewRelay(store, pub, clk, log, cfg.StaleAfter)
 	proc, err := payment.NewProcessor(store, a.inventory.mod, guarded, bus, clk, log, meter)
 	if err != nil {
 		return err

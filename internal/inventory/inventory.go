@@ -238,6 +238,8 @@ type Service interface {
 	CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]Ticket, error)
 	// ReleaseHold gives the tickets back; idempotent.
 	ReleaseHold(ctx context.Context, holdID string) error
+	// SoldTickets returns the tickets a hold was sold as, or none if it was not.
+	SoldTickets(ctx context.Context, holdID string) ([]Ticket, error)
 }
 
 // The module's errors; each has a stable problem type.

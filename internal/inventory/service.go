@@ -594,6 +594,15 @@ func (m *Module) ReleaseHold(ctx context.Context, id string) error {
 	return nil
 }
 
+// SoldTickets implements Service.
+func (m *Module) SoldTickets(ctx context.Context, holdID string) ([]Ticket, error) {
+	ts, err := m.d.Store.Tickets(ctx, holdID)
+	if err != nil {
+		return nil, unavailable("read tickets", err)
+	}
+	return ts, nil
+}
+
 // CommitHold implements Service: claim the hold in the hold store (reserving again if it
 // lapsed), sell it in the store (batched per ticket type), then record the sale in the hold
 // store. Each step is idempotent, so a retry after any failure completes the same sale.

@@ -21,6 +21,7 @@ type Config struct {
 	TicketKeysFile string        `env:"ONSALE_TICKET_KEYS_FILE" yaml:"ticket_keys_file" help:"JWK set of Ed25519 keys that sign ticket codes (the last one signs); empty generates one under the data directory"`
 	StreamPrefix   string        `env:"ONSALE_NATS_PREFIX" yaml:"nats_prefix" help:"prefix of the JetStream stream and subject names (to share a NATS between deployments)"`
 	NATSReplicas   int           `env:"ONSALE_NATS_REPLICAS" yaml:"nats_replicas" default:"1" help:"JetStream stream replicas (3 on a NATS cluster)"`
+	StaleAfter     time.Duration `env:"ONSALE_PAYMENT_STALE_AFTER" yaml:"payment_stale_after" default:"15m" help:"a pending order no worker tried for this long has its payment requested again"`
 	Heartbeat      time.Duration `env:"ONSALE_SSE_HEARTBEAT" yaml:"sse_heartbeat" default:"15s" help:"interval of keep-alive comments on order event streams"`
 
 	BreakerMinRequests int           `env:"ONSALE_BREAKER_MIN_REQUESTS" yaml:"breaker_min_requests" default:"20" help:"provider calls in the window before the breaker may open"`
@@ -42,7 +43,7 @@ func (c Config) Validate() error {
 	positive := map[string]time.Duration{
 		"ONSALE_PAYMENT_WINDOW": c.PaymentWindow, "ONSALE_PAYMENT_ACK_WAIT": c.AckWait, "ONSALE_PROVIDER_TIMEOUT": c.ProviderTO,
 		"ONSALE_IDEMPOTENCY_TTL": c.IdempotencyTTL, "ONSALE_SSE_HEARTBEAT": c.Heartbeat, "ONSALE_BREAKER_WINDOW": c.BreakerWindow,
-		"ONSALE_BREAKER_COOLDOWN": c.BreakerCooldown,
+		"ONSALE_BREAKER_COOLDOWN": c.BreakerCooldown, "ONSALE_PAYMENT_STALE_AFTER": c.StaleAfter,
 	}
 	for name, d := range positive {
 		if d <= 0 {

@@ -129,6 +129,11 @@ type OrderStore interface {
 	Unpublished(ctx context.Context, before time.Time, limit int) ([]OutboxMessage, error)
 	// Published removes published outbox messages.
 	Published(ctx context.Context, ids []int64) error
+	// StalePending returns pending orders that no worker tried since before (nor since they were
+	// created) and that have no message waiting in the outbox, oldest first.
+	StalePending(ctx context.Context, before time.Time, limit int) ([]uuid.UUID, error)
+	// Touch records that the orders' payments were tried (or requested again) at.
+	Touch(ctx context.Context, ids []uuid.UUID, at time.Time) error
 	// PurgeIdempotency forgets keys that expired before now.
 	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
 	// Ticket returns a sold ticket by id; ErrTicketNotFound.

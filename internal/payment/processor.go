@@ -64,8 +64,19 @@ func backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// Process makes one attempt at an order's payment.
+// Process makes one attempt at an order's payment. An attempt that leaves the order pending is
+// recorded, so the relay's reconciler can tell a waiting order from one whose request was lost.
 func (p *Processor) Process(ctx context.Context, orderID uuid.UUID, attempt int) Decision {
+	d := p.process(ctx, orderID, attempt)
+	if d.Action == Retry || d.Action == Wait {
+		if err := p.store.Touch(ctx, []uuid.UUID{orderID}, p.clock.Now()); err != nil {
+			p.log.WarnContext(ctx, "record payment attempt", "order", orderID, "err", err)
+		}
+	}
+	return d
+}
+
+func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int) Decision {
 	o, err := p.store.Get(ctx, orderID)
 	if errors.Is(err, ErrOrderNotFound) {
 		return Decision{Action: Discard, Reason: "no such order"}
@@ -110,11 +121,7 @@ func (p *Processor) Process(ctx context.Context, orderID uuid.UUID, attempt int)
 		return p.retry(ctx, orderID, attempt, fmt.Errorf("commit hold: %w", err))
 	}
 
-	ts := make([]Ticket, len(tickets))
-	for i, t := range tickets {
-		ts[i] = Ticket{ID: t.ID, OrderID: o.ID, TicketTypeID: t.TicketTypeID, EventID: t.EventID, Seq: t.Seq}
-	}
-	confirmed, changed, err := p.store.Confirm(ctx, o.ID, charge.ID, ts)
+	confirmed, changed, err := p.store.Confirm(ctx, o.ID, charge.ID, orderTickets(o.ID, tickets))
 	if errors.Is(err, ErrOrderTerminal) {
 		// Failed meanwhile (given up by another delivery): the sale stands, so the order must
 		// not; this cannot happen with one delivery at a time and is logged loudly if it does.
@@ -175,9 +182,11 @@ func (p *Processor) fail(ctx context.Context, o Order, detail, reason string, at
 	return Decision{Action: Done}
 }
 
-// GiveUp ends an order whose payment kept failing: any charge is refunded, the hold released and
-// the order failed. It returns an error (and the order stays pending) while the refund cannot be
-// made, because an order must never end failed with the customer's money kept.
+// GiveUp ends an order whose payment kept failing. If its sale did commit (only a charge that
+// went through is ever committed), the order is confirmed after all; otherwise any charge is
+// refunded, the hold released and the order failed. It returns an error, and the order stays
+// pending, while that cannot be done: an order must never end failed with the customer's money
+// kept, nor confirmed without its charge.
 func (p *Processor) GiveUp(ctx context.Context, orderID uuid.UUID, reason string) error {
 	o, err := p.store.Get(ctx, orderID)
 	if errors.Is(err, ErrOrderNotFound) {
@@ -188,6 +197,13 @@ func (p *Processor) GiveUp(ctx context.Context, orderID uuid.UUID, reason string
 	}
 	if o.Status.Terminal() {
 		return nil
+	}
+	sold, err := p.inv.SoldTickets(ctx, o.Hold.ID)
+	if err != nil {
+		return err
+	}
+	if len(sold) > 0 {
+		return p.settle(ctx, o, sold)
 	}
 	refunded, err := p.refund(ctx, o)
 	if err != nil {
@@ -205,6 +221,34 @@ func (p *Processor) GiveUp(ctx context.Context, orderID uuid.UUID, reason string
 		return errors.New(d.Reason)
 	}
 	return nil
+}
+
+// settle confirms an order whose sale committed but whose confirmation kept failing. The charge is
+// asked for again by its key, which returns the one already made.
+func (p *Processor) settle(ctx context.Context, o Order, sold []inventory.Ticket) error {
+	charge, err := p.provider.Charge(ctx, ChargeRequest{
+		IdempotencyKey: o.ID.String(), AmountCents: o.AmountCents, Currency: o.Currency, CustomerID: o.CustomerID,
+	})
+	if err != nil {
+		return fmt.Errorf("settle order %s: %w", o.ID, err)
+	}
+	confirmed, changed, err := p.store.Confirm(ctx, o.ID, charge.ID, orderTickets(o.ID, sold))
+	if err != nil {
+		return fmt.Errorf("settle order %s: %w", o.ID, err)
+	}
+	if changed {
+		p.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("status", "confirmed"), attribute.String("reason", "settled")))
+	}
+	p.announce(ctx, confirmed)
+	return nil
+}
+
+func orderTickets(orderID uuid.UUID, tickets []inventory.Ticket) []Ticket {
+	ts := make([]Ticket, len(tickets))
+	for i, t := range tickets {
+		ts[i] = Ticket{ID: t.ID, OrderID: orderID, TicketTypeID: t.TicketTypeID, EventID: t.EventID, Seq: t.Seq}
+	}
+	return ts
 }
 
 // announce tells every replica about the order's status, for live streams. A lost announcement

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/payment/paymenttest"
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/logging"
 )
 
 // The processor tests drive Processor.Process themselves (no worker), on the memory stack.
@@ -312,6 +314,114 @@ func TestGiveUpRefundsACharge(t *testing.T) {
 	if l := s.Sim.Ledger(false); l.Refunds != 1 {
 		t.Fatalf("ledger %+v", l)
 	}
+}
+
+// TestGiveUpSettlesACommittedSale: when the sale committed but confirming kept failing, giving up
+// confirms the order with its tickets and its one charge instead of refunding a sale that stands.
+func TestGiveUpSettlesACommittedSale(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 2)
+	ctx := context.Background()
+	charge, err := s.Sim.Charge(ctx, payment.ChargeRequest{IdempotencyKey: o.ID.String(), AmountCents: o.AmountCents, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sold, err := s.Inv.CommitHold(ctx, o.Hold, o.ID)
+	if err != nil || len(sold) != 2 {
+		t.Fatalf("commit: %v %v", sold, err)
+	}
+	if err := s.Processor.GiveUp(ctx, o.ID, "confirm kept failing"); err != nil {
+		t.Fatalf("give up: %v", err)
+	}
+	got := s.Order(o.ID)
+	if got.Status != payment.StatusConfirmed || got.ChargeID != charge.ID || len(got.Tickets) != 2 {
+		t.Fatalf("order %+v", got)
+	}
+	for i, tk := range got.Tickets {
+		if tk.ID != sold[i].ID {
+			t.Fatalf("ticket %d is %s, the sale made %s", i, tk.ID, sold[i].ID)
+		}
+	}
+	if e, _ := s.Entry(o.ID.String()); e.Refunded || e.ChargeID != charge.ID {
+		t.Fatalf("entry %+v", e)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 1 || l.Refunds != 0 {
+		t.Fatalf("ledger %+v", l)
+	}
+}
+
+// TestReconcileRequestsLostPayments: a pending order whose payment request vanished (nothing in
+// the outbox, no attempt for the stale period) is requested again, once per period.
+func TestReconcileRequestsLostPayments(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(3)
+	o := pendingOrder(t, s, tt, 1)
+	ctx := context.Background()
+	msgs, err := s.Store.Unpublished(ctx, time.Now().Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	if err := s.Store.Published(ctx, ids); err != nil { // as if published, then lost
+		t.Fatal(err)
+	}
+	pub := &countingPublisher{}
+	clk := clock.NewFake(time.Now())
+	relay := payment.NewRelay(s.Store, pub, clk, logging.Discard(), time.Minute)
+	relay.Reconcile()
+	if pub.sent(o.ID) != 0 {
+		t.Fatal("requested again before the stale period")
+	}
+	clk.Advance(2 * time.Minute)
+	relay.Reconcile()
+	if pub.sent(o.ID) != 1 {
+		t.Fatalf("requested %d times after the stale period, want 1", pub.sent(o.ID))
+	}
+	relay.Reconcile()
+	if pub.sent(o.ID) != 1 {
+		t.Fatal("requested again within the period that followed")
+	}
+	// The request it sent is a normal one: processing it confirms the order.
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	if got := s.Order(o.ID); got.Status != payment.StatusConfirmed {
+		t.Fatalf("order %+v", got)
+	}
+	clk.Advance(time.Hour)
+	relay.Reconcile()
+	if pub.sent(o.ID) != 1 {
+		t.Fatal("a confirmed order was requested again")
+	}
+}
+
+type countingPublisher struct {
+	mu   sync.Mutex
+	byID map[uuid.UUID]int
+}
+
+func (p *countingPublisher) Publish(_ context.Context, msgs []payment.OutboxMessage) ([]int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byID == nil {
+		p.byID = map[uuid.UUID]int{}
+	}
+	ids := make([]int64, len(msgs))
+	for i, m := range msgs {
+		p.byID[m.OrderID]++
+		ids[i] = m.ID
+	}
+	return ids, nil
+}
+
+func (p *countingPublisher) sent(id uuid.UUID) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byID[id]
 }
 
 func TestGiveUpWithNothingCharged(t *testing.T) {

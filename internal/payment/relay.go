@@ -25,7 +25,8 @@ type Relay struct {
 	kick     chan OutboxMessage
 	interval time.Duration // sweep period
 	grace    time.Duration // the fast path's head start before the sweeper steps in
-	purge    time.Duration // period of idempotency key purges
+	purge    time.Duration // period of idempotency key purges and stale order checks
+	stale    time.Duration // a pending order nobody tried for this long is requested again
 
 	stop    chan struct{}
 	done    sync.WaitGroup
@@ -33,11 +34,13 @@ type Relay struct {
 }
 
 // NewRelay returns a relay; Start runs it.
-func NewRelay(store OrderStore, pub Publisher, clk clock.Clock, log *slog.Logger) *Relay {
+// staleAfter is how long a pending order may go without an attempt before its payment is
+// requested again.
+func NewRelay(store OrderStore, pub Publisher, clk clock.Clock, log *slog.Logger, staleAfter time.Duration) *Relay {
 	return &Relay{
 		store: store, pub: pub, clock: clk, log: log,
 		kick: make(chan OutboxMessage, 4096), interval: time.Second, grace: 3 * time.Second, purge: time.Minute,
-		stop: make(chan struct{}),
+		stale: staleAfter, stop: make(chan struct{}),
 	}
 }
 
@@ -101,6 +104,7 @@ func (r *Relay) sweep() {
 		r.SweepOnce()
 		if now := r.clock.Now(); now.Sub(lastPurge) >= r.purge {
 			lastPurge = now
+			r.Reconcile()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if n, err := r.store.PurgeIdempotency(ctx, now); err != nil {
 				r.log.Warn("purge idempotency keys", "err", err)
@@ -110,6 +114,39 @@ func (r *Relay) sweep() {
 			cancel()
 		}
 	}
+}
+
+// Reconcile requests the payment again for pending orders that no worker tried for the stale
+// period and that have nothing in the outbox: their message was lost (a NATS store lost, a requeue
+// that failed after the last delivery). Processing is idempotent, so a request that was merely
+// slow costs a duplicate delivery and nothing more.
+func (r *Relay) Reconcile() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := r.clock.Now()
+	ids, err := r.store.StalePending(ctx, now.Add(-r.stale), 500)
+	if err != nil {
+		r.log.Warn("find stale orders", "err", err)
+		return
+	}
+	if len(ids) == 0 {
+		return
+	}
+	msgs := make([]OutboxMessage, len(ids))
+	for i, id := range ids {
+		msgs[i] = OutboxMessage{OrderID: id, CreatedAt: now}
+	}
+	published, err := r.pub.Publish(ctx, msgs)
+	if err != nil {
+		r.log.Warn("request stale payments again", "err", err)
+	}
+	if len(published) < len(msgs) {
+		return // try again next time
+	}
+	if err := r.store.Touch(ctx, ids, now); err != nil {
+		r.log.Warn("touch stale orders", "err", err)
+	}
+	r.log.Warn("payments requested again for orders nobody tried", "count", len(ids), "after", r.stale.String())
 }
 
 // SweepOnce publishes messages that have waited in the outbox longer than the grace period.

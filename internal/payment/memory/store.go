@@ -28,6 +28,7 @@ type Store struct {
 	nextID   int64
 	tickets  map[uuid.UUID]payment.Ticket
 	checkins map[uuid.UUID]payment.CheckIn
+	tried    map[uuid.UUID]time.Time
 }
 
 var _ payment.OrderStore = (*Store)(nil)
@@ -38,6 +39,7 @@ func NewStore() *Store {
 		orders: map[uuid.UUID]*payment.Order{}, byHold: map[string]uuid.UUID{},
 		idem: map[idemKey]payment.IdempotencyRecord{}, outbox: map[int64]payment.OutboxMessage{},
 		tickets: map[uuid.UUID]payment.Ticket{}, checkins: map[uuid.UUID]payment.CheckIn{},
+		tried: map[uuid.UUID]time.Time{},
 	}
 }
 
@@ -212,6 +214,44 @@ func (s *Store) Published(_ context.Context, ids []int64) error {
 	defer s.mu.Unlock()
 	for _, id := range ids {
 		delete(s.outbox, id)
+	}
+	return nil
+}
+
+// StalePending implements payment.OrderStore.
+func (s *Store) StalePending(_ context.Context, before time.Time, limit int) ([]uuid.UUID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	queued := map[uuid.UUID]bool{}
+	for _, m := range s.outbox {
+		queued[m.OrderID] = true
+	}
+	var stale []*payment.Order
+	for _, o := range s.orders {
+		last, ok := s.tried[o.ID]
+		if !ok {
+			last = o.CreatedAt
+		}
+		if o.Status == payment.StatusPending && last.Before(before) && !queued[o.ID] {
+			stale = append(stale, o)
+		}
+	}
+	slices.SortFunc(stale, func(a, b *payment.Order) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	ids := make([]uuid.UUID, 0, min(len(stale), limit))
+	for _, o := range stale[:min(len(stale), limit)] {
+		ids = append(ids, o.ID)
+	}
+	return ids, nil
+}
+
+// Touch implements payment.OrderStore.
+func (s *Store) Touch(_ context.Context, ids []uuid.UUID, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := s.orders[id]; ok {
+			s.tried[id] = at
+		}
 	}
 	return nil
 }

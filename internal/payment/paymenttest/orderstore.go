@@ -446,6 +446,63 @@ func RunOrderStore(t *testing.T, newStore func(t *testing.T) payment.OrderStore)
 		}
 	})
 
+	t.Run("StalePendingAndTouch", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		// Times of the suite's own: no other subtest's orders are this old.
+		base := epoch(1980)
+		customer := uuid.New()
+		// Keys that outlive every purge of the PurgeIdempotency subtest running alongside.
+		far := epoch(2990)
+		queued, qidem := NewOrder(customer, base)
+		qidem.ExpiresAt = far
+		mustCreate(t, s, queued, qidem)
+		lost, lidem := NewOrder(customer, base.Add(time.Second))
+		lidem.ExpiresAt = far
+		lmsg := mustCreate(t, s, lost, lidem)
+		done, didem := NewOrder(customer, base.Add(2*time.Second))
+		didem.ExpiresAt = far
+		dmsg := mustCreate(t, s, done, didem)
+		if err := s.Published(ctx, []int64{lmsg.ID, dmsg.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Fail(ctx, done.ID, "declined"); err != nil {
+			t.Fatal(err)
+		}
+		stale := func(before time.Time) []uuid.UUID {
+			t.Helper()
+			ids, err := s.StalePending(ctx, before, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mine []uuid.UUID
+			for _, id := range ids {
+				if id == queued.ID || id == lost.ID || id == done.ID {
+					mine = append(mine, id)
+				}
+			}
+			return mine
+		}
+		// Only the pending order whose message left the outbox is stale; one still in the outbox
+		// is the sweeper's, and a finished one is nobody's.
+		if got := stale(base.Add(time.Hour)); !slices.Equal(got, []uuid.UUID{lost.ID}) {
+			t.Fatalf("stale %v, want only %s (queued %s, done %s)", got, lost.ID, queued.ID, done.ID)
+		}
+		if got := stale(base); len(got) != 0 {
+			t.Fatalf("orders younger than the cutoff reported stale: %v", got)
+		}
+		// An attempt makes it fresh again until the cutoff passes its time.
+		if err := s.Touch(ctx, []uuid.UUID{lost.ID}, base.Add(30*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if got := stale(base.Add(20 * time.Minute)); len(got) != 0 {
+			t.Fatalf("a touched order reported stale: %v", got)
+		}
+		if got := stale(base.Add(31 * time.Minute)); !slices.Equal(got, []uuid.UUID{lost.ID}) {
+			t.Fatalf("stale after the touch aged: %v", got)
+		}
+	})
+
 	t.Run("PurgeIdempotency", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

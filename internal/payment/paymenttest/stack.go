@@ -115,7 +115,7 @@ type Options struct {
 func TestConfig() payment.Config {
 	return payment.Config{
 		PaymentWindow: 10 * time.Minute, Workers: 16, AckWait: 2 * time.Second, MaxDeliver: 4,
-		ProviderTO: time.Second, IdempotencyTTL: 24 * time.Hour, NATSReplicas: 1, Heartbeat: 15 * time.Second,
+		ProviderTO: time.Second, IdempotencyTTL: 24 * time.Hour, NATSReplicas: 1, Heartbeat: 15 * time.Second, StaleAfter: 15 * time.Minute,
 		BreakerMinRequests: 5, BreakerFailureRate: 0.5, BreakerWindow: time.Second,
 		BreakerCooldown: 300 * time.Millisecond, BreakerRamp: 0,
 		SimLatency: 2 * time.Millisecond,
@@ -323,7 +323,7 @@ func NewStack(t testing.TB, o Options) *Stack {
 	s.Publisher = paynats.NewPublisher(s.NATS.JS, s.Names, prop)
 	s.Bus = paynats.NewBus(s.NATS.NC, s.Names)
 	s.Hub = payment.NewHub()
-	s.Relay = payment.NewRelay(s.Store, s.Publisher, s.Clock, log)
+	s.Relay = payment.NewRelay(s.Store, s.Publisher, s.Clock, log, s.Cfg.StaleAfter)
 	s.Processor, err = payment.NewProcessor(s.Store, s.Inv, s.Guarded, s.Bus, s.Clock, log, meter)
 	if err != nil {
 		t.Fatalf("processor: %v", err)

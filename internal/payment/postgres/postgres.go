@@ -300,6 +300,26 @@ func (s *Store) Published(ctx context.Context, ids []int64) error {
 	return nil
 }
 
+// StalePending implements payment.OrderStore.
+func (s *Store) StalePending(ctx context.Context, before time.Time, limit int) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM payment.orders o
+		WHERE status = 'pending' AND coalesce(attempted_at, created_at) < $1
+		  AND NOT EXISTS (SELECT 1 FROM payment.outbox b WHERE b.order_id = o.id)
+		ORDER BY created_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find stale orders: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+}
+
+// Touch implements payment.OrderStore.
+func (s *Store) Touch(ctx context.Context, ids []uuid.UUID, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE payment.orders SET attempted_at = $2 WHERE id = ANY($1)`, ids, at); err != nil {
+		return fmt.Errorf("touch orders: %w", err)
+	}
+	return nil
+}
+
 // PurgeIdempotency implements payment.OrderStore.
 func (s *Store) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM payment.idempotency_keys WHERE expires_at <= $1`, now)
