@@ -3,6 +3,7 @@ package natsclient
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
@@ -42,7 +43,9 @@ func TestTraceTravelsInHeaders(t *testing.T) {
 	if sc.TraceID() != span.SpanContext().TraceID() || !sc.IsRemote() {
 		t.Fatalf("consumer saw trace %s (remote %v), publisher had %s", sc.TraceID(), sc.IsRemote(), span.SpanContext().TraceID())
 	}
-	if err := conn.Check(context.Background()); err != nil {
+	checkCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := conn.Check(checkCtx); err != nil {
 		t.Fatalf("check: %v", err)
 	}
 }
