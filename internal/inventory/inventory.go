@@ -208,11 +208,12 @@ type HoldStore interface {
 	// gone (expired, released, or lost with a Redis restart) is reserved again if the tickets
 	// are still there, else ErrSoldOut. A committed hold returns Status committed.
 	Claim(ctx context.Context, h Hold, now time.Time, claimTTL time.Duration) (Hold, error)
-	// Finalize records a commit: the hold stops counting as held (its tickets count as sold)
-	// and the sold figure is raised towards sold (the store's count after the commit), never
-	// lowered, and never so far that held plus sold exceeds capacity: the store's count may
-	// include other holds of the same commit batch that are still held until their own
-	// Finalize. Idempotent.
+	// Finalize records a commit: the hold stops counting as held and the sold figure is raised
+	// to sold (the store's count after the commit, which includes the hold), never lowered: the
+	// largest count reported wins whatever order commits finalize in. Until the other holds of
+	// the same batch finalize, they count twice (held, and in sold): new holds see fewer tickets
+	// than there are, never more, and Stock reports sold only as far as held plus sold fits the
+	// capacity. Idempotent.
 	Finalize(ctx context.Context, h Hold, sold int, now time.Time) error
 	// Stock returns live figures, pruning expired holds first; ErrNotConfigured for a ticket
 	// type it has no rules for (and the figures of the others).

@@ -351,12 +351,10 @@ func (s *Holds) Finalize(_ context.Context, h inventory.Hold, sold int, now time
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rec := t.holds[h.ID]
-	moved := 0 // tickets that go from held to sold
 	if rec == nil || rec.h.Status != inventory.HoldCommitted {
 		if _, ok := t.live[h.ID]; ok {
 			delete(t.live, h.ID)
 			t.held -= h.Quantity
-			moved = h.Quantity
 		}
 		delete(t.byOwner[h.CustomerID], h.ID)
 		// As the Redis store does: a record it still has keeps what it recorded (the claim's
@@ -368,9 +366,8 @@ func (s *Holds) Finalize(_ context.Context, h inventory.Hold, sold int, now time
 		rec.expiry = now.Add(s.keep)
 		t.setRecord(h.ID, rec)
 	}
-	// The store's count may include other holds of the same commit batch that are still held
-	// here until their own Finalize: take it only as far as held plus sold stays within capacity.
-	t.sold = max(t.sold+moved, min(sold, t.rules.Capacity-t.held))
+	// The largest count reported wins, whatever order the commits finalize in.
+	t.sold = max(t.sold, sold)
 	return nil
 }
 
@@ -386,7 +383,10 @@ func (s *Holds) Stock(_ context.Context, ids []uuid.UUID, now time.Time) ([]inve
 		}
 		t.mu.Lock()
 		s.prune(t, now)
-		out = append(out, inventory.Stock{TicketTypeID: id, Capacity: t.rules.Capacity, Sold: t.sold, Held: t.held})
+		// sold may already include holds of a commit batch still held until their own Finalize:
+		// report it only as far as held plus sold fits the capacity.
+		sold := max(0, min(t.sold, t.rules.Capacity-t.held))
+		out = append(out, inventory.Stock{TicketTypeID: id, Capacity: t.rules.Capacity, Sold: sold, Held: t.held})
 		t.mu.Unlock()
 	}
 	return out, missing

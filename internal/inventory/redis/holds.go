@@ -162,15 +162,12 @@ return {'ok', tostring(untilMs)}
 
 // KEYS: sold held live hold cfg. ARGV: base id qty sold keep customer price currency expires
 // created. A record lost since the claim (Redis flushed) is written whole, so the hold still
-// reads back. The hold's tickets move from held to sold; the store's count (ARGV[4]) may include
-// other holds of the same commit batch that are still held here until their own Finalize, so sold
-// is raised to it only as far as held plus sold stays within capacity.
+// reads back. The hold stops counting as held and sold is raised to the store's count (ARGV[4]),
+// the largest one reported winning whatever order the commits finalize in.
 var finalizeScript = rueidis.NewLuaScript(`
-local moved = 0
 if redis.call('HGET', KEYS[4], 'status') ~= 'committed' then
   if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then
     redis.call('DECRBY', KEYS[2], tonumber(ARGV[3]))
-    moved = tonumber(ARGV[3])
   end
   redis.call('ZREM', ARGV[1] .. 'c:' .. ARGV[6], ARGV[2])
   if redis.call('EXISTS', KEYS[4]) == 0 then
@@ -180,13 +177,7 @@ if redis.call('HGET', KEYS[4], 'status') ~= 'committed' then
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
 local s = tonumber(redis.call('GET', KEYS[1]) or '0')
-local target = tonumber(ARGV[4])
-local capacity = tonumber(redis.call('HGET', KEYS[5], 'capacity'))
-if capacity then
-  target = math.min(target, capacity - tonumber(redis.call('GET', KEYS[2]) or '0'))
-end
-target = math.max(target, s + moved)
-if target ~= s then redis.call('SET', KEYS[1], target) end
+if tonumber(ARGV[4]) > s then redis.call('SET', KEYS[1], ARGV[4]) end
 return 'ok'
 `)
 
@@ -194,8 +185,12 @@ return 'ok'
 var stockScript = rueidis.NewLuaScript(pruneLua + `
 if not configured(KEYS[1], KEYS[2]) then return {'nocfg'} end
 local pruned = prune(ARGV[1], KEYS[4], KEYS[3], tonumber(ARGV[2]))
-return {'ok', redis.call('HGET', KEYS[1], 'capacity'), redis.call('GET', KEYS[2]),
-  redis.call('GET', KEYS[3]) or '0', tostring(pruned)}
+local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
+local held = tonumber(redis.call('GET', KEYS[3]) or '0')
+-- sold may already include holds of a commit batch still held until their own Finalize: report
+-- it only as far as held plus sold fits the capacity.
+local sold = math.max(0, math.min(tonumber(redis.call('GET', KEYS[2])), capacity - held))
+return {'ok', tostring(capacity), tostring(sold), tostring(held), tostring(pruned)}
 `)
 
 // Holds is a HoldStore on Redis.
