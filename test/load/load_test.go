@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onsale-dev/onsale/internal/platform/testenv"
+)
+
+// ---- unit tests of the tool's parts (fast) ----
+
+func TestMetricsSum(t *testing.T) {
+	m := metrics(`# HELP onsale_payment_orders_total Orders.
+# TYPE onsale_payment_orders_total counter
+onsale_payment_orders_total{otel_scope_name="x",reason="paid",status="confirmed"} 7
+onsale_payment_orders_total{otel_scope_name="x",reason="declined",status="failed"} 2
+onsale_payment_orders_total{otel_scope_name="y",reason="paid",status="confirmed"} 3
+onsale_payment_orders_created_total{otel_scope_name="x"} 12
+process_resident_memory_bytes 4.3094016e+07
+`)
+	if v, ok := m.Sum("onsale_payment_orders_total", map[string]string{"status": "confirmed"}); !ok || v != 10 {
+		t.Fatalf("confirmed = %v, %v; want 10", v, ok)
+	}
+	if v, _ := m.Sum("onsale_payment_orders_total", nil); v != 12 {
+		t.Fatalf("all orders = %v; want 12 (and not the _created_total series)", v)
+	}
+	if v, ok := m.Sum("process_resident_memory_bytes", nil); !ok || v != 43094016 {
+		t.Fatalf("rss = %v, %v", v, ok)
+	}
+	if _, ok := m.Sum("onsale_nothing_total", nil); ok {
+		t.Fatal("found a metric that is not there")
+	}
+}
+
+func TestReadEvents(t *testing.T) {
+	stream := "id: 1\nevent: status\ndata: {\"status\":\"pending\",\"version\":1}\n\n: keep-alive\n\n" +
+		"id: 2\r\nevent: status\r\ndata: {\"status\":\"confirmed\",\"version\":2}\r\n\r\n"
+	var got []string
+	err := readEvents(strings.NewReader(stream), func(ev sseEvent) bool {
+		var d statusData
+		if err := json.Unmarshal([]byte(ev.Data), &d); err != nil {
+			t.Fatalf("event %+v: %v", ev, err)
+		}
+		got = append(got, ev.ID+":"+ev.Event+":"+d.Status)
+		return true
+	})
+	if err != io.EOF {
+		t.Fatalf("err = %v, want io.EOF", err)
+	}
+	if want := "1:status:pending 2:status:confirmed"; strings.Join(got, " ") != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
+// An open loop measures from the intended send time: one stall delays every operation queued
+// behind it, and the recorded latencies show it (no coordinated omission).
+func TestOpenLoopCountsFromIntendedTime(t *testing.T) {
+	rec := NewRecorder("op")
+	var once sync.Once
+	el := Loop{Workers: 1, Duration: time.Second, Rate: 100}.Run(context.Background(), rec, func(ctx context.Context, w int, i int64) Outcome {
+		once.Do(func() { time.Sleep(300 * time.Millisecond) })
+		return Outcome{Status: 200}
+	})
+	l := rec.Latency()
+	if l.Count != 100 {
+		t.Fatalf("%d operations, want 100", l.Count)
+	}
+	// 30 operations were due during the stall: the worst waited 300 ms, the 10th worst ~200 ms.
+	if l.Max < 250 || l.P90 < 150 {
+		t.Fatalf("latencies %+v hide the stall", l)
+	}
+	if el < time.Second {
+		t.Fatalf("ran %s, want about 1s", el)
+	}
+}
+
+func TestParseArgsDefaults(t *testing.T) {
+	sc, o, err := parseArgs([]string{"login", "--target", "http://a/", "--target", "http://b", "--organizer", "o@x.io:password1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc != "login" || o.Connections != 200 || o.Duration != 10*time.Second || o.Rate != 200 || o.Customers != 200 {
+		t.Fatalf("login defaults not applied: %+v", o)
+	}
+	if strings.Join(o.Targets, " ") != "http://a http://b" {
+		t.Fatalf("targets %q", o.Targets)
+	}
+	if _, o, _ = parseArgs([]string{"flash-sale", "--target", "http://a", "--organizer", "o@x.io:password1", "--connections", "7", "--source-ips", "127.0.0.2,127.0.0.3"}, io.Discard); o.Connections != 7 || len(o.SourceIPs) != 2 || o.Buyers != 50000 {
+		t.Fatalf("explicit flags lost: %+v", o)
+	}
+	if _, _, err := parseArgs([]string{"nope", "--target", "http://a"}, io.Discard); err == nil {
+		t.Fatal("an unknown scenario was accepted")
+	}
+	if _, _, err := parseArgs([]string{"holds", "--organizer", "o@x.io:password1"}, io.Discard); err == nil {
+		t.Fatal("no --target was accepted")
+	}
+}
+
+// ---- the real server ----
+
+var (
+	buildOnce sync.Once
+	serverBin string
+	buildErr  error
+	binDir    string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// buildServer builds cmd/server once for the whole test binary.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "onsale-load-test-")
+		if buildErr != nil {
+			return
+		}
+		serverBin = filepath.Join(binDir, "server")
+		cmd := exec.Command(goTool(), "build", "-o", serverBin, "github.com/onsale-dev/onsale/cmd/server")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/server: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return serverBin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// server is a running cmd/server.
+type server struct {
+	base     string // API
+	provider string // the simulated provider's API on the debug listener
+	log      string
+}
+
+// startServer runs the binary with the smoke-test settings plus extra, and stops it (SIGTERM)
+// when the test ends.
+func startServer(t *testing.T, bin string, extra ...string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	addr, debug := freeAddr(t), freeAddr(t)
+	env := append(os.Environ(),
+		"ONSALE_HTTP_ADDR="+addr,
+		"ONSALE_DATA_DIR="+filepath.Join(dir, "data"),
+		"ONSALE_BOOTSTRAP_ORGANIZER=org@load.test:organizer password",
+		"ONSALE_ARGON2_MEMORY_KIB=1024",
+		"ONSALE_ARGON2_TIME=1",
+		"ONSALE_DEBUG_ADDR="+debug,
+		"ONSALE_SIMULATED_LATENCY=5ms",
+		"ONSALE_MAX_HOLDS_PER_CUSTOMER=1000",
+		"ONSALE_PROVIDER_TIMEOUT=60s",
+		"ONSALE_PAYMENT_ACK_WAIT=90s",
+		"ONSALE_DRAIN_DELAY=0",
+	)
+	env = append(env, extra...)
+	logPath := filepath.Join(dir, "server.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+	})
+	s := &server{base: "http://" + addr, provider: "http://" + debug + "/provider", log: logPath}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.base + "/livez")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the server exited at start:\n%s", tail(logPath))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never answered /livez:\n%s", tail(logPath))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(path string) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-20):], "\n")
+}
+
+// smoke runs one scenario through the tool's own functions and checks that no invariant failed
+// and the figures are sane.
+func smoke(t *testing.T, s *server, args ...string) *Result {
+	t.Helper()
+	full := append(args, "--target", s.base, "--organizer", "org@load.test:organizer password", "--quiet")
+	scenario, o, err := parseArgs(full, io.Discard)
+	if err != nil {
+		t.Fatalf("parse %q: %v", full, err)
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := execute(ctx, scenario, o, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s\nserver log:\n%s", scenario, err, out.String(), tail(s.log))
+	}
+	if res.Failed(false) {
+		t.Fatalf("%s: an invariant failed:\n%s\nserver log:\n%s", scenario, out.String(), tail(s.log))
+	}
+	if res.ThroughputRPS <= 0 || res.BaselineRPS <= 0 || res.Ratio <= 0 {
+		t.Fatalf("%s: throughput %v, baseline %v, ratio %v: want all positive\n%s", scenario, res.ThroughputRPS, res.BaselineRPS, res.Ratio, out.String())
+	}
+	if !strings.Contains(out.String(), "result: PASS") {
+		t.Fatalf("%s: the table has no PASS line:\n%s", scenario, out.String())
+	}
+	t.Logf("%s: %.0f/s (ratio %.3f to a %.0f/s baseline), p99 %.2f ms", scenario, res.ThroughputRPS, res.Ratio, res.BaselineRPS, res.P99MS)
+	return res
+}
+
+// Every scenario at smoke size against an embedded server.
+func TestScenariosEmbedded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server; skipped with -short")
+	}
+	s := startServer(t, buildServer(t))
+	short := []string{"--connections", "50", "--duration", "2s", "--baseline-duration", "1s", "--holds-per-customer", "1000"}
+	dir := t.TempDir()
+
+	t.Run("flash-sale", func(t *testing.T) {
+		jsonFile, plotFile := filepath.Join(dir, "fs.json"), filepath.Join(dir, "fs.png")
+		res := smoke(t, s, append([]string{"flash-sale", "--buyers", "300", "--tickets", "30", "--provider", s.provider,
+			"--json", jsonFile, "--plot", plotFile}, short...)...)
+		data, err := os.ReadFile(jsonFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var j map[string]any
+		if err := json.Unmarshal(data, &j); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"scenario", "buyers", "capacity", "sold", "oversold", "errors", "unanswered", "throughput_rps", "p99_ms",
+			"baseline_rps", "ratio", "confirmed", "charges", "hold_p99_ms", "answered_within_s"} {
+			if _, ok := j[k]; !ok {
+				t.Errorf("the JSON has no %q", k)
+			}
+		}
+		if j["sold"] != 30.0 || j["oversold"] != 0.0 || j["errors"] != 0.0 || j["unanswered"] != 0.0 || j["confirmed"] != 30.0 || j["charges"] != 30.0 {
+			t.Errorf("flash-sale figures: sold %v oversold %v errors %v unanswered %v confirmed %v charges %v",
+				j["sold"], j["oversold"], j["errors"], j["unanswered"], j["confirmed"], j["charges"])
+		}
+		if st, err := os.Stat(plotFile); err != nil || st.Size() < 1000 {
+			t.Errorf("no plot: %v", err)
+		}
+		if res.Scenario != "flash-sale" {
+			t.Errorf("scenario %q", res.Scenario)
+		}
+	})
+	t.Run("holds", func(t *testing.T) {
+		smoke(t, s, append([]string{"holds", "--customers", "100"}, short...)...)
+	})
+	t.Run("browse", func(t *testing.T) {
+		smoke(t, s, append([]string{"browse"}, short...)...)
+	})
+	t.Run("checkout", func(t *testing.T) {
+		res := smoke(t, s, append([]string{"checkout", "--rate", "100", "--provider", s.provider}, short...)...)
+		if c := fieldOf(res, "confirmed"); c != int64(200) {
+			t.Errorf("confirmed %v, want 200", c)
+		}
+	})
+	t.Run("confirm", func(t *testing.T) {
+		smoke(t, s, append([]string{"confirm", "--orders", "300", "--provider", s.provider}, short...)...)
+	})
+	t.Run("login", func(t *testing.T) {
+		smoke(t, s, append([]string{"login", "--customers", "30", "--rate", "50", "--light-workers", "10",
+			"--argon2-memory-kib", "1024", "--argon2-time", "1", "--argon2-seconds", "1s"}, short...)...)
+	})
+	t.Run("streams", func(t *testing.T) {
+		res := smoke(t, s, append([]string{"streams", "--streams", "200", "--hold-for", "3s", "--provider", s.provider}, short...)...)
+		if d := fieldOf(res, "dropped"); d != int64(0) {
+			t.Errorf("dropped %v", d)
+		}
+	})
+}
+
+func fieldOf(r *Result, key string) any {
+	for _, f := range r.fields {
+		if f.key == key {
+			return f.value
+		}
+	}
+	return nil
+}
+
+// The flash sale at smoke size against real Redis, PostgreSQL and NATS, with the invariants
+// also checked in the database.
+func TestFlashSaleExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server; skipped with -short")
+	}
+	_, redisPrefix := testenv.Redis(t)
+	dbURL := testenv.PostgresURL(t)
+	natsPrefix := testenv.Unique("LOAD")
+	testenv.NATS(t, natsPrefix)
+	bin := buildServer(t)
+	dir := t.TempDir()
+	keyFiles := make([]string, 2)
+	for i := range keyFiles {
+		out, err := exec.Command(bin, "admin", "gen-keys").Output()
+		if err != nil {
+			t.Fatalf("server admin gen-keys: %v", err)
+		}
+		keyFiles[i] = filepath.Join(dir, fmt.Sprintf("keys%d.json", i))
+		if err := os.WriteFile(keyFiles[i], out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startServer(t, bin,
+		"ONSALE_REDIS_URL="+testenv.RedisURL(),
+		"ONSALE_REDIS_PREFIX="+redisPrefix,
+		"ONSALE_DATABASE_URL="+dbURL,
+		"ONSALE_DB_MAX_CONNS=8",
+		"ONSALE_NATS_URL="+testenv.NATSURL(),
+		"ONSALE_NATS_PREFIX="+natsPrefix,
+		"ONSALE_JWT_KEYS_FILE="+keyFiles[0],
+		"ONSALE_TICKET_KEYS_FILE="+keyFiles[1],
+	)
+	res := smoke(t, s, "flash-sale", "--buyers", "300", "--tickets", "30", "--connections", "50", "--duration", "2s",
+		"--baseline-duration", "1s", "--provider", s.provider, "--database-url", dbURL)
+	if v := fieldOf(res, "db_sold"); v != 30 {
+		t.Errorf("db_sold %v, want 30", v)
+	}
+}
