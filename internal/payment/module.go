@@ -66,14 +66,14 @@ func (m *Module) CreateOrder(ctx context.Context, customer uuid.UUID, holdID, ke
 	}
 	now := m.d.Clock.Now().UTC()
 	hash := requestHash(holdID)
-	if o, ok, err := m.replay(ctx, customer, key, hash, now); ok || err != nil {
-		return o, false, err
-	}
+	// The order is created first and the key looked up only when that fails: the key and the
+	// order are written in one statement, so a retry cannot create a second order, and the common
+	// case costs one database round trip.
 	o, err := m.createNew(ctx, customer, holdID, key, hash, now)
 	if err != nil {
-		// A request with the same key may have created the order since we looked, and its
-		// payment may already have moved the hold on (sold, or released by a decline): answer
-		// as a retry would, not with the hold's state.
+		// A request with the same key may have created the order, and its payment may already
+		// have moved the hold on (sold, or released by a decline): answer as a retry would, not
+		// with the hold's state.
 		if ro, ok, rerr := m.replay(ctx, customer, key, hash, now); ok {
 			return ro, false, nil
 		} else if errors.Is(rerr, ErrIdempotencyMismatch) {

@@ -106,19 +106,23 @@ redis.call('HSET', KEYS[1], 'capacity', ARGV[3])
 return {'ok'}
 `)
 
-// KEYS: live hold cust. ARGV: id now until keep.
+// KEYS: live hold. ARGV: id now until keep base. The customer's set (same hash slot) is found from
+// the hold's record, so an extension is one round trip.
 var extendScript = rueidis.NewLuaScript(`
-local h = redis.call('HMGET', KEYS[2], 'status', 'expires')
+local h = redis.call('HMGET', KEYS[2], 'status', 'expires', 'customer', 'qty', 'price', 'currency', 'created')
 if not h[1] then return {'notfound'} end
 local now = tonumber(ARGV[2])
-if (h[1] ~= 'active' and h[1] ~= 'claimed') or tonumber(h[2]) <= now then return {'notlive'} end
+if (h[1] ~= 'active' and h[1] ~= 'claimed') or tonumber(h[2]) <= now then
+  return {'notlive', h[1], h[2], h[3], h[4], h[5], h[6], h[7]}
+end
 local exp = math.max(tonumber(h[2]), tonumber(ARGV[3]))
 redis.call('HSET', KEYS[2], 'expires', exp)
 redis.call('PEXPIREAT', KEYS[2], exp + tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[1])
-redis.call('ZADD', KEYS[3], 'XX', exp, ARGV[1])
-redis.call('PEXPIREAT', KEYS[3], exp, 'GT')
-return {'ok'}
+local owner = ARGV[5] .. 'c:' .. h[3]
+redis.call('ZADD', owner, 'XX', exp, ARGV[1])
+redis.call('PEXPIREAT', owner, exp, 'GT')
+return {'ok', h[1], tostring(exp), h[3], h[4], h[5], h[6], h[7]}
 `)
 
 // KEYS: held live hold. ARGV: base id.
@@ -340,47 +344,54 @@ func (s *Holds) Get(ctx context.Context, id string, now time.Time) (inventory.Ho
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
 	k := s.keys(tt)
-	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k.hold(id)).Build()).AsStrMap()
+	f, err := s.c.Do(ctx, s.c.B().Hmget().Key(k.hold(id)).Field("status", "expires", "customer", "qty", "price", "currency", "created").Build()).ToArray()
 	if err != nil {
 		return inventory.Hold{}, fmt.Errorf("get hold %s: %w", id, err)
 	}
-	if len(m) == 0 || m["qty"] == "" {
+	return holdFromFields(id, tt, strs(f), now)
+}
+
+// holdFromFields reads a hold record's fields: status, expires, customer, qty, price, currency,
+// created (empty strings for missing ones).
+func holdFromFields(id string, tt uuid.UUID, f []string, now time.Time) (inventory.Hold, error) {
+	if len(f) < 7 || f[3] == "" {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
-	h := inventory.Hold{ID: id, TicketTypeID: tt, Status: inventory.HoldStatus(m["status"]), Currency: m["currency"],
-		ExpiresAt: timeOf(m["expires"]), CreatedAt: timeOf(m["created"])}
-	h.CustomerID, _ = uuid.Parse(m["customer"])
-	h.Quantity, _ = strconv.Atoi(m["qty"])
-	h.UnitPriceCents, _ = strconv.ParseInt(m["price"], 10, 64)
+	h := inventory.Hold{ID: id, TicketTypeID: tt, Status: inventory.HoldStatus(f[0]), ExpiresAt: timeOf(f[1]),
+		Currency: f[5], CreatedAt: timeOf(f[6])}
+	h.CustomerID, _ = uuid.Parse(f[2])
+	h.Quantity, _ = strconv.Atoi(f[3])
+	h.UnitPriceCents, _ = strconv.ParseInt(f[4], 10, 64)
 	if h.Status.Live() && !now.Before(h.ExpiresAt) {
 		h.Status = inventory.HoldExpired
 	}
 	return h, nil
 }
 
-// Extend implements inventory.HoldStore.
+// Extend implements inventory.HoldStore, in one round trip.
 func (s *Holds) Extend(ctx context.Context, id string, until, now time.Time) (inventory.Hold, error) {
 	tt, ok := inventory.ParseHoldID(id)
 	if !ok {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
 	k := s.keys(tt)
-	cur, err := s.Get(ctx, id, now)
-	if err != nil {
-		return inventory.Hold{}, err
-	}
-	res, err := extendScript.Exec(ctx, s.c, []string{k.live, k.hold(id), k.customer(cur.CustomerID)},
-		[]string{id, msOf(now), msOf(until), durMs(s.keep)}).AsStrSlice()
+	vals, err := extendScript.Exec(ctx, s.c, []string{k.live, k.hold(id)},
+		[]string{id, msOf(now), msOf(until), durMs(s.keep), k.base}).ToArray()
 	if err != nil {
 		return inventory.Hold{}, fmt.Errorf("extend hold %s: %w", id, err)
 	}
-	switch res[0] {
-	case "notfound":
+	res := strs(vals)
+	if res[0] == "notfound" {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
-	case "notlive":
-		return inventory.Hold{}, inventory.ErrHoldNotLive.WithDetail("the hold has %s", cur.Status)
 	}
-	return s.Get(ctx, id, now)
+	h, err := holdFromFields(id, tt, res[1:], now)
+	if err != nil {
+		return inventory.Hold{}, err
+	}
+	if res[0] == "notlive" {
+		return inventory.Hold{}, inventory.ErrHoldNotLive.WithDetail("the hold has %s", h.Status)
+	}
+	return h, nil
 }
 
 // Release implements inventory.HoldStore.

@@ -62,42 +62,41 @@ func scanOrder(row pgx.Row) (payment.Order, error) {
 	return o, nil
 }
 
-// Create implements payment.OrderStore: the order, its key and its outbox row in one transaction.
+// Create implements payment.OrderStore: the key, the order and its outbox row in one statement
+// (so one round trip and one transaction). An expired key may be taken again.
 func (s *Store) Create(ctx context.Context, o payment.Order, idem payment.IdempotencyRecord) (payment.OutboxMessage, error) {
-	var msg payment.OutboxMessage
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// An expired key may be taken again.
-		tag, err := tx.Exec(ctx, `INSERT INTO payment.idempotency_keys (customer_id, key, request_hash, order_id, expires_at)
+	msg := payment.OutboxMessage{OrderID: o.ID, CreatedAt: o.CreatedAt}
+	var keyTaken bool
+	var outboxID *int64
+	err := s.pool.QueryRow(ctx, `
+		WITH key AS (
+			INSERT INTO payment.idempotency_keys (customer_id, key, request_hash, order_id, expires_at)
 			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (customer_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
-			  expires_at = EXCLUDED.expires_at WHERE payment.idempotency_keys.expires_at <= $6`,
-			idem.CustomerID, idem.Key, idem.RequestHash, idem.OrderID, idem.ExpiresAt, o.CreatedAt)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return payment.ErrDuplicateKey
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO payment.orders (`+orderColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			o.ID, o.CustomerID, o.Hold.ID, o.Hold.TicketTypeID, o.Hold.Quantity, o.Hold.UnitPriceCents, o.Hold.CreatedAt,
-			o.AmountCents, o.Currency, string(o.Status), o.StatusDetail, o.Version, o.ChargeID, o.CreatedAt, o.UpdatedAt)
-		if pgpool.IsUniqueViolation(err, "orders_hold_key") {
-			return payment.ErrHoldAlreadyOrdered
-		}
-		if err != nil {
-			return err
-		}
-		msg = payment.OutboxMessage{OrderID: o.ID, CreatedAt: o.CreatedAt}
-		return tx.QueryRow(ctx, `INSERT INTO payment.outbox (order_id, created_at) VALUES ($1, $2) RETURNING id`,
-			o.ID, o.CreatedAt).Scan(&msg.ID)
-	})
-	if err != nil && problemOf(err) {
-		return payment.OutboxMessage{}, err
-	}
-	if err != nil {
+			ON CONFLICT (customer_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+			  order_id = EXCLUDED.order_id, expires_at = EXCLUDED.expires_at
+			  WHERE payment.idempotency_keys.expires_at <= $17
+			RETURNING 1
+		), ord AS (
+			INSERT INTO payment.orders (`+orderColumns+`)
+			SELECT $4, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, '', $17, $17 WHERE EXISTS (SELECT 1 FROM key)
+			RETURNING id
+		), box AS (
+			INSERT INTO payment.outbox (order_id, created_at) SELECT id, $17 FROM ord RETURNING id
+		)
+		SELECT NOT EXISTS (SELECT 1 FROM key), (SELECT id FROM box)`,
+		idem.CustomerID, idem.Key, idem.RequestHash, o.ID, idem.ExpiresAt,
+		o.CustomerID, o.Hold.ID, o.Hold.TicketTypeID, o.Hold.Quantity, o.Hold.UnitPriceCents, o.Hold.CreatedAt,
+		o.AmountCents, o.Currency, string(o.Status), o.StatusDetail, o.Version, o.CreatedAt,
+	).Scan(&keyTaken, &outboxID)
+	switch {
+	case pgpool.IsUniqueViolation(err, "orders_hold_key"):
+		return payment.OutboxMessage{}, payment.ErrHoldAlreadyOrdered
+	case err != nil:
 		return payment.OutboxMessage{}, fmt.Errorf("create order: %w", err)
+	case keyTaken || outboxID == nil:
+		return payment.OutboxMessage{}, payment.ErrDuplicateKey
 	}
+	msg.ID = *outboxID
 	return msg, nil
 }
 
