@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/singleflight"
@@ -37,7 +36,7 @@ type Module struct {
 	cfg       Config
 	d         Deps
 	committer *committer
-	stock     *expirable.LRU[uuid.UUID, []Stock]
+	stock     *stockCache // nil: no reuse
 	loads     singleflight.Group
 	m         metrics
 }
@@ -79,7 +78,7 @@ func New(cfg Config, d Deps) (*Module, error) {
 	}
 	mod := &Module{cfg: cfg, d: d, m: m}
 	if cfg.AvailabilityTTL > 0 {
-		mod.stock = expirable.NewLRU[uuid.UUID, []Stock](10_000, nil, cfg.AvailabilityTTL)
+		mod.stock = newStockCache(cfg.AvailabilityTTL)
 	}
 	mod.committer = newCommitter(d.Store, cfg.CommitBatchMax, func(n int) {
 		m.batch.Record(context.Background(), int64(n))
@@ -282,7 +281,7 @@ func (m *Module) loadCatalogue(ctx context.Context, id uuid.UUID) (Catalogue, er
 // publish refreshes the shared catalogue cache after a write, so every replica sees it.
 func (m *Module) publish(ctx context.Context, eventID uuid.UUID) {
 	if m.stock != nil {
-		m.stock.Remove(eventID)
+		m.stock.remove(eventID)
 	}
 	if m.d.Catalog == nil {
 		return
@@ -475,34 +474,53 @@ func (m *Module) configure(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
-// Stock returns the live figures of an event's ticket types, reused for AvailabilityTTL.
+// Stock returns the live figures of an event's ticket types, reused for AvailabilityTTL and
+// refreshed in the background for a while after (see stockCache).
 func (m *Module) Stock(ctx context.Context, c Catalogue) ([]Stock, error) {
 	if m.stock != nil {
-		if s, ok := m.stock.Get(c.Event.ID); ok && len(s) == len(c.TicketTypes) {
+		// Wall-clock time: reuse is about how old the figures are, not about the sale's clock.
+		s, ok, refresh := m.stock.get(c.Event.ID, len(c.TicketTypes), time.Now())
+		if ok {
 			m.m.hits.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "availability")))
+			if refresh {
+				go func() {
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					if _, err := m.loadStock(ctx, c); err != nil {
+						m.stock.failed(c.Event.ID)
+						m.d.Log.WarnContext(ctx, "availability refresh failed", "event", c.Event.ID, "err", err)
+					}
+				}()
+			}
 			return s, nil
 		}
 		m.m.misses.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "availability")))
 	}
+	return m.loadStock(ctx, c)
+}
+
+// loadStock reads the figures from the hold store (one reader per event at a time).
+func (m *Module) loadStock(ctx context.Context, c Catalogue) ([]Stock, error) {
 	v, err, _ := m.loads.Do("stock:"+c.Event.ID.String(), func() (any, error) {
 		ids := make([]uuid.UUID, len(c.TicketTypes))
 		for i, t := range c.TicketTypes {
 			ids[i] = t.ID
 		}
-		s, err := m.d.Holds.Stock(ctx, ids, m.d.Clock.Now())
+		now := m.d.Clock.Now()
+		s, err := m.d.Holds.Stock(ctx, ids, now)
 		if errors.Is(err, ErrNotConfigured) {
 			for _, t := range c.TicketTypes {
 				if cerr := m.configure(ctx, t.ID); cerr != nil {
 					return nil, cerr
 				}
 			}
-			s, err = m.d.Holds.Stock(ctx, ids, m.d.Clock.Now())
+			s, err = m.d.Holds.Stock(ctx, ids, now)
 		}
 		if err != nil {
 			return nil, unavailable("read stock", err)
 		}
 		if m.stock != nil {
-			m.stock.Add(c.Event.ID, s)
+			m.stock.put(c.Event.ID, s, time.Now())
 		}
 		return s, nil
 	})
