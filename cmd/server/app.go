@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -173,9 +174,15 @@ func (a *App) startDebug(ctx context.Context) error {
 		// The in-process simulated provider's ledger and switches, for load runs and drills.
 		mux.Handle("/provider/", http.StripPrefix("/provider", simulated.Handler(a.payment.simulated)))
 	}
-	a.debug = &http.Server{Addr: a.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Listen here, not in the goroutine: an address that cannot be had fails the start rather
+	// than leaving the process without the pprof and drill endpoints its operator asked for.
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", a.cfg.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("debug listener (ONSALE_DEBUG_ADDR): %w", err)
+	}
+	a.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := a.debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.debug.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("debug server", "err", err)
 		}
 	}()

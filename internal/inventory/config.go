@@ -17,7 +17,7 @@ type Config struct {
 	CommitBatchMax  int           `env:"ONSALE_COMMIT_BATCH_MAX" yaml:"commit_batch_max" default:"256" help:"most sales committed in one transaction per ticket type"`
 	HoldRecordKeep  time.Duration `env:"ONSALE_HOLD_RECORD_KEEP" yaml:"hold_record_keep" default:"10m" help:"how long a finished hold can still be read"`
 	CatalogCacheTTL time.Duration `env:"ONSALE_CATALOG_CACHE_TTL" yaml:"catalog_cache_ttl" default:"1h" help:"lifetime of a cached catalogue entry (writes invalidate it at once)"`
-	MaxCapacity     int           `env:"ONSALE_MAX_CAPACITY" yaml:"max_capacity" default:"1000000" help:"largest capacity of one ticket type"`
+	MaxCapacity     int           `env:"ONSALE_MAX_CAPACITY" yaml:"max_capacity" default:"10000000" help:"largest capacity of one ticket type"`
 }
 
 // Validate checks the settings.
