@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,33 @@ type instruments struct {
 	errors   metric.Int64Counter
 	inFlight metric.Int64UpDownCounter
 	shed     metric.Int64Counter
+	sets     sync.Map // attrKey → metric.MeasurementOption
+}
+
+type attrKey struct {
+	route, method string
+	status        int
+}
+
+// attrs returns the measurement attributes of a route, method and status (0: without status),
+// built once per combination: building an attribute set per request showed in profiles.
+func (i *instruments) attrs(route, method string, status int) metric.MeasurementOption {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+	default:
+		method = "_OTHER" // clients choose methods freely; labels must stay few
+	}
+	k := attrKey{route, method, status}
+	if v, ok := i.sets.Load(k); ok {
+		return v.(metric.MeasurementOption)
+	}
+	kvs := []attribute.KeyValue{attribute.String("http.route", route), attribute.String("http.request.method", method)}
+	if status != 0 {
+		kvs = append(kvs, attribute.Int("http.response.status_code", status))
+	}
+	v, _ := i.sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
+	return v.(metric.MeasurementOption)
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -106,15 +134,11 @@ func (s *Server) observe(tracer trace.Tracer, prop propagation.TextMapPropagator
 			}
 			status := c.Response().Status
 			elapsed := time.Since(start)
-			attrs := metric.WithAttributes(
-				attribute.String("http.route", route),
-				attribute.String("http.request.method", req.Method),
-				attribute.Int("http.response.status_code", status))
+			attrs := s.inst.attrs(route, req.Method, status)
 			s.inst.duration.Record(ctx, elapsed.Seconds(), attrs)
 			s.inst.requests.Add(ctx, 1, attrs)
 			if status >= 500 {
-				s.inst.errors.Add(ctx, 1, metric.WithAttributes(
-					attribute.String("http.route", route), attribute.String("http.request.method", req.Method)))
+				s.inst.errors.Add(ctx, 1, s.inst.attrs(route, req.Method, 0))
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 			if span.IsRecording() {
