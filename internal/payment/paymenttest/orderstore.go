@@ -3,6 +3,7 @@ package paymenttest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -500,6 +501,71 @@ func RunOrderStore(t *testing.T, newStore func(t *testing.T) payment.OrderStore)
 		}
 		if got := stale(base.Add(31 * time.Minute)); !slices.Equal(got, []uuid.UUID{lost.ID}) {
 			t.Fatalf("stale after the touch aged: %v", got)
+		}
+	})
+
+	t.Run("ConcurrentConfirmsAndReads", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		// Many payments finishing at once (adapters may combine them): every order is confirmed
+		// with its own tickets, each exactly once however often it is confirmed, and reads see it.
+		orders := make([]payment.Order, 100)
+		tickets := make([][]payment.Ticket, len(orders))
+		for i := range orders {
+			orders[i] = create(t, s)
+			tickets[i] = Tickets(orders[i], 1+i%3)
+		}
+		failed := create(t, s)
+		if _, _, err := s.Fail(ctx, failed.ID, "declined"); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		changes := map[uuid.UUID]int{}
+		for round := range 3 {
+			for i, o := range orders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got, changed, err := s.Confirm(ctx, o.ID, fmt.Sprintf("ch_%d", i), tickets[i])
+					if err != nil {
+						t.Errorf("confirm %d (round %d): %v", i, round, err)
+						return
+					}
+					if got.Status != payment.StatusConfirmed || len(got.Tickets) != len(tickets[i]) {
+						t.Errorf("confirm %d returned %+v", i, got)
+					}
+					if changed {
+						mu.Lock()
+						changes[o.ID]++
+						mu.Unlock()
+					}
+					if r, err := s.Get(ctx, o.ID); err != nil || r.Status != payment.StatusConfirmed {
+						t.Errorf("read %d after confirm: %+v, %v", i, r, err)
+					}
+				}()
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.Confirm(ctx, failed.ID, "ch_x", Tickets(failed, 1)); !errors.Is(err, payment.ErrOrderTerminal) {
+				t.Errorf("confirm a failed order among others: %v", err)
+			}
+		}()
+		wg.Wait()
+		for i, o := range orders {
+			if changes[o.ID] != 1 {
+				t.Fatalf("order %d reported changed %d times", i, changes[o.ID])
+			}
+			got := get(t, s, o.ID)
+			SameTickets(t, got.Tickets, tickets[i])
+			if got.ChargeID != fmt.Sprintf("ch_%d", i) || got.Version != 2 {
+				t.Fatalf("order %d: %+v", i, got)
+			}
+		}
+		if _, err := s.Get(ctx, uuid.New()); !errors.Is(err, payment.ErrOrderNotFound) {
+			t.Fatalf("unknown order among batched reads: %v", err)
 		}
 	})
 

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/onsale-dev/onsale/internal/payment"
+	"github.com/onsale-dev/onsale/internal/platform/batch"
 	"github.com/onsale-dev/onsale/internal/platform/pgpool"
 )
 
@@ -34,13 +35,37 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	return pgpool.Migrate(ctx, pool, Schema, sub, log)
 }
 
-// Store is a payment.OrderStore on PostgreSQL.
-type Store struct{ pool *pgxpool.Pool }
+// Store is a payment.OrderStore on PostgreSQL. The calls every payment makes — reading the order
+// and confirming it — are combined across concurrent payments: one statement reads or confirms a
+// whole batch, so during an on-sale the pool's connections and the disk's flushes serve many
+// payments each instead of one.
+type Store struct {
+	pool     *pgxpool.Pool
+	gets     *batch.Combiner[uuid.UUID, orderResult]
+	confirms *batch.Combiner[confirmRequest, orderResult]
+}
+
+type orderResult struct {
+	o       payment.Order
+	changed bool
+	err     error
+}
+
+type confirmRequest struct {
+	id      uuid.UUID
+	charge  string
+	tickets []payment.Ticket
+}
 
 var _ payment.OrderStore = (*Store)(nil)
 
 // NewStore returns a store on pool; run Migrate first.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.gets = batch.New(512, 4, 15*time.Second, s.getBatch)
+	s.confirms = batch.New(512, 2, 15*time.Second, s.confirmBatch)
+	return s
+}
 
 const orderColumns = `id, customer_id, hold_id, ticket_type_id, quantity, unit_price_cents, hold_created_at,
 	amount_cents, currency, status, status_detail, version, charge_id, created_at, updated_at`
@@ -140,16 +165,74 @@ func (s *Store) tickets(ctx context.Context, q pgx.Tx, orderID uuid.UUID) ([]pay
 
 // Get implements payment.OrderStore.
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (payment.Order, error) {
-	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE id = $1`, id))
+	r, err := s.gets.Do(ctx, id)
 	if err != nil {
 		return payment.Order{}, err
 	}
-	if o.Status == payment.StatusConfirmed {
-		if o.Tickets, err = s.tickets(ctx, nil, id); err != nil {
-			return payment.Order{}, err
+	return r.o, r.err
+}
+
+// getBatch reads orders (and the tickets of confirmed ones) in two round trips, whatever their
+// number.
+func (s *Store) getBatch(ctx context.Context, ids []uuid.UUID) []orderResult {
+	found, err := s.readOrders(ctx, ids)
+	out := make([]orderResult, len(ids))
+	for i, id := range ids {
+		switch o, ok := found[id]; {
+		case err != nil:
+			out[i].err = err
+		case !ok:
+			out[i].err = payment.ErrOrderNotFound
+		default:
+			out[i].o = o
 		}
 	}
-	return o, nil
+	return out
+}
+
+func (s *Store) readOrders(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]payment.Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
+	}
+	found := make(map[uuid.UUID]payment.Order, len(ids))
+	var confirmed []uuid.UUID
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		found[o.ID] = o
+		if o.Status == payment.StatusConfirmed {
+			confirmed = append(confirmed, o.ID)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
+	}
+	if len(confirmed) == 0 {
+		return found, nil
+	}
+	trows, err := s.pool.Query(ctx, `SELECT ticket_id, order_id, ticket_type_id, event_id, seq FROM payment.order_tickets
+		WHERE order_id = ANY($1) ORDER BY order_id, seq`, confirmed)
+	if err != nil {
+		return nil, fmt.Errorf("read tickets: %w", err)
+	}
+	tickets, err := pgx.CollectRows(trows, func(r pgx.CollectableRow) (payment.Ticket, error) {
+		var t payment.Ticket
+		err := r.Scan(&t.ID, &t.OrderID, &t.TicketTypeID, &t.EventID, &t.Seq)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read tickets: %w", err)
+	}
+	for _, t := range tickets {
+		o := found[t.OrderID]
+		o.Tickets = append(o.Tickets, t)
+		found[t.OrderID] = o
+	}
+	return found, nil
 }
 
 // List implements payment.OrderStore.
@@ -239,27 +322,80 @@ func (s *Store) SetDetail(ctx context.Context, id uuid.UUID, detail string) (pay
 	}, func(payment.Order) error { return nil }, nil)
 }
 
-// Confirm implements payment.OrderStore.
+// Confirm implements payment.OrderStore. Concurrent confirmations share one statement (and one
+// durable commit).
 func (s *Store) Confirm(ctx context.Context, id uuid.UUID, chargeID string, tickets []payment.Ticket) (payment.Order, bool, error) {
-	return s.change(ctx, id, func(tx pgx.Tx) (pgx.Row, error) {
-		return tx.QueryRow(ctx, `UPDATE payment.orders SET status = 'confirmed', status_detail = '', charge_id = $2,
-			version = version + 1, updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING `+orderColumns, id, chargeID), nil
-	}, func(o payment.Order) error {
-		if o.Status == payment.StatusFailed {
-			return payment.ErrOrderTerminal.WithDetail("the order had failed")
+	r, err := s.confirms.Do(ctx, confirmRequest{id: id, charge: chargeID, tickets: tickets})
+	if err != nil {
+		return payment.Order{}, false, err
+	}
+	return r.o, r.changed, r.err
+}
+
+// confirmBatch confirms pending orders and records their tickets in one statement, then reads
+// every order back (two more round trips) to answer each caller.
+func (s *Store) confirmBatch(ctx context.Context, reqs []confirmRequest) []orderResult {
+	out := make([]orderResult, len(reqs))
+	var (
+		ids, tids, torders, ttypes, tevents []uuid.UUID
+		charges                             []string
+		seqs                                []int32
+	)
+	for _, r := range reqs {
+		ids, charges = append(ids, r.id), append(charges, r.charge)
+		for _, t := range r.tickets {
+			tids, torders, ttypes, tevents, seqs = append(tids, t.ID), append(torders, r.id), append(ttypes, t.TicketTypeID),
+				append(tevents, t.EventID), append(seqs, int32(t.Seq))
 		}
-		return nil
-	}, func(tx pgx.Tx) error {
-		ids, types, events := make([]uuid.UUID, len(tickets)), make([]uuid.UUID, len(tickets)), make([]uuid.UUID, len(tickets))
-		seqs := make([]int32, len(tickets))
-		for i, t := range tickets {
-			ids[i], types[i], events[i], seqs[i] = t.ID, t.TicketTypeID, t.EventID, int32(t.Seq)
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH req AS (
+			SELECT DISTINCT ON (id) id, charge FROM unnest($1::uuid[], $2::text[]) AS r(id, charge)
+		), upd AS (
+			UPDATE payment.orders o SET status = 'confirmed', status_detail = '', charge_id = req.charge,
+			  version = o.version + 1, updated_at = now()
+			FROM req WHERE o.id = req.id AND o.status = 'pending'
+			RETURNING o.id
+		), ins AS (
+			INSERT INTO payment.order_tickets (ticket_id, order_id, ticket_type_id, event_id, seq)
+			SELECT t.id, t.order_id, t.tt, t.ev, t.seq
+			FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int[]) AS t(id, order_id, tt, ev, seq)
+			WHERE t.order_id IN (SELECT id FROM upd)
+			ON CONFLICT (ticket_id) DO NOTHING
+		)
+		SELECT id FROM upd`, ids, charges, tids, torders, ttypes, tevents, seqs)
+	if err == nil {
+		var changed []uuid.UUID
+		changed, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err == nil {
+			var found map[uuid.UUID]payment.Order
+			found, err = s.readOrders(ctx, ids)
+			if err == nil {
+				fresh := make(map[uuid.UUID]bool, len(changed))
+				for _, id := range changed {
+					fresh[id] = true
+				}
+				for i, r := range reqs {
+					o, ok := found[r.id]
+					switch {
+					case !ok:
+						out[i].err = payment.ErrOrderNotFound
+					case o.Status == payment.StatusFailed:
+						out[i].err = payment.ErrOrderTerminal.WithDetail("the order had failed")
+					default:
+						// A repeat of the same order in one batch counts as changed once.
+						out[i] = orderResult{o: o, changed: fresh[r.id]}
+						delete(fresh, r.id)
+					}
+				}
+				return out
+			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO payment.order_tickets (ticket_id, order_id, ticket_type_id, event_id, seq)
-			SELECT u.id, $2, u.tt, u.ev, u.seq FROM unnest($1::uuid[], $3::uuid[], $4::uuid[], $5::int[]) AS u(id, tt, ev, seq)
-			ON CONFLICT (ticket_id) DO NOTHING`, ids, id, types, events, seqs)
-		return err
-	})
+	}
+	for i, r := range reqs {
+		out[i].err = fmt.Errorf("confirm order %s: %w", r.id, err)
+	}
+	return out
 }
 
 // Fail implements payment.OrderStore.
