@@ -504,6 +504,59 @@ func RunOrderStore(t *testing.T, newStore func(t *testing.T) payment.OrderStore)
 		}
 	})
 
+	t.Run("ConcurrentCreates", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		// Checkouts arriving together (adapters may combine them), with retries of one key and
+		// second orders of one hold mixed in: each gets its own right answer.
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		customer := uuid.New()
+		type attempt struct {
+			o    payment.Order
+			idem payment.IdempotencyRecord
+			want error
+		}
+		var attempts []attempt
+		for range 50 {
+			o, idem := NewOrder(customer, now)
+			attempts = append(attempts, attempt{o, idem, nil})
+		}
+		for i := range 10 { // the same key again, for another order: refused
+			o, idem := NewOrder(customer, now)
+			idem.Key = attempts[i].idem.Key
+			attempts = append(attempts, attempt{o, idem, payment.ErrDuplicateKey})
+		}
+		for i := 10; i < 15; i++ { // the same hold again, under a new key: refused
+			o, idem := NewOrder(customer, now)
+			o.Hold = attempts[i].o.Hold
+			attempts = append(attempts, attempt{o, idem, payment.ErrHoldAlreadyOrdered})
+		}
+		// The first 50 go first (so the repeats find them), all at once.
+		var wg sync.WaitGroup
+		results := make([]error, len(attempts))
+		run := func(from, to int) {
+			for i := from; i < to; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, results[i] = s.Create(ctx, attempts[i].o, attempts[i].idem)
+				}()
+			}
+			wg.Wait()
+		}
+		run(0, 50)
+		run(50, len(attempts))
+		for i, a := range attempts {
+			if a.want == nil && results[i] != nil || a.want != nil && !errors.Is(results[i], a.want) {
+				t.Fatalf("attempt %d: %v, want %v", i, results[i], a.want)
+			}
+		}
+		mine, err := s.List(ctx, customer, nil, 100)
+		if err != nil || len(mine) != 50 {
+			t.Fatalf("%d orders created (%v), want 50", len(mine), err)
+		}
+	})
+
 	t.Run("ConcurrentConfirmsAndReads", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

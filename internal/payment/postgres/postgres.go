@@ -35,14 +35,15 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	return pgpool.Migrate(ctx, pool, Schema, sub, log)
 }
 
-// Store is a payment.OrderStore on PostgreSQL. The calls every payment makes — reading the order
-// and confirming it — are combined across concurrent payments: one statement reads or confirms a
-// whole batch, so during an on-sale the pool's connections and the disk's flushes serve many
-// payments each instead of one.
+// Store is a payment.OrderStore on PostgreSQL. The calls every order makes — creating it, reading
+// it, confirming it — are combined across concurrent orders: one statement creates, reads or
+// confirms a whole batch, so during an on-sale the pool's connections and the disk's flushes serve
+// many orders each instead of one.
 type Store struct {
 	pool     *pgxpool.Pool
 	gets     *batch.Combiner[uuid.UUID, orderResult]
 	confirms *batch.Combiner[confirmRequest, orderResult]
+	creates  *batch.Combiner[createRequest, createResult]
 }
 
 type orderResult struct {
@@ -64,6 +65,7 @@ func NewStore(pool *pgxpool.Pool) *Store {
 	s := &Store{pool: pool}
 	s.gets = batch.New(512, 4, 15*time.Second, s.getBatch)
 	s.confirms = batch.New(512, 2, 15*time.Second, s.confirmBatch)
+	s.creates = batch.New(256, 2, 15*time.Second, s.createBatch)
 	return s
 }
 
@@ -87,9 +89,104 @@ func scanOrder(row pgx.Row) (payment.Order, error) {
 	return o, nil
 }
 
-// Create implements payment.OrderStore: the key, the order and its outbox row in one statement
-// (so one round trip and one transaction). An expired key may be taken again.
+// Create implements payment.OrderStore: the key, the order and its outbox row in one statement,
+// and concurrent creations share one statement (and one durable commit).
 func (s *Store) Create(ctx context.Context, o payment.Order, idem payment.IdempotencyRecord) (payment.OutboxMessage, error) {
+	r, err := s.creates.Do(ctx, createRequest{o: o, idem: idem})
+	if err != nil {
+		return payment.OutboxMessage{}, err
+	}
+	return r.msg, r.err
+}
+
+type createRequest struct {
+	o    payment.Order
+	idem payment.IdempotencyRecord
+}
+
+type createResult struct {
+	msg payment.OutboxMessage
+	err error
+}
+
+// createBatch writes many orders in one statement. A key already in use (and not expired by the
+// order's creation time) makes its order absent from the answer; anything that fails the whole
+// statement — a hold already ordered, one key twice in the batch — sends each request through
+// createOne to get its own answer.
+func (s *Store) createBatch(ctx context.Context, reqs []createRequest) []createResult {
+	out := make([]createResult, len(reqs))
+	if len(reqs) > 1 {
+		if made, err := s.createMany(ctx, reqs); err == nil {
+			for i, r := range reqs {
+				if id, ok := made[r.o.ID]; ok {
+					out[i].msg = payment.OutboxMessage{ID: id, OrderID: r.o.ID, CreatedAt: r.o.CreatedAt}
+				} else {
+					out[i].err = payment.ErrDuplicateKey
+				}
+			}
+			return out
+		}
+	}
+	for i, r := range reqs {
+		out[i].msg, out[i].err = s.createOne(ctx, r.o, r.idem)
+	}
+	return out
+}
+
+func (s *Store) createMany(ctx context.Context, reqs []createRequest) (map[uuid.UUID]int64, error) {
+	n := len(reqs)
+	customers, orderIDs, types := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	keys, hashes, holds, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	expires, holdCreated, created := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	qtys := make([]int32, n)
+	units, amounts := make([]int64, n), make([]int64, n)
+	for i, r := range reqs {
+		o := r.o
+		customers[i], keys[i], hashes[i], orderIDs[i], expires[i] = r.idem.CustomerID, r.idem.Key, r.idem.RequestHash, o.ID, r.idem.ExpiresAt
+		holds[i], types[i], qtys[i], units[i], holdCreated[i] = o.Hold.ID, o.Hold.TicketTypeID, int32(o.Hold.Quantity), o.Hold.UnitPriceCents, o.Hold.CreatedAt
+		amounts[i], currencies[i], statuses[i], created[i] = o.AmountCents, o.Currency, string(o.Status), o.CreatedAt
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH req AS (
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[], $6::text[], $7::uuid[],
+			  $8::int[], $9::bigint[], $10::timestamptz[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[])
+			  AS r(customer, key, hash, id, expires, hold, tt, qty, unit, hold_created, amount, currency, status, created)
+		), key AS (
+			INSERT INTO payment.idempotency_keys (customer_id, key, request_hash, order_id, expires_at)
+			SELECT customer, key, hash, id, expires FROM req
+			ON CONFLICT (customer_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+			  order_id = EXCLUDED.order_id, expires_at = EXCLUDED.expires_at
+			  WHERE payment.idempotency_keys.expires_at <=
+			    (SELECT created FROM req WHERE req.customer = EXCLUDED.customer_id AND req.key = EXCLUDED.key)
+			RETURNING order_id
+		), ord AS (
+			INSERT INTO payment.orders (`+orderColumns+`)
+			SELECT id, customer, hold, tt, qty, unit, hold_created, amount, currency, status, '', 1, '', created, created
+			FROM req WHERE id IN (SELECT order_id FROM key)
+			RETURNING id, created_at
+		), box AS (
+			INSERT INTO payment.outbox (order_id, created_at) SELECT id, created_at FROM ord RETURNING id, order_id
+		)
+		SELECT order_id, id FROM box`,
+		customers, keys, hashes, orderIDs, expires, holds, types, qtys, units, holdCreated, amounts, currencies, statuses, created)
+	if err != nil {
+		return nil, err
+	}
+	made := make(map[uuid.UUID]int64, n)
+	for rows.Next() {
+		var order uuid.UUID
+		var id int64
+		if err := rows.Scan(&order, &id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		made[order] = id
+	}
+	return made, rows.Err()
+}
+
+// createOne writes one order; an expired key may be taken again.
+func (s *Store) createOne(ctx context.Context, o payment.Order, idem payment.IdempotencyRecord) (payment.OutboxMessage, error) {
 	msg := payment.OutboxMessage{OrderID: o.ID, CreatedAt: o.CreatedAt}
 	var keyTaken bool
 	var outboxID *int64
