@@ -5,6 +5,8 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/onsale-dev/onsale/internal/payment"
 	paymemory "github.com/onsale-dev/onsale/internal/payment/memory"
 	paynats "github.com/onsale-dev/onsale/internal/payment/nats"
@@ -74,6 +76,7 @@ func (a *App) startPayment(ctx context.Context) error {
 	bus := paynats.NewBus(a.nats.NC, names)
 	hub := payment.NewHub()
 	pm.relay = payment.NewRelay(store, pub, clk, log, cfg.StaleAfter)
+	pm.relay.ReconcileUnless(func() bool { return guarded.State() != gobreaker.StateClosed })
 	proc, err := payment.NewProcessor(store, a.inventory.mod, guarded, bus, clk, log, meter)
 	if err != nil {
 		return err

@@ -68,7 +68,9 @@ func backoff(attempt int) time.Duration {
 // recorded, so the relay's reconciler can tell a waiting order from one whose request was lost.
 func (p *Processor) Process(ctx context.Context, orderID uuid.UUID, attempt int) Decision {
 	d := p.process(ctx, orderID, attempt)
-	if d.Action == Retry || d.Action == Wait {
+	// A payment waiting for the breaker is not recorded: the reconciler leaves pending orders
+	// alone while the breaker is open (see Relay.Reconcile).
+	if d.Action == Retry {
 		if err := p.store.Touch(ctx, []uuid.UUID{orderID}, p.clock.Now()); err != nil {
 			p.log.WarnContext(ctx, "record payment attempt", "order", orderID, "err", err)
 		}
@@ -77,6 +79,13 @@ func (p *Processor) Process(ctx context.Context, orderID uuid.UUID, attempt int)
 }
 
 func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int) Decision {
+	if p.provider.State() == gobreaker.StateOpen {
+		// Nothing can be charged now: tell the customer (a no-op once told) and come back later,
+		// without reading the order. Hundreds of queued payments pass through here every
+		// cool-down; they must not cost the database more than that one conditional update.
+		p.markDelayed(ctx, orderID)
+		return p.wait()
+	}
 	o, err := p.store.Get(ctx, orderID)
 	if errors.Is(err, ErrOrderNotFound) {
 		return Decision{Action: Discard, Reason: "no such order"}
@@ -95,8 +104,8 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 	})
 	switch {
 	case errors.Is(err, ErrBreakerOpen):
-		p.delayed(ctx, o)
-		return Decision{Action: Wait, Delay: p.provider.RetryIn(), Reason: "provider circuit open"}
+		p.markDelayed(ctx, o.ID)
+		return p.wait()
 	case errors.Is(err, ErrDeclined):
 		if err := p.inv.ReleaseHold(ctx, o.Hold.ID); err != nil && !errors.Is(err, inventory.ErrHoldNotFound) {
 			return p.retry(ctx, orderID, attempt, fmt.Errorf("release hold after decline: %w", err))
@@ -104,7 +113,7 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 		return p.fail(ctx, o, DetailDeclined, "declined", attempt)
 	case err != nil:
 		if p.provider.State() == gobreaker.StateOpen {
-			p.delayed(ctx, o)
+			p.markDelayed(ctx, o.ID)
 		}
 		return p.retry(ctx, orderID, attempt, fmt.Errorf("charge: %w", err))
 	}
@@ -143,16 +152,23 @@ func (p *Processor) retry(ctx context.Context, orderID uuid.UUID, attempt int, e
 	return Decision{Action: Retry, Delay: backoff(attempt), Reason: err.Error()}
 }
 
-// delayed tells the customer the payment is queued behind a provider outage.
-func (p *Processor) delayed(ctx context.Context, o Order) {
-	updated, changed, err := p.store.SetDetail(ctx, o.ID, DetailDelayed)
+// markDelayed tells the customer the payment is queued behind a provider outage.
+func (p *Processor) markDelayed(ctx context.Context, orderID uuid.UUID) {
+	updated, changed, err := p.store.SetDetail(ctx, orderID, DetailDelayed)
 	if err != nil {
-		p.log.WarnContext(ctx, "mark order delayed", "order", o.ID, "err", err)
+		p.log.WarnContext(ctx, "mark order delayed", "order", orderID, "err", err)
 		return
 	}
 	if changed {
 		p.announce(ctx, updated)
 	}
+}
+
+// wait hands a payment back until the breaker may let it through. The delay is spread over up to
+// twice the time left, so the queued payments do not all come back at the same instant.
+func (p *Processor) wait() Decision {
+	d := p.provider.RetryIn()
+	return Decision{Action: Wait, Delay: d + rand.N(d+1), Reason: "provider circuit open"}
 }
 
 // refund gives back whatever was charged for the order; refunded is false when nothing was.

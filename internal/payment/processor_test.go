@@ -379,6 +379,13 @@ func TestReconcileRequestsLostPayments(t *testing.T) {
 		t.Fatal("requested again before the stale period")
 	}
 	clk.Advance(2 * time.Minute)
+	down := true
+	relay.ReconcileUnless(func() bool { return down })
+	relay.Reconcile()
+	if pub.sent(o.ID) != 0 {
+		t.Fatal("requested again while the provider was down (every pending order waits then)")
+	}
+	down = false
 	relay.Reconcile()
 	if pub.sent(o.ID) != 1 {
 		t.Fatalf("requested %d times after the stale period, want 1", pub.sent(o.ID))

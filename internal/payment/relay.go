@@ -31,7 +31,13 @@ type Relay struct {
 	stop    chan struct{}
 	done    sync.WaitGroup
 	backlog atomic.Int64 // messages the last sweep found waiting past the grace period
+	// providerDown, when set, tells whether payments are waiting on the provider (its breaker
+	// is open): pending orders are then stale by design and the reconciler leaves them alone.
+	providerDown func() bool
 }
+
+// ReconcileUnless sets a condition under which stale pending orders are not requested again.
+func (r *Relay) ReconcileUnless(providerDown func() bool) { r.providerDown = providerDown }
 
 // NewRelay returns a relay; Start runs it.
 // staleAfter is how long a pending order may go without an attempt before its payment is
@@ -121,6 +127,9 @@ func (r *Relay) sweep() {
 // that failed after the last delivery). Processing is idempotent, so a request that was merely
 // slow costs a duplicate delivery and nothing more.
 func (r *Relay) Reconcile() {
+	if r.providerDown != nil && r.providerDown() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	now := r.clock.Now()
