@@ -80,3 +80,22 @@ func loginB(b *testing.B, h http.Handler, email, pw string) string {
 	s = s[i+16:]
 	return s[:strings.IndexByte(s, '"')]
 }
+
+// BenchmarkSoldOutRequest measures the commonest answer of a flash sale: a hold refused as sold
+// out, through the whole in-process stack.
+func BenchmarkSoldOutRequest(b *testing.B) {
+	app := startAppB(b)
+	h := app.http.Handler()
+	org := loginB(b, h, "org@example.com", "organizer password")
+	ev := callB(b, h, "POST", "/v1/events", org, `{"name":"Bench","venue":"Hall","starts_at":"2031-01-01T20:00:00Z"}`, 201)
+	tt := callB(b, h, "POST", "/v1/events/"+ev+"/ticket-types", org, `{"name":"GA","price_cents":100,"currency":"EUR","capacity":1,"max_per_order":1}`, 201)
+	callB(b, h, "POST", "/v1/auth/register", "", `{"email":"bench@example.com","password":"bench password","name":"B"}`, 201)
+	buyer := loginB(b, h, "bench@example.com", "bench password")
+	body := fmt.Sprintf(`{"ticket_type_id":%q,"quantity":1}`, tt)
+	callB(b, h, "POST", "/v1/holds", buyer, body, 201)
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		callB(b, h, "POST", "/v1/holds", buyer, body, 409)
+	}
+}

@@ -42,9 +42,16 @@ func (a *App) startAuth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	verifier, err := token.NewVerifier(keys, cfg.Issuer, cfg.Audience, cfg.TokenCacheMax, clk)
+	if err != nil {
+		hasher.Close()
+		return err
+	}
+	issuer := token.NewIssuer(keys, cfg.Issuer, cfg.Audience, clk)
+	issuer.RememberIn(verifier)
 	d := auth.Deps{
 		Hasher: hasher,
-		Issuer: token.NewIssuer(keys, cfg.Issuer, cfg.Audience, clk),
+		Issuer: issuer,
 		Clock:  clk,
 		Log:    a.log.With("module", "auth"),
 		Meter:  a.tel.Meters.Meter("github.com/onsale-dev/onsale/internal/auth"),
@@ -66,11 +73,6 @@ func (a *App) startAuth(ctx context.Context) error {
 		d.Failures = authmemory.NewFailures(clk)
 	}
 	svc, err := auth.NewService(cfg, d)
-	if err != nil {
-		hasher.Close()
-		return err
-	}
-	verifier, err := token.NewVerifier(keys, cfg.Issuer, cfg.Audience, cfg.TokenCacheMax, clk)
 	if err != nil {
 		hasher.Close()
 		return err

@@ -357,3 +357,31 @@ func BenchmarkEd25519Raw(b *testing.B) {
 		}
 	}
 }
+
+// TestIssuedTokensAreRemembered: a verifier the issuer reports to knows its tokens without parsing
+// them, with the very claims a parse gives; a token changed in any way is still parsed and refused.
+func TestIssuedTokensAreRemembered(t *testing.T) {
+	t.Parallel()
+	_, keys := generate(t, nil)
+	clk := clock.NewFake(start)
+	v := newVerifier(t, keys, 16, clk)
+	i := token.NewIssuer(keys, iss, aud, clk)
+	i.RememberIn(v)
+	c := claims(clk, 15*time.Minute)
+	c.ExpiresAt = c.ExpiresAt.Add(300 * time.Millisecond) // the token carries whole seconds
+	tok := issue(t, i, c)
+	cached, err := v.Verify(tok)
+	if err != nil {
+		t.Fatalf("verify a remembered token: %v", err)
+	}
+	parsed, err := newVerifier(t, keys, 16, clk).Verify(tok)
+	if err != nil {
+		t.Fatalf("parse the same token: %v", err)
+	}
+	if cached != parsed {
+		t.Fatalf("remembered claims %+v differ from parsed %+v", cached, parsed)
+	}
+	wantInvalid(t, v, "tampered remembered token", tok[:len(tok)-2]+"AA")
+	clk.Advance(16 * time.Minute)
+	wantInvalid(t, v, "remembered token past its expiry", tok)
+}

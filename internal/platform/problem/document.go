@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -29,25 +29,37 @@ type Document struct {
 // standardMembers are the Document's own JSON members; no extension may take their names.
 var standardMembers = []string{"type", "title", "status", "detail", "instance", "request_id", "errors"}
 
-// MarshalJSON flattens Extra into the document, as RFC 9457 extension members.
+// MarshalJSON flattens Extra into the document, as RFC 9457 extension members, in key order.
+// Standard members win over extensions of the same name, even when they are empty and so
+// omitted: an extension never stands in for a standard member. (Sold-out answers carry an
+// extension and are the commonest answer of a flash sale, so this appends to the encoded
+// document instead of decoding and re-encoding it.)
 func (d Document) MarshalJSON() ([]byte, error) {
 	type plain Document
 	base, err := json.Marshal(plain(d))
 	if err != nil || len(d.Extra) == 0 {
 		return base, err
 	}
-	var merged map[string]any
-	if err := json.Unmarshal(base, &merged); err != nil {
-		return nil, err
+	keys := make([]string, 0, len(d.Extra))
+	for k := range d.Extra {
+		if !slices.Contains(standardMembers, k) {
+			keys = append(keys, k)
+		}
 	}
-	extra := maps.Clone(d.Extra)
-	// Standard members win over extensions of the same name, even when they are empty and so
-	// omitted: an extension never stands in for a standard member.
-	for _, k := range standardMembers {
-		delete(extra, k)
+	slices.Sort(keys)
+	out := base[:len(base)-1] // drop the closing brace
+	for _, k := range keys {
+		name, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		value, err := json.Marshal(d.Extra[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(append(append(out, ','), name...), ':'), value...)
 	}
-	maps.Copy(merged, extra)
-	return json.Marshal(merged)
+	return append(out, '}'), nil
 }
 
 // Resolve turns any error into the *Error a client may see. Errors of this package keep their
