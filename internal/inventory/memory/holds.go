@@ -182,6 +182,10 @@ func (s *Holds) Hold(_ context.Context, req inventory.HoldRequest) (inventory.Ho
 	if !r.SalesEnd.IsZero() && !now.Before(r.SalesEnd) {
 		return inventory.Hold{}, false, inventory.ErrSalesClosed.WithDetail("sales have ended")
 	}
+	// Sold out is the commonest answer of an on-sale: decided before looking at the customer.
+	if avail := r.Capacity - t.sold - t.held; req.Quantity > avail {
+		return inventory.Hold{}, false, inventory.SoldOut(max(avail, 0))
+	}
 	owned := t.byOwner[req.CustomerID]
 	earliest := time.Time{}
 	for id, exp := range owned {
@@ -194,9 +198,6 @@ func (s *Holds) Hold(_ context.Context, req inventory.HoldRequest) (inventory.Ho
 	if len(owned) >= req.MaxLive {
 		return inventory.Hold{}, false, inventory.ErrTooManyHolds.WithDetail("you already have %d live holds on this ticket type", req.MaxLive).
 			WithRetryAfter(earliest.Sub(now))
-	}
-	if avail := r.Capacity - t.sold - t.held; req.Quantity > avail {
-		return inventory.Hold{}, false, inventory.SoldOut(max(avail, 0))
 	}
 	// Redis keeps time in whole milliseconds; so does this store, to behave the same.
 	exp := time.UnixMilli(now.Add(req.TTL).UnixMilli()).UTC()

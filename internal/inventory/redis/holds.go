@@ -55,25 +55,27 @@ end
 // KEYS: cfg sold held live hold cust. ARGV: base now ttl qty customer id maxLive keep.
 var holdScript = rueidis.NewLuaScript(pruneLua + `
 local now = tonumber(ARGV[2])
-if not configured(KEYS[1], KEYS[2]) then return {'nocfg'} end
+local cfg = redis.call('HMGET', KEYS[1], 'capacity', 'max_per_order', 'price', 'currency', 'sales_start', 'sales_end')
+local sold = redis.call('GET', KEYS[2])
+if not cfg[1] or not sold then return {'nocfg'} end
 local pruned = prune(ARGV[1], KEYS[4], KEYS[3], now)
 local h = redis.call('HMGET', KEYS[5], 'customer', 'qty', 'status', 'expires', 'price', 'currency', 'created')
 if h[1] then
   if h[1] ~= ARGV[5] or h[2] ~= ARGV[4] then return {'mismatch', pruned} end
   return {'exists', pruned, h[3], h[4], h[5], h[6], h[7]}
 end
-local cfg = redis.call('HMGET', KEYS[1], 'capacity', 'max_per_order', 'price', 'currency', 'sales_start', 'sales_end')
 local qty = tonumber(ARGV[4])
 if qty > tonumber(cfg[2]) then return {'limit', pruned, cfg[2]} end
 local ss, se = tonumber(cfg[5]), tonumber(cfg[6])
 if ss > 0 and now < ss then return {'notopen', pruned} end
 if se > 0 and now >= se then return {'closed', pruned} end
+-- Sold out is the commonest answer of an on-sale: decide it before looking at the customer.
+local avail = tonumber(cfg[1]) - tonumber(sold) - tonumber(redis.call('GET', KEYS[3]) or '0')
+if qty > avail then return {'soldout', pruned, math.max(avail, 0)} end
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
 if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[7]) then
   return {'toomany', pruned, redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')[2]}
 end
-local avail = tonumber(cfg[1]) - tonumber(redis.call('GET', KEYS[2])) - tonumber(redis.call('GET', KEYS[3]) or '0')
-if qty > avail then return {'soldout', pruned, math.max(avail, 0)} end
 local exp = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[5], 'customer', ARGV[5], 'qty', qty, 'status', 'active', 'expires', exp,
   'price', cfg[3], 'currency', cfg[4], 'created', now)
