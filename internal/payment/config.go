@@ -12,7 +12,7 @@ import (
 // Config holds the payment module's settings.
 type Config struct {
 	PaymentWindow  time.Duration `env:"ONSALE_PAYMENT_WINDOW" yaml:"payment_window" default:"10m" help:"how long a checked-out hold stays reserved while its payment runs"`
-	Workers        int           `env:"ONSALE_PAYMENT_WORKERS" yaml:"payment_workers" default:"128" help:"payments processed at once per replica"`
+	Workers        int           `env:"ONSALE_PAYMENT_WORKERS" yaml:"payment_workers" default:"512" help:"payments processed at once per replica"`
 	AckWait        time.Duration `env:"ONSALE_PAYMENT_ACK_WAIT" yaml:"payment_ack_wait" default:"30s" help:"time a worker has to finish a payment before it is redelivered (kept alive while working)"`
 	MaxDeliver     int           `env:"ONSALE_PAYMENT_MAX_DELIVER" yaml:"payment_max_deliver" default:"20" help:"attempts at a payment before it is dead-lettered and its order failed"`
 	ProviderTO     time.Duration `env:"ONSALE_PROVIDER_TIMEOUT" yaml:"provider_timeout" default:"10s" help:"deadline of one call to the payment provider"`

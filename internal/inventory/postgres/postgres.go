@@ -238,6 +238,11 @@ func (s *Store) Tickets(ctx context.Context, holdID string) ([]inventory.Ticket,
 // errDoesNotFit rolls back a batch whose total does not fit the remaining capacity.
 var errDoesNotFit = errors.New("batch does not fit")
 
+// maxTicketsPerHold bounds the tickets of one hold, as the CHECK on ticket_types.max_per_order
+// does. The limit keeps the per-hold lookup a subquery the planner cannot flatten into a join that
+// scans the whole table.
+const maxTicketsPerHold = 50
+
 // Commit implements inventory.Store. The whole batch is tried in one transaction; if it does
 // not fit, or two commits of one hold raced, each request is retried on its own so that every one
 // that fits still sells.
@@ -293,15 +298,104 @@ func (s *Store) commitErr(ctx context.Context, req inventory.CommitRequest, err 
 	return inventory.SoldOut(max(capacity-sold, 0))
 }
 
-// commit runs one transaction for reqs (all of one ticket type) and fills results.
+// commit sells reqs (all of one ticket type) and fills results. The common case, where none of
+// the holds has been sold before, is one statement: the committer serializes a ticket type's
+// batches, so every round trip spent holding the hot row delays the next batch. Anything else (a
+// repeated commit, a batch that does not fit, a missing ticket type) takes the transaction that
+// tells those cases apart.
 func (s *Store) commit(ctx context.Context, reqs []inventory.CommitRequest, results []inventory.CommitResult) error {
+	done, err := s.commitNew(ctx, reqs, results)
+	if err != nil || done {
+		return err
+	}
+	return s.commitTx(ctx, reqs, results)
+}
+
+// ticketRows are new ticket rows, column by column, for one multi-row insert.
+type ticketRows struct {
+	ids, orders, customers []uuid.UUID
+	holds                  []string
+	seqs                   []int32
+	created                []time.Time
+}
+
+// add makes the tickets of r (without their event id, which the caller fills in) and appends
+// their rows.
+func (t *ticketRows) add(r inventory.CommitRequest) []inventory.Ticket {
+	ts := make([]inventory.Ticket, r.Hold.Quantity)
+	for q := range ts {
+		ts[q] = inventory.Ticket{
+			ID: uuid.New(), TicketTypeID: r.Hold.TicketTypeID, HoldID: r.Hold.ID, OrderID: r.OrderID,
+			CustomerID: r.Hold.CustomerID, Seq: q + 1, CreatedAt: r.Now.UTC(),
+		}
+		t.ids, t.holds, t.orders = append(t.ids, ts[q].ID), append(t.holds, r.Hold.ID), append(t.orders, r.OrderID)
+		t.customers, t.seqs, t.created = append(t.customers, r.Hold.CustomerID), append(t.seqs, int32(q+1)), append(t.created, ts[q].CreatedAt)
+	}
+	return ts
+}
+
+func setEvent(ts []inventory.Ticket, eventID uuid.UUID) {
+	for i := range ts {
+		ts[i].EventID = eventID
+	}
+}
+
+// commitNew sells reqs in one statement if none of their holds has tickets yet and they all fit.
+// It reports false, having changed nothing, when that is not so.
+func (s *Store) commitNew(ctx context.Context, reqs []inventory.CommitRequest, results []inventory.CommitResult) (bool, error) {
+	var rows ticketRows
+	tickets := make([][]inventory.Ticket, len(reqs))
+	for i, r := range reqs {
+		tickets[i] = rows.add(r)
+	}
+	// The holds are looked up one by one on the (hold_id, seq) index: a plain hold_id = ANY($3)
+	// makes the planner scan the whole table once its statistics lag behind a fast-growing
+	// tickets table, which is just what an on-sale does to it.
+	// The insert reads the update's row, so it adds nothing when the update changed nothing. A
+	// commit of the same hold racing this one on another replica, unseen by NOT EXISTS, is stopped
+	// by the (hold_id, seq) unique constraint.
+	var sold int
+	var eventID uuid.UUID
+	err := s.pool.QueryRow(ctx, `WITH upd AS (
+			UPDATE inventory.ticket_types SET sold = sold + $8, updated_at = now()
+			WHERE id = $2 AND sold + $8 <= capacity
+			  AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS h(id)
+			    JOIN inventory.tickets t ON t.hold_id = h.id AND t.seq = 1)
+			RETURNING sold, event_id
+		), ins AS (
+			INSERT INTO inventory.tickets (`+ticketColumns+`)
+			SELECT u.id, $2, upd.event_id, u.hold_id, u.order_id, u.customer_id, u.seq, u.created_at
+			FROM upd, unnest($1::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::int[], $7::timestamptz[])
+			  AS u(id, hold_id, order_id, customer_id, seq, created_at)
+		)
+		SELECT sold, event_id FROM upd`,
+		rows.ids, reqs[0].Hold.TicketTypeID, rows.holds, rows.orders, rows.customers, rows.seqs, rows.created,
+		len(rows.ids)).Scan(&sold, &eventID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for i := range reqs {
+		setEvent(tickets[i], eventID)
+		results[i] = inventory.CommitResult{Tickets: tickets[i], Sold: sold}
+	}
+	return true, nil
+}
+
+// commitTx runs one transaction for reqs that finds the tickets of holds already sold, sells the
+// rest if they fit, and fills results.
+func (s *Store) commitTx(ctx context.Context, reqs []inventory.CommitRequest, results []inventory.CommitResult) error {
 	tt := reqs[0].Hold.TicketTypeID
 	holdIDs := make([]string, len(reqs))
 	for i, r := range reqs {
 		holdIDs[i] = r.Hold.ID
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+ticketColumns+` FROM inventory.tickets WHERE hold_id = ANY($1) ORDER BY hold_id, seq`, holdIDs)
+		rows, err := tx.Query(ctx, `SELECT t.* FROM unnest($1::text[]) AS h(id) CROSS JOIN LATERAL (
+				SELECT `+ticketColumns+` FROM inventory.tickets WHERE hold_id = h.id ORDER BY seq LIMIT $2) t
+			ORDER BY t.hold_id, t.seq`, holdIDs, maxTicketsPerHold)
 		if err != nil {
 			return err
 		}
@@ -333,36 +427,24 @@ func (s *Store) commit(ctx context.Context, reqs []inventory.CommitRequest, resu
 		if err != nil {
 			return err
 		}
-		var (
-			ids, orders, customers []uuid.UUID
-			holds                  []string
-			seqs                   []int32
-			created                []time.Time
-		)
+		var fresh ticketRows
 		for i, r := range reqs {
 			if ts, done := byHold[r.Hold.ID]; done {
 				results[i] = inventory.CommitResult{Tickets: ts, Sold: sold}
 				continue
 			}
-			ts := make([]inventory.Ticket, r.Hold.Quantity)
-			for q := range ts {
-				ts[q] = inventory.Ticket{
-					ID: uuid.New(), TicketTypeID: tt, EventID: eventID, HoldID: r.Hold.ID, OrderID: r.OrderID,
-					CustomerID: r.Hold.CustomerID, Seq: q + 1, CreatedAt: r.Now.UTC(),
-				}
-				ids, holds, orders = append(ids, ts[q].ID), append(holds, r.Hold.ID), append(orders, r.OrderID)
-				customers, seqs, created = append(customers, r.Hold.CustomerID), append(seqs, int32(q+1)), append(created, ts[q].CreatedAt)
-			}
+			ts := fresh.add(r)
+			setEvent(ts, eventID)
 			results[i] = inventory.CommitResult{Tickets: ts, Sold: sold}
 		}
-		if len(ids) == 0 {
+		if len(fresh.ids) == 0 {
 			return nil
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO inventory.tickets (`+ticketColumns+`)
 			SELECT u.id, $2, $3, u.hold_id, u.order_id, u.customer_id, u.seq, u.created_at
 			FROM unnest($1::uuid[], $4::text[], $5::uuid[], $6::uuid[], $7::int[], $8::timestamptz[])
 			  AS u(id, hold_id, order_id, customer_id, seq, created_at)`,
-			ids, tt, eventID, holds, orders, customers, seqs, created)
+			fresh.ids, tt, eventID, fresh.holds, fresh.orders, fresh.customers, fresh.seqs, fresh.created)
 		return err
 	})
 }

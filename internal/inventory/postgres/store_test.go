@@ -1,7 +1,11 @@
 package postgres_test
 
 import (
+	"fmt"
+	"time"
+
 	"context"
+	"github.com/google/uuid"
 	"testing"
 
 	"github.com/onsale-dev/onsale/internal/inventory"
@@ -44,5 +48,44 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1
 		AND table_name IN ('events', 'ticket_types', 'tickets')`, postgres.Schema).Scan(&tables); err != nil || tables != 3 {
 		t.Fatalf("inventory tables: %d, %v", tables, err)
+	}
+}
+
+// BenchmarkCommit measures one batch of sales on one ticket type, the unit of work the committer
+// serializes: its time bounds how fast a hot ticket type can sell.
+func BenchmarkCommit(b *testing.B) {
+	ctx := context.Background()
+	pool := testenv.Postgres(b)
+	if err := postgres.Migrate(ctx, pool, logging.Discard()); err != nil {
+		b.Fatalf("migrate: %v", err)
+	}
+	s := postgres.NewStore(pool)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	e := inventory.Event{ID: uuid.New(), OrganizerID: uuid.New(), Name: "bench", Venue: "hall", StartsAt: now.Add(24 * time.Hour),
+		Version: 1, CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateEvent(ctx, e); err != nil {
+		b.Fatalf("create event: %v", err)
+	}
+	for _, size := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			tt := inventory.TicketType{ID: uuid.New(), EventID: e.ID, Name: "bench", PriceCents: 100, Currency: "EUR",
+				Capacity: 10_000_000, MaxPerOrder: 1, CreatedAt: now, UpdatedAt: now}
+			if err := s.CreateTicketType(ctx, tt); err != nil {
+				b.Fatalf("create ticket type: %v", err)
+			}
+			reqs := make([]inventory.CommitRequest, size)
+			for b.Loop() {
+				for i := range reqs {
+					reqs[i] = inventory.CommitRequest{OrderID: uuid.New(), Now: now, Hold: inventory.Hold{
+						ID: inventory.NewHoldID(tt.ID), TicketTypeID: tt.ID, CustomerID: uuid.New(), Quantity: 1}}
+				}
+				for _, r := range s.Commit(ctx, reqs) {
+					if r.Err != nil {
+						b.Fatalf("commit: %v", r.Err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "sales/s")
+		})
 	}
 }

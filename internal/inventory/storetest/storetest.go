@@ -474,6 +474,41 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
 		}
 	})
 
+	t.Run("ConcurrentCommitsOfOneHold", func(t *testing.T) {
+		// Two replicas may commit one hold at once (a redelivered message racing the first): one
+		// sale, and both answers name the same tickets.
+		t.Parallel()
+		ctx := context.Background()
+		f := newFixture(t, newStore(t), 10)
+		r := commitReq(f.hold(2))
+		const n = 8
+		results := make([]inventory.CommitResult, n)
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				results[i] = f.s.Commit(ctx, []inventory.CommitRequest{r, commitReq(f.hold(1))})[0]
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		for i, res := range results {
+			if res.Err != nil {
+				t.Fatalf("commit %d: %v", i, res.Err)
+			}
+			checkTickets(t, f, r, res.Tickets)
+			if !slices.Equal(ticketIDs(res.Tickets), ticketIDs(results[0].Tickets)) {
+				t.Fatalf("commit %d returned other tickets than commit 0", i)
+			}
+		}
+		if f.sold() != 2+n {
+			t.Fatalf("sold %d, want %d (the hold once, and %d others)", f.sold(), 2+n, n)
+		}
+	})
+
 	t.Run("ConcurrentCommits", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()

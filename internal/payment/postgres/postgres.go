@@ -69,6 +69,10 @@ func NewStore(pool *pgxpool.Pool) *Store {
 	return s
 }
 
+// maxTicketsPerOrder bounds the tickets of one order: a hold has at most 50 (the API's and the
+// inventory schema's bound on max_per_order).
+const maxTicketsPerOrder = 50
+
 const orderColumns = `id, customer_id, hold_id, ticket_type_id, quantity, unit_price_cents, hold_created_at,
 	amount_cents, currency, status, status_detail, version, charge_id, created_at, updated_at`
 
@@ -311,8 +315,13 @@ func (s *Store) readOrders(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]
 	if len(confirmed) == 0 {
 		return found, nil
 	}
-	trows, err := s.pool.Query(ctx, `SELECT ticket_id, order_id, ticket_type_id, event_id, seq FROM payment.order_tickets
-		WHERE order_id = ANY($1) ORDER BY order_id, seq`, confirmed)
+	// Order by order on the (order_id, seq) index: with order_id = ANY($1) the planner scans the
+	// whole table whenever its statistics lag behind a table that an on-sale fills in minutes. The
+	// limit keeps the subquery from being flattened into such a join.
+	trows, err := s.pool.Query(ctx, `SELECT t.* FROM unnest($1::uuid[]) AS o(id) CROSS JOIN LATERAL (
+			SELECT ticket_id, order_id, ticket_type_id, event_id, seq FROM payment.order_tickets
+			WHERE order_id = o.id ORDER BY seq LIMIT $2) t
+		ORDER BY t.order_id, t.seq`, confirmed, maxTicketsPerOrder)
 	if err != nil {
 		return nil, fmt.Errorf("read tickets: %w", err)
 	}
