@@ -145,7 +145,7 @@ func runConfirm(ctx context.Context, e *env) (*Result, error) {
 	}
 	res.Target("≥ 3,000 confirmed orders/s on one ticket type", perS >= 3000, "%.0f confirmed/s (%d orders in %.2fs)", perS, m, done.Seconds())
 	res.Note("throughput_rps is confirmed orders per second after the resume; p99_ms is order creation's p99 (provider paused)")
-	res.Note("the payment workers bound it too: ONSALE_PAYMENT_WORKERS / provider latency per replica (128 / 50 ms = 2,560/s by default)")
+	res.Note("the payment workers bound it too: ONSALE_PAYMENT_WORKERS / provider latency per replica (512 / 50 ms = 10,240/s by default)")
 	res.Note("the servers need ONSALE_PROVIDER_TIMEOUT and ONSALE_PAYMENT_ACK_WAIT longer than the pause (e.g. 120s and 180s), or paused charges time out and retry")
 	return res, nil
 }

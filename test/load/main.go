@@ -127,7 +127,7 @@ func newFlagSet(o *Options, stderr io.Writer) (*flag.FlagSet, *stringList, *stri
 	fs.DurationVar(&o.AnswerWithin, "answer-within", 5*time.Second, "flash-sale: every buyer must get an answer to the hold within this time of the release")
 	fs.DurationVar(&o.ConfirmWait, "confirm-timeout", 2*time.Minute, "how long orders may take to be confirmed")
 	fs.IntVar(&o.Customers, "customers", 0, "customer accounts to prepare (holds: 2000, login: 200; others derive it)")
-	fs.IntVar(&o.Capacity, "capacity", 1000000, "holds: capacity of the ticket type (the API allows at most 1,000,000)")
+	fs.IntVar(&o.Capacity, "capacity", 10000000, "holds: capacity of the ticket type (the API allows at most 10,000,000)")
 	fs.IntVar(&o.HoldsPerCust, "holds-per-customer", 4, "live holds one customer may have (the server's ONSALE_MAX_HOLDS_PER_CUSTOMER, default 4)")
 	fs.IntVar(&o.Orders, "orders", 10000, "confirm: orders queued behind the paused provider")
 	fs.Float64Var(&o.LatencyMS, "latency-ms", 0, "checkout: the provider latency the server runs with (ONSALE_SIMULATED_LATENCY; read from --provider when 0, else 50)")
@@ -220,13 +220,13 @@ func (o *Options) validate(scenario string) error {
 	} else if !strings.Contains(o.Organizer, ":") {
 		errs = append(errs, errors.New("--organizer wants email:password"))
 	}
-	if o.Capacity < 1 || o.Capacity > 1000000 {
-		errs = append(errs, errors.New("--capacity must be from 1 to 1000000 (the API's limit)"))
+	if o.Capacity < 1 || o.Capacity > 10000000 {
+		errs = append(errs, errors.New("--capacity must be from 1 to 10000000 (the API's limit)"))
 	}
 	switch scenario {
 	case "flash-sale":
-		if o.Buyers < 1 || o.Tickets < 1 || o.Tickets > 1000000 {
-			errs = append(errs, errors.New("--buyers must be 1 or more and --tickets from 1 to 1000000"))
+		if o.Buyers < 1 || o.Tickets < 1 || o.Tickets > 10000000 {
+			errs = append(errs, errors.New("--buyers must be 1 or more and --tickets from 1 to 10000000"))
 		}
 	case "checkout":
 		if o.Rate <= 0 {
