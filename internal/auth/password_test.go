@@ -293,7 +293,9 @@ func TestCancelledContextIsNotHashed(t *testing.T) {
 // finishes the hash afterwards, which must not race with the caller's return.
 func TestVerifyCancelledWhileHashing(t *testing.T) {
 	t.Parallel()
-	h := newHasher(t, 4<<10, 2, 1, 4)
+	// A hash long enough (tens of milliseconds) that the caller, even scheduled late on a busy
+	// machine, sees its deadline pass well before the result is ready.
+	h := newHasher(t, 32<<10, 2, 1, 4)
 	hash, err := h.Hash(context.Background(), "correct horse battery staple")
 	if err != nil {
 		t.Fatal(err)
