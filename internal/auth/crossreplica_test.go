@@ -77,6 +77,12 @@ func TestCrossReplica(t *testing.T) {
 		wantUnauthorized(t, me(a, tok.AccessToken), "/session-ended", fmt.Sprintf("round %d: A after its logout", i))
 		refresh(b, tok.RefreshToken).Expect(t, http.StatusUnauthorized, "/session-ended")
 
+		// Logged in on A (which caches the session as live from the start), logged out on B.
+		warm := httpLogin(t, a, email)
+		b.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/logout", Token: warm.AccessToken}).
+			Expect(t, http.StatusNoContent, "")
+		wantUnauthorized(t, me(a, warm.AccessToken), "/session-ended", fmt.Sprintf("round %d: A right after logout on B", i))
+
 		// Rotate on A, present the old refresh token on B: reuse, and the session ends on both.
 		first := httpLogin(t, b, email)
 		var second tokenPair

@@ -25,8 +25,9 @@ import (
 )
 
 // liveCacheTTL bounds how long a replica trusts its cached "session is live" answer should an
-// invalidation ever be lost (rueidis also drops its cache when a connection breaks).
-const liveCacheTTL = time.Minute
+// invalidation ever be lost (rueidis also drops its cache when a connection breaks). It is long
+// enough to span the minutes between logging in and a sale opening.
+const liveCacheTTL = 5 * time.Minute
 
 // DefaultGrace is how long a revocation waits for the other replicas' caches to drop the session.
 const DefaultGrace = 20 * time.Millisecond
@@ -74,7 +75,16 @@ func (s *Sessions) Create(ctx context.Context, sess auth.Session, ttl time.Durat
 	if err != nil {
 		return fmt.Errorf("create session: %w", err)
 	}
+	// Read the live key through the cache now, while the caller waits on a login that costs a
+	// password hash anyway: Redis then tracks it for this replica, and the session's first
+	// requests here (often the first seconds of a sale, when the crowd arrives at once) are
+	// answered from memory. A failed read only leaves the cache cold.
+	_ = s.c.DoCache(ctx, s.liveCmd(sess.ID), liveCacheTTL).Error()
 	return nil
+}
+
+func (s *Sessions) liveCmd(id string) rueidis.Cacheable {
+	return s.c.B().Get().Key(s.keys(id)[2]).Cache()
 }
 
 var rotateScript = rueidis.NewLuaScript(`
@@ -127,7 +137,7 @@ func (s *Sessions) Revoke(ctx context.Context, id string) error {
 
 // Active implements auth.SessionStore, from the client-side cache in the common case.
 func (s *Sessions) Active(ctx context.Context, id string) (bool, error) {
-	v, err := s.c.DoCache(ctx, s.c.B().Get().Key(s.keys(id)[2]).Cache(), liveCacheTTL).ToString()
+	v, err := s.c.DoCache(ctx, s.liveCmd(id), liveCacheTTL).ToString()
 	if rueidis.IsRedisNil(err) {
 		return false, nil
 	}
