@@ -97,7 +97,8 @@ func NewDocument(e *Error, instance, requestID string) Document {
 // Write sends e as a problem document, with Retry-After when the error asks for it.
 func Write(w http.ResponseWriter, e *Error, instance, requestID string) error {
 	d := NewDocument(e, instance, requestID)
-	body, err := json.Marshal(d)
+	// Directly, not through json.Marshal, which would scan the result again to compact it.
+	body, err := d.MarshalJSON()
 	if err != nil {
 		return err
 	}
