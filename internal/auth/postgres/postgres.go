@@ -7,7 +7,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 
 	"github.com/google/uuid"
@@ -26,11 +25,7 @@ const Schema = "auth"
 
 // Migrate brings the auth schema up to date.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return pgpool.Migrate(ctx, pool, Schema, sub, log)
+	return pgpool.Migrate(ctx, pool, Schema, migrations, log)
 }
 
 // Users is a UserStore on PostgreSQL.

@@ -9,7 +9,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -30,11 +29,7 @@ const Schema = "inventory"
 
 // Migrate brings the inventory schema up to date.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return pgpool.Migrate(ctx, pool, Schema, sub, log)
+	return pgpool.Migrate(ctx, pool, Schema, migrations, log)
 }
 
 // Store is an inventory.Store on PostgreSQL.

@@ -7,7 +7,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -28,11 +27,7 @@ const Schema = "payment"
 
 // Migrate brings the payment schema up to date.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return pgpool.Migrate(ctx, pool, Schema, sub, log)
+	return pgpool.Migrate(ctx, pool, Schema, migrations, log)
 }
 
 // Store is a payment.OrderStore on PostgreSQL. The calls every order makes — creating it, reading

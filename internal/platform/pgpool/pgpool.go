@@ -45,10 +45,15 @@ func Open(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) 
 // migrationLockID is the advisory lock every replica takes while migrating ("onsale" in ASCII).
 const migrationLockID = 0x6f6e73616c65
 
-// Migrate brings a module's schema up to date. fsys holds goose SQL files at its root; the
-// module's schema and its own version table (schema.goose_db_version) are created first, so
-// modules never share migration history.
+// Migrate brings a module's schema up to date. fsys holds goose SQL files in a migrations
+// folder, as a module embeds them (//go:embed migrations/*.sql); the module's schema and its own
+// version table (schema.goose_db_version) are created first, so modules never share migration
+// history.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, fsys fs.FS, log *slog.Logger) error {
+	fsys, err := fs.Sub(fsys, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", schema, err)
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate %s: acquire: %w", schema, err)
