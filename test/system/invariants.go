@@ -341,3 +341,15 @@ func (c *Cluster) explainHolds(t *testing.T, ctx context.Context, ticketTypeID s
 		t.Logf("  live hold %s: status=%s qty=%s created=%s expires=%s; %s", id, h["status"], h["qty"], h["created"], exp, desc)
 	}
 }
+
+// waitFor waits until cond holds, checking every interval; false at the deadline.
+func waitFor(timeout, interval time.Duration, cond func() bool) bool {
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
+}

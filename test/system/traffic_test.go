@@ -209,18 +209,6 @@ func poll(t *testing.T, timeout, interval time.Duration, cond func() bool, descr
 // says is a constant description for poll.
 func says(s string) func() string { return func() string { return s } }
 
-// waitFor waits until cond holds, checking every interval; false at the deadline.
-func waitFor(timeout, interval time.Duration, cond func() bool) bool {
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			return false
-		}
-		time.Sleep(interval)
-	}
-	return true
-}
-
 // split deals customers out to n workers.
 func split(users []*Customer, n int) [][]*Customer {
 	out := make([][]*Customer, n)
