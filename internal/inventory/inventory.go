@@ -255,6 +255,7 @@ var (
 	ErrTooManyHolds           = problem.New(problem.TooManyRequests, "too-many-holds", "Too many live holds")
 	ErrIdempotencyMismatch    = problem.New(problem.Unprocessable, "idempotency-key-reused", "Idempotency key reused with a different request")
 	ErrHoldNotLive            = problem.New(problem.Conflict, "hold-not-live", "Hold no longer reserves tickets")
+	ErrHoldOrdered            = problem.New(problem.Conflict, "hold-ordered", "Hold checked out")
 	ErrCapacityBelowCommitted = problem.New(problem.Conflict, "capacity-below-committed", "Capacity below tickets sold and held")
 	ErrNotConfigured          = problem.New(problem.Internal, "hold-rules-missing", "Hold rules missing")
 	ErrInvalid                = problem.New(problem.Unprocessable, "validation", "Validation failed")

@@ -213,6 +213,7 @@ var (
 	ErrOrderTerminal       = problem.New(problem.Conflict, "order-finished", "Order already finished")
 	ErrInvalidTicketCode   = problem.New(problem.BadRequest, "invalid-ticket-code", "Invalid ticket code")
 	ErrAlreadyCheckedIn    = problem.New(problem.Conflict, "already-checked-in", "Ticket already checked in")
+	ErrTooManyStreams      = problem.New(problem.TooManyRequests, "too-many-streams", "Too many open streams")
 	// ErrDeclined is the provider's final "no": the order fails and its hold is released.
 	ErrDeclined = errors.New("payment declined")
 	// ErrNoCharge is the provider's answer to a refund of a charge it never made.
