@@ -11,6 +11,7 @@ import (
 	authredis "github.com/onsale-dev/onsale/internal/auth/redis"
 	"github.com/onsale-dev/onsale/internal/auth/token"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
 )
 
@@ -83,7 +84,7 @@ func (a *App) startAuth(ctx context.Context) error {
 		return err
 	}
 	authn := auth.NewAuthenticator(verifier, d.Sessions)
-	a.auth = &authModule{svc: svc, authn: authn, handler: auth.NewHandler(svc, authn, jwks), hasher: hasher}
+	a.auth = &authModule{svc: svc, authn: authn, handler: auth.NewHandler(svc, authn, jwks, httpserver.LimitPerClient("auth", cfg.RateLimit, cfg.RateLimitBurst)), hasher: hasher}
 	for _, b := range []struct {
 		value, name string
 		role        auth.Role

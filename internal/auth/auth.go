@@ -114,13 +114,21 @@ type SessionStore interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
 }
 
-// FailureCounter counts failed logins per key in fixed windows, shared by every replica.
+// FailureCounter counts login attempts and failures per key in fixed windows, shared by every
+// replica. A window opens with the first count and keeps its end however many follow.
 type FailureCounter interface {
-	// Count returns the failures in the key's current window and the time left in it.
+	// Take counts one attempt against key unless limit attempts are counted in its window
+	// already, in one atomic step: however many callers race, at most limit get ok true in a
+	// window. When refused it returns the time left in the window.
+	Take(ctx context.Context, key string, limit int, window time.Duration) (ok bool, left time.Duration, err error)
+	// Give hands back one attempt counted by Take (it succeeded, so it was no guess); the count
+	// never goes below zero.
+	Give(ctx context.Context, key string) error
+	// Count returns the count in the key's current window and the time left in it.
 	Count(ctx context.Context, key string) (int, time.Duration, error)
-	// Add records a failure, opening a window of length window if none is open.
+	// Add counts one, opening a window of length window if none is open.
 	Add(ctx context.Context, key string, window time.Duration) (int, time.Duration, error)
-	// Reset forgets the key's failures.
+	// Reset forgets the key's count.
 	Reset(ctx context.Context, key string) error
 }
 

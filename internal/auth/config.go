@@ -24,9 +24,12 @@ type Config struct {
 	KeysFile      string        `env:"ONSALE_JWT_KEYS_FILE" yaml:"jwt_keys_file" help:"JWK set of Ed25519 signing keys (the last one signs); empty generates one under the data directory"`
 	TokenCacheMax int           `env:"ONSALE_TOKEN_CACHE_SIZE" yaml:"token_cache_size" default:"100000" help:"verified access tokens kept in memory"`
 
-	FailuresPerAccount int           `env:"ONSALE_LOGIN_FAILURES_PER_ACCOUNT" yaml:"login_failures_per_account" default:"10" help:"failed logins allowed per account per window"`
-	FailuresPerIP      int           `env:"ONSALE_LOGIN_FAILURES_PER_IP" yaml:"login_failures_per_ip" default:"100" help:"failed logins allowed per client IP per window"`
+	FailuresPerAccount int           `env:"ONSALE_LOGIN_FAILURES_PER_ACCOUNT" yaml:"login_failures_per_account" default:"10" help:"failed logins allowed per account from one client address per window; past it, failures from anywhere slow the account's next attempt"`
+	FailuresPerIP      int           `env:"ONSALE_LOGIN_FAILURES_PER_IP" yaml:"login_failures_per_ip" default:"100" help:"failed logins allowed per client address per window, across accounts"`
 	FailureWindow      time.Duration `env:"ONSALE_LOGIN_FAILURE_WINDOW" yaml:"login_failure_window" default:"1m" help:"window for counting failed logins"`
+	LoginDelayMax      time.Duration `env:"ONSALE_LOGIN_DELAY_MAX" yaml:"login_delay_max" default:"10s" help:"longest wait an account's repeated failures impose on its next login attempt (the wait starts at 1s and doubles)"`
+	RateLimit          float64       `env:"ONSALE_RATE_LIMIT_AUTH" yaml:"rate_limit_auth" default:"5" help:"requests per second per client address on /v1/auth/* (IPv6 counted per /64); 0 disables"`
+	RateLimitBurst     int           `env:"ONSALE_RATE_LIMIT_AUTH_BURST" yaml:"rate_limit_auth_burst" default:"300" help:"requests one client address may send at once on /v1/auth/* before the rate applies (a crowd behind one carrier NAT logs in together)"`
 
 	BootstrapOrganizer string `env:"ONSALE_BOOTSTRAP_ORGANIZER" yaml:"bootstrap_organizer" secret:"true" help:"email:password of an organizer account created at start if missing"`
 	BootstrapStaff     string `env:"ONSALE_BOOTSTRAP_STAFF" yaml:"bootstrap_staff" secret:"true" help:"email:password of a staff account created at start if missing"`
@@ -70,6 +73,15 @@ func (c Config) Validate() error {
 	}
 	if c.FailuresPerIP < 1 {
 		errs = append(errs, config.Invalid("ONSALE_LOGIN_FAILURES_PER_IP", fmt.Sprint(c.FailuresPerIP), "want 1 or more"))
+	}
+	if c.LoginDelayMax < time.Second || c.LoginDelayMax > time.Hour {
+		errs = append(errs, config.Invalid("ONSALE_LOGIN_DELAY_MAX", c.LoginDelayMax.String(), "want from 1s to 1h"))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, config.Invalid("ONSALE_RATE_LIMIT_AUTH", fmt.Sprint(c.RateLimit), "want 0 (off) or a positive number"))
+	}
+	if c.RateLimit > 0 && c.RateLimitBurst < 1 {
+		errs = append(errs, config.Invalid("ONSALE_RATE_LIMIT_AUTH_BURST", fmt.Sprint(c.RateLimitBurst), "want 1 or more"))
 	}
 	if c.FailureWindow < time.Second {
 		errs = append(errs, config.Invalid("ONSALE_LOGIN_FAILURE_WINDOW", c.FailureWindow.String(), "want 1s or more"))

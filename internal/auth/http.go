@@ -13,22 +13,27 @@ type Handler struct {
 	svc   Service
 	authn *Authenticator
 	jwks  []byte
+	limit echo.MiddlewareFunc
 }
 
-// NewHandler returns the handler; jwks is the public key set document.
-func NewHandler(svc Service, authn *Authenticator, jwks []byte) *Handler {
-	return &Handler{svc: svc, authn: authn, jwks: jwks}
+// NewHandler returns the handler; jwks is the public key set document. limit, when not nil, runs
+// first on every /v1/auth route (a per-client-address rate limit).
+func NewHandler(svc Service, authn *Authenticator, jwks []byte, limit echo.MiddlewareFunc) *Handler {
+	if limit == nil {
+		limit = func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	return &Handler{svc: svc, authn: authn, jwks: jwks, limit: limit}
 }
 
 // Routes lists the module's routes.
 func (h *Handler) Routes() []httpserver.Route {
-	anyRole := h.authn.Require()
+	limited := []echo.MiddlewareFunc{h.limit}
 	return []httpserver.Route{
-		{Method: http.MethodPost, Path: "/v1/auth/register", Handler: h.register},
-		{Method: http.MethodPost, Path: "/v1/auth/login", Handler: h.login},
-		{Method: http.MethodPost, Path: "/v1/auth/refresh", Handler: h.refresh},
-		{Method: http.MethodPost, Path: "/v1/auth/logout", Handler: h.logout, Middleware: []echo.MiddlewareFunc{anyRole}},
-		{Method: http.MethodGet, Path: "/v1/me", Handler: h.me, Middleware: []echo.MiddlewareFunc{anyRole}},
+		{Method: http.MethodPost, Path: "/v1/auth/register", Handler: h.register, Middleware: limited},
+		{Method: http.MethodPost, Path: "/v1/auth/login", Handler: h.login, Middleware: limited},
+		{Method: http.MethodPost, Path: "/v1/auth/refresh", Handler: h.refresh, Middleware: limited},
+		{Method: http.MethodPost, Path: "/v1/auth/logout", Handler: h.logout, Middleware: []echo.MiddlewareFunc{h.limit, h.authn.Require()}},
+		{Method: http.MethodGet, Path: "/v1/me", Handler: h.me, Middleware: []echo.MiddlewareFunc{h.authn.Require()}},
 		{Method: http.MethodGet, Path: "/.well-known/jwks.json", Handler: h.keys},
 	}
 }

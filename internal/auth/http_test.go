@@ -17,6 +17,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/auth/authtest"
 	"github.com/onsale-dev/onsale/internal/platform/apitest"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
 
@@ -169,6 +170,11 @@ func TestHTTPBadInput(t *testing.T) {
 		{"refresh number", "/v1/auth/refresh", map[string]any{"refresh_token": 7}, nil, 422, "/validation"},
 		{"refresh trailing garbage", "/v1/auth/refresh", `{"refresh_token":"a.b"}]`, nil, 400, "/malformed-json"},
 		{"refresh 257 characters", "/v1/auth/refresh", map[string]any{"refresh_token": strings.Repeat("r", 257)}, nil, 422, "/validation"},
+		{"NUL in the name", "/v1/auth/register", with("name", "a\x00b"), nil, 422, "/validation"},
+		{"escape sequence in the name", "/v1/auth/register", with("name", "Ada\x1b[2J"), nil, 422, "/validation"},
+		{"newline in the name", "/v1/auth/register", with("name", "Ada\nLovelace"), nil, 422, "/validation"},
+		{"NUL in the email", "/v1/auth/register", with("email", "nul\x00@example.com"), nil, 422, "/validation"},
+		{"login with a NUL in the email", "/v1/auth/login", map[string]any{"email": "taken@example.com\x00", "password": password}, nil, 422, "/validation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -215,6 +221,101 @@ func TestHTTPLoginThrottled(t *testing.T) {
 	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
 		t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
 	}
+}
+
+func TestHTTPControlCharactersNameTheField(t *testing.T) {
+	t.Parallel()
+	_, srv := newServer(t, moduleOptions{})
+	r := srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/register",
+		Body: map[string]string{"email": "nul@example.com", "password": password, "name": "a\x00b"}}).
+		Expect(t, http.StatusUnprocessableEntity, "/validation")
+	var p struct {
+		Errors []problem.FieldError `json:"errors"`
+	}
+	r.JSON(t, &p)
+	if len(p.Errors) != 1 || p.Errors[0].Field != "name" || !strings.Contains(p.Errors[0].Message, "control") {
+		t.Fatalf("field errors %+v: want one naming name and control characters", p.Errors)
+	}
+}
+
+// behindProxy serves the module behind a trusted proxy on loopback, so that a test can speak for
+// many client addresses with X-Forwarded-For.
+func behindProxy(t *testing.T, o moduleOptions) (*module, *apitest.Server) {
+	t.Helper()
+	m := newModule(t, o)
+	return m, apitest.NewServer(t, func(c *httpserver.Config) { c.TrustedProxies = []string{"127.0.0.0/8"} }, m.handler.Routes()...)
+}
+
+func TestHTTPLoginGuessesFromOneAddress(t *testing.T) {
+	t.Parallel()
+	_, srv := behindProxy(t, moduleOptions{cfg: func(c *auth.Config) { c.FailuresPerAccount = 10 }})
+	httpRegister(t, srv, "victim@example.com")
+	const guesses = 40
+	statuses := make([]int, guesses)
+	var wg sync.WaitGroup
+	for i := range guesses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/login",
+				Header: map[string]string{"X-Forwarded-For": "203.0.113.2"},
+				Body:   map[string]string{"email": "victim@example.com", "password": "a wrong guess"}}).Status
+		}()
+	}
+	wg.Wait()
+	counts := map[int]int{}
+	for _, s := range statuses {
+		counts[s]++
+	}
+	if counts[http.StatusUnauthorized] != 10 || counts[http.StatusTooManyRequests] != guesses-10 {
+		t.Fatalf("40 parallel wrong passwords against a limit of 10: %v; want 10 x 401 and 30 x 429", counts)
+	}
+	// The customer, from another address, gets in, at most after the account's short delay.
+	for attempt := 0; ; attempt++ {
+		r := srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/login",
+			Header: map[string]string{"X-Forwarded-For": "203.0.113.3"},
+			Body:   map[string]string{"email": "victim@example.com", "password": password}})
+		if r.Status == http.StatusOK {
+			break
+		}
+		r.Expect(t, http.StatusTooManyRequests, "/too-many-login-attempts")
+		wait, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		if err != nil || wait < 1 || wait > 10 || attempt > 0 {
+			t.Fatalf("the right password from another address: 429 with Retry-After %q (attempt %d)", r.Header.Get("Retry-After"), attempt+1)
+		}
+		time.Sleep(time.Duration(wait) * time.Second)
+	}
+}
+
+func TestHTTPAuthRateLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	_, srv := behindProxy(t, moduleOptions{cfg: func(c *auth.Config) { c.RateLimit, c.RateLimitBurst = 1, 20 }})
+	send := func(addr string) *apitest.Response {
+		return srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/login", Body: `{"email":`,
+			Header: map[string]string{"X-Forwarded-For": addr}})
+	}
+	var limited *apitest.Response
+	for range 40 {
+		if r := send("2001:db8:7:7::1"); r.Status == http.StatusTooManyRequests {
+			limited = r
+			break
+		}
+	}
+	if limited == nil {
+		t.Fatal("40 quick requests from one address with a burst of 20: none limited")
+	}
+	limited.Expect(t, http.StatusTooManyRequests, "/rate-limited")
+	h := limited.Header
+	if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 {
+		t.Fatalf("Retry-After %q", h.Get("Retry-After"))
+	}
+	if h.Get("RateLimit-Policy") != `"auth";q=20;w=20` || !strings.HasPrefix(h.Get("RateLimit"), `"auth";r=0;t=`) {
+		t.Fatalf("RateLimit-Policy %q, RateLimit %q", h.Get("RateLimit-Policy"), h.Get("RateLimit"))
+	}
+	// The same /64 is the same client; another /64 and another IPv4 address are not.
+	send("2001:db8:7:7:ffff::9").Expect(t, http.StatusTooManyRequests, "/rate-limited")
+	send("2001:db8:7:8::1").Expect(t, http.StatusBadRequest, "")
+	send("198.51.100.20").Expect(t, http.StatusBadRequest, "")
 }
 
 func TestHTTPLoginBusy(t *testing.T) {

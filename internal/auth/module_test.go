@@ -11,6 +11,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/auth/memory"
 	"github.com/onsale-dev/onsale/internal/auth/token"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 )
@@ -21,7 +22,8 @@ func testConfig() auth.Config {
 		Argon2MemoryKiB: 64, Argon2Time: 1, Argon2Threads: 1, HashWorkers: 2, HashQueue: 64,
 		AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour,
 		Issuer: "onsale", Audience: "onsale-api", TokenCacheMax: 1000,
-		FailuresPerAccount: 10, FailuresPerIP: 100, FailureWindow: time.Minute,
+		FailuresPerAccount: 10, FailuresPerIP: 100, FailureWindow: time.Minute, LoginDelayMax: 10 * time.Second,
+		RateLimit: 5, RateLimitBurst: 300,
 	}
 }
 
@@ -107,6 +109,6 @@ func newModule(t testing.TB, o moduleOptions) *module {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.handler = auth.NewHandler(m.svc, m.authn, jwks)
+	m.handler = auth.NewHandler(m.svc, m.authn, jwks, httpserver.LimitPerClient("auth", m.cfg.RateLimit, m.cfg.RateLimitBurst))
 	return m
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
+	"github.com/onsale-dev/onsale/internal/platform/text"
 )
 
 // Deps are the service's ports and tools.
@@ -91,7 +92,18 @@ func (s *service) EnsureUser(ctx context.Context, email, password, name string, 
 	return u, err == nil, err
 }
 
+// checkControl refuses control characters in text the module stores or looks up.
+func checkControl(field, v string, multiline bool) error {
+	if msg := text.Problem(v, multiline); msg != "" {
+		return ErrInvalidAccount.WithDetail("the request body has invalid fields").WithFields(fieldErr(field, msg))
+	}
+	return nil
+}
+
 func validateAccount(email, password, name string, role Role) error {
+	if err := errors.Join(checkControl("email", email, false), checkControl("name", name, false)); err != nil {
+		return firstErr(err)
+	}
 	if err := ValidateEmail(email); err != nil {
 		return err
 	}
@@ -107,46 +119,79 @@ func validateAccount(email, password, name string, role Role) error {
 	return nil
 }
 
+// Login throttles guesses in three ways, each decided before the password is hashed:
+//   - per account and client address together, a hard limit taken atomically (however many
+//     guesses race, at most FailuresPerAccount get a verdict in a window);
+//   - per client address, a hard limit across accounts (FailuresPerIP);
+//   - per account from anywhere, only a growing delay once failures pass FailuresPerAccount: an
+//     attacker elsewhere can slow a customer's next attempt by seconds but never lock them out.
+//
+// An attempt that succeeds is handed back, so a busy address behind a carrier NAT is only
+// charged for its wrong guesses.
 func (s *service) Login(ctx context.Context, email, password, ip string) (Tokens, error) {
 	email = strings.TrimSpace(email)
-	// The account key comes first: it is the one a successful login resets.
-	keys := []throttleKey{{"acct:" + strings.ToLower(email), s.cfg.FailuresPerAccount}}
-	if ip != "" {
-		keys = append(keys, throttleKey{"ip:" + ip, s.cfg.FailuresPerIP})
+	if err := checkControl("email", email, false); err != nil {
+		return Tokens{}, err
 	}
-	for _, k := range keys {
-		n, left, err := s.d.Failures.Count(ctx, k.key)
-		if err != nil {
-			return Tokens{}, unavailable("count login failures", err)
-		}
-		if n >= k.limit {
+	acct := strings.ToLower(email)
+	if n, left, err := s.d.Failures.Count(ctx, "slow:"+acct); err != nil {
+		return Tokens{}, unavailable("check login delay", err)
+	} else if n > 0 {
+		s.count(ctx, "delayed")
+		return Tokens{}, ErrTooManyAttempts.WithDetail("too many failed logins for this account; try again in a few seconds").WithRetryAfter(left)
+	}
+	pair, perIP := "acct-ip:"+acct+"|"+ip, "ip:"+ip
+	if ok, left, err := s.d.Failures.Take(ctx, pair, s.cfg.FailuresPerAccount, s.cfg.FailureWindow); err != nil {
+		return Tokens{}, unavailable("count login attempt", err)
+	} else if !ok {
+		s.count(ctx, "throttled")
+		return Tokens{}, ErrTooManyAttempts.WithDetail("too many failed logins from this address; try again later").WithRetryAfter(left)
+	}
+	if ip != "" {
+		if ok, left, err := s.d.Failures.Take(ctx, perIP, s.cfg.FailuresPerIP, s.cfg.FailureWindow); err != nil || !ok {
+			s.giveBack(ctx, pair)
+			if err != nil {
+				return Tokens{}, unavailable("count login attempt", err)
+			}
 			s.count(ctx, "throttled")
-			return Tokens{}, ErrTooManyAttempts.WithDetail("too many failed logins; try again later").WithRetryAfter(left)
+			return Tokens{}, ErrTooManyAttempts.WithDetail("too many failed logins from this address; try again later").WithRetryAfter(left)
 		}
 	}
 	u, err := s.d.Users.ByEmail(ctx, email)
 	if err != nil && !errors.Is(err, ErrUserNotFound) {
+		s.giveBack(ctx, pair, perIP)
 		return Tokens{}, unavailable("find user", err)
 	}
 	// An unknown email is checked against a dummy hash so it takes as long as a wrong password.
 	match, weaker, err := s.d.Hasher.Verify(ctx, password, u.PasswordHash)
 	if err != nil {
+		// No verdict was given (the pool is full or the caller left): not a guess.
+		s.giveBack(ctx, pair, perIP)
 		if problem.KindOf(err) == problem.Unavailable {
 			s.count(ctx, "busy")
 		}
 		return Tokens{}, err
 	}
 	if !match {
-		for _, k := range keys {
-			if _, _, err := s.d.Failures.Add(ctx, k.key, s.cfg.FailureWindow); err != nil {
+		n, _, err := s.d.Failures.Add(ctx, "acct:"+acct, s.cfg.FailureWindow)
+		if err != nil {
+			return Tokens{}, unavailable("count login failure", err)
+		}
+		if n >= s.cfg.FailuresPerAccount {
+			if _, _, err := s.d.Failures.Add(ctx, "slow:"+acct, s.loginDelay(n)); err != nil {
 				return Tokens{}, unavailable("count login failure", err)
 			}
 		}
 		s.count(ctx, "invalid")
 		return Tokens{}, ErrInvalidCredentials.WithDetail(credentialsDetail)
 	}
-	if err := s.d.Failures.Reset(ctx, keys[0].key); err != nil {
-		s.d.Log.WarnContext(ctx, "reset login failures", "err", err)
+	for _, k := range []string{pair, "acct:" + acct} {
+		if err := s.d.Failures.Reset(ctx, k); err != nil {
+			s.d.Log.WarnContext(ctx, "reset login failures", "err", err)
+		}
+	}
+	if ip != "" {
+		s.giveBack(ctx, perIP)
 	}
 	if weaker {
 		s.upgradeHash(ctx, u, password)
@@ -158,10 +203,24 @@ func (s *service) Login(ctx context.Context, email, password, ip string) (Tokens
 	return t, err
 }
 
-// throttleKey is a failed-login counter and its limit.
-type throttleKey struct {
-	key   string
-	limit int
+// loginDelay is the wait after the nth failure on one account: one second once failures reach
+// FailuresPerAccount, doubling with every further FailuresPerAccount, up to LoginDelayMax.
+func (s *service) loginDelay(n int) time.Duration {
+	d := time.Second
+	for i := n / s.cfg.FailuresPerAccount; i > 1 && d < s.cfg.LoginDelayMax; i-- {
+		d *= 2
+	}
+	return min(d, s.cfg.LoginDelayMax)
+}
+
+// giveBack returns attempts that ended without a verdict on the password. Best effort: a lost
+// give-back only counts one attempt too many until the window ends.
+func (s *service) giveBack(ctx context.Context, keys ...string) {
+	for _, k := range keys {
+		if err := s.d.Failures.Give(ctx, k); err != nil {
+			s.d.Log.WarnContext(ctx, "give back login attempt", "err", err)
+		}
+	}
 }
 
 // upgradeHash replaces a hash made with weaker parameters than configured. It is best effort: a
@@ -239,6 +298,14 @@ func (s *service) User(ctx context.Context, id uuid.UUID) (User, error) {
 		return User{}, unavailable("find user", err)
 	}
 	return u, err
+}
+
+// firstErr returns the first of joined errors, so the client sees one problem, not a join.
+func firstErr(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+		return j.Unwrap()[0]
+	}
+	return err
 }
 
 // unavailable marks a store failure as a dependency outage: 503, retry shortly.

@@ -6,7 +6,9 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,6 +257,115 @@ func TestLoginThrottledPerIP(t *testing.T) {
 	login(t, m, "victim@example.com", password, "")
 	clk.Advance(time.Minute + time.Second)
 	login(t, m, "victim@example.com", password, ip)
+}
+
+func TestLoginAttemptsTakenAtomically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := newModule(t, moduleOptions{cfg: func(c *auth.Config) { c.FailuresPerAccount = 10 }})
+	register(t, m, "victim@example.com")
+	// 40 guesses at once from one address: the limit is decided before any password is hashed,
+	// so only 10 get a verdict, however the guesses interleave.
+	const guesses = 40
+	errs := make([]error, guesses)
+	var wg sync.WaitGroup
+	for i := range guesses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.svc.Login(ctx, "victim@example.com", "a wrong guess", "203.0.113.66")
+		}()
+	}
+	wg.Wait()
+	verdicts, throttled := 0, 0
+	for _, err := range errs {
+		switch {
+		case errors.Is(err, auth.ErrInvalidCredentials):
+			verdicts++
+		case errors.Is(err, auth.ErrTooManyAttempts):
+			throttled++
+		default:
+			t.Fatalf("guess answered %v", err)
+		}
+	}
+	if verdicts != 10 || throttled != guesses-10 {
+		t.Fatalf("%d parallel guesses against a limit of 10: %d verdicts and %d throttled", guesses, verdicts, throttled)
+	}
+}
+
+func TestLoginNotLockedOutFromAnotherAddress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := fakeClock()
+	m := newModule(t, moduleOptions{clk: clk, cfg: func(c *auth.Config) {
+		c.FailuresPerAccount, c.FailuresPerIP, c.LoginDelayMax = 3, 1000, 10*time.Second
+	}})
+	register(t, m, "victim@example.com")
+	// An attacker guesses from address after address: each gets its own 3 verdicts.
+	failures := 0
+	for i := range 4 {
+		ip := fmt.Sprintf("198.51.100.%d", i+1)
+		for {
+			_, err := m.svc.Login(ctx, "victim@example.com", "a wrong guess", ip)
+			if errors.Is(err, auth.ErrInvalidCredentials) {
+				failures++
+				continue
+			}
+			pe := wantErr(t, "guess", err, auth.ErrTooManyAttempts)
+			if strings.Contains(pe.Detail, "this address") {
+				break // this address has had its verdicts
+			}
+			// The account's own delay: wait it out as a patient attacker would.
+			if pe.RetryAfter <= 0 || pe.RetryAfter > 10*time.Second {
+				t.Fatalf("account delay: Retry-After %s", pe.RetryAfter)
+			}
+			clk.Advance(pe.RetryAfter)
+		}
+	}
+	if failures != 12 {
+		t.Fatalf("4 addresses with a limit of 3 each: %d verdicts", failures)
+	}
+	// The customer, from an address that never failed, is at most delayed, never locked out.
+	_, err := m.svc.Login(ctx, "victim@example.com", password, "192.0.2.10")
+	if err != nil {
+		pe := wantErr(t, "the customer's login", err, auth.ErrTooManyAttempts)
+		if pe.RetryAfter <= 0 || pe.RetryAfter > 10*time.Second {
+			t.Fatalf("the customer is told to wait %s", pe.RetryAfter)
+		}
+		clk.Advance(pe.RetryAfter)
+		login(t, m, "victim@example.com", password, "192.0.2.10")
+	}
+	// The attacker's addresses stay refused for the window.
+	_, err = m.svc.Login(ctx, "victim@example.com", password, "198.51.100.1")
+	wantErr(t, "a spent address", err, auth.ErrTooManyAttempts)
+}
+
+func TestLoginDelayGrowsAndIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := fakeClock()
+	m := newModule(t, moduleOptions{clk: clk, cfg: func(c *auth.Config) {
+		c.FailuresPerAccount, c.FailuresPerIP, c.FailureWindow, c.LoginDelayMax = 2, 1000, time.Hour, 4*time.Second
+	}})
+	register(t, m, "slow@example.com")
+	var delays []time.Duration
+	for i := 0; len(delays) < 6; i++ {
+		_, err := m.svc.Login(ctx, "slow@example.com", "a wrong guess", fmt.Sprintf("198.51.100.%d", i+1))
+		if errors.Is(err, auth.ErrInvalidCredentials) {
+			continue
+		}
+		pe := wantErr(t, "guess", err, auth.ErrTooManyAttempts)
+		delays = append(delays, pe.RetryAfter)
+		clk.Advance(pe.RetryAfter)
+	}
+	for i := 1; i < len(delays); i++ {
+		if delays[i] < delays[i-1] {
+			t.Fatalf("the delay shrank as failures grew: %v", delays)
+		}
+	}
+	if delays[0] > time.Second || delays[len(delays)-1] != 4*time.Second {
+		t.Fatalf("delays %v: want from 1s up to the 4s maximum", delays)
+	}
 }
 
 func TestLoginSuccessResetsAccountCounter(t *testing.T) {

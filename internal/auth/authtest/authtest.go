@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -527,6 +528,99 @@ func FailureCounter(t *testing.T, newCounter func(t *testing.T) (auth.FailureCou
 		if err := f.Reset(context.Background(), key("never-seen")); err != nil {
 			t.Fatalf("reset an unknown key: %v", err)
 		}
+	})
+
+	t.Run("TakeIsAtomic", func(t *testing.T) {
+		t.Parallel()
+		f, _ := newCounter(t)
+		k := key("acct-ip")
+		const limit, racers = 10, 40
+		var taken atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, racers)
+		for range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, _, err := f.Take(context.Background(), k, limit, time.Minute)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ok {
+					taken.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("take: %v", err)
+		}
+		if got := taken.Load(); got != limit {
+			t.Fatalf("%d racers against a limit of %d: %d took an attempt", racers, limit, got)
+		}
+		ok, left, err := f.Take(context.Background(), k, limit, time.Minute)
+		if err != nil || ok || left <= 0 || left > time.Minute {
+			t.Fatalf("take over the limit: ok %v, %s left, err %v; want refused with time left in the window", ok, left, err)
+		}
+		if n, _ := count(t, f, k); n != limit {
+			t.Fatalf("count after refusals: %d, want %d (refused attempts are not counted)", n, limit)
+		}
+	})
+
+	t.Run("GiveHandsBack", func(t *testing.T) {
+		t.Parallel()
+		f, _ := newCounter(t)
+		k := key("ip")
+		for range 2 {
+			if ok, _, err := f.Take(context.Background(), k, 2, time.Minute); err != nil || !ok {
+				t.Fatalf("take: ok %v err %v", ok, err)
+			}
+		}
+		if ok, _, _ := f.Take(context.Background(), k, 2, time.Minute); ok {
+			t.Fatal("third take against a limit of 2 succeeded")
+		}
+		if err := f.Give(context.Background(), k); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := f.Take(context.Background(), k, 2, time.Minute); err != nil || !ok {
+			t.Fatalf("take after give: ok %v err %v", ok, err)
+		}
+		// Giving never goes below zero, and a key never seen stays unseen.
+		for range 5 {
+			if err := f.Give(context.Background(), k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, _ := count(t, f, k); n != 0 {
+			t.Fatalf("count after giving more than was taken: %d", n)
+		}
+		unseen := key("never")
+		if err := f.Give(context.Background(), unseen); err != nil {
+			t.Fatal(err)
+		}
+		if n, left := count(t, f, unseen); n != 0 || left != 0 {
+			t.Fatalf("give on an unseen key made %d with %s left", n, left)
+		}
+	})
+
+	t.Run("TakeWindowExpires", func(t *testing.T) {
+		t.Parallel()
+		f, advance := newCounter(t)
+		k := key("acct-ip")
+		const window = 300 * time.Millisecond
+		if ok, _, _ := f.Take(context.Background(), k, 1, window); !ok {
+			t.Fatal("first take refused")
+		}
+		if ok, left, _ := f.Take(context.Background(), k, 1, window); ok || left <= 0 || left > window {
+			t.Fatalf("second take: ok %v with %s left; want refused within the window", ok, left)
+		}
+		advance(window + 50*time.Millisecond)
+		testenv.Eventually(t, 3*time.Second, func() bool {
+			ok, _, err := f.Take(context.Background(), k, 1, window)
+			return err == nil && ok
+		}, "still refused after the window")
 	})
 
 	t.Run("KeysIndependent", func(t *testing.T) {

@@ -145,5 +145,8 @@ func HostileTokens(t testing.TB, keys *keyset.Set, valid string, now time.Time) 
 		{"jku elsewhere", ForgeToken(t, header(map[string]any{"kid": "attacker", "jku": "http://127.0.0.1:1/jwks.json"}), claims, EdDSA(attacker))},
 		{"jku elsewhere with our kid", ForgeToken(t, header(map[string]any{"jku": "http://127.0.0.1:1/jwks.json"}), claims, EdDSA(attacker))},
 		{"JSON serialization", `{"payload":"` + parts[1] + `","protected":"` + parts[0] + `","signature":"` + parts[2] + `"}`},
+		{"general JSON serialization", `{"payload":"` + parts[1] + `","signatures":[{"protected":"` + parts[0] + `","signature":"` + parts[2] + `"}]}`},
+		{"compact with padding", parts[0] + "=." + parts[1] + "." + parts[2]},
+		{"four segments", valid + ".AAAA"},
 	}
 }

@@ -205,6 +205,34 @@ func (f *Failures) Add(_ context.Context, key string, d time.Duration) (int, tim
 	return w.n, w.expires.Sub(now), nil
 }
 
+// Take implements auth.FailureCounter.
+func (f *Failures) Take(_ context.Context, key string, limit int, d time.Duration) (bool, time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.clock.Now()
+	w, ok := f.m[key]
+	if !ok || !now.Before(w.expires) {
+		w = window{expires: now.Add(d)}
+	}
+	if w.n >= limit {
+		return false, w.expires.Sub(now), nil
+	}
+	w.n++
+	f.m[key] = w
+	return true, 0, nil
+}
+
+// Give implements auth.FailureCounter.
+func (f *Failures) Give(_ context.Context, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if w, ok := f.m[key]; ok && w.n > 0 {
+		w.n--
+		f.m[key] = w
+	}
+	return nil
+}
+
 // Reset implements auth.FailureCounter.
 func (f *Failures) Reset(_ context.Context, key string) error {
 	f.mu.Lock()

@@ -172,6 +172,37 @@ local n = redis.call('GET', KEYS[1])
 if not n then return {0, 0} end
 return {tonumber(n), redis.call('PTTL', KEYS[1])}`)
 
+// KEYS: counter. ARGV: limit window(ms). Answers {1, 0} when taken, {0, ms left} when refused.
+var takeScript = rueidis.NewLuaScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return {0, redis.call('PTTL', KEYS[1])} end
+n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {1, 0}`)
+
+// KEYS: counter. Never below zero, never giving the key a life it did not have.
+var giveScript = rueidis.NewLuaScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 1`)
+
+// Take implements auth.FailureCounter.
+func (f *Failures) Take(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	vals, err := takeScript.Exec(ctx, f.c, []string{f.key(key)}, []string{strconv.Itoa(limit), ms(window)}).AsIntSlice()
+	if err != nil {
+		return false, 0, fmt.Errorf("take login attempt: %w", err)
+	}
+	return vals[0] == 1, time.Duration(max(vals[1], 0)) * time.Millisecond, nil
+}
+
+// Give implements auth.FailureCounter.
+func (f *Failures) Give(ctx context.Context, key string) error {
+	if err := giveScript.Exec(ctx, f.c, []string{f.key(key)}, nil).Error(); err != nil {
+		return fmt.Errorf("give back login attempt: %w", err)
+	}
+	return nil
+}
+
 // Count implements auth.FailureCounter.
 func (f *Failures) Count(ctx context.Context, key string) (int, time.Duration, error) {
 	return counted(countScript.Exec(ctx, f.c, []string{f.key(key)}, nil))

@@ -114,12 +114,38 @@ func (v *Verifier) Verify(token string) (auth.Claims, error) {
 		v.cache.Remove(key)
 		return auth.Claims{}, auth.ErrInvalidToken.WithDetail("the token has expired")
 	}
+	if !compact(token) {
+		// jwx would also accept the JWS JSON serializations; a bearer token is compact only.
+		return auth.Claims{}, auth.ErrInvalidToken.WithDetail("the token is not a JWS in compact form")
+	}
 	c, err := v.parse(token, now)
 	if err != nil {
 		return auth.Claims{}, err
 	}
 	v.cache.Add(key, c)
 	return c, nil
+}
+
+// compact tells whether token has the JWS compact form: three non-empty base64url segments
+// separated by dots (RFC 7515 section 7.1).
+func compact(token string) bool {
+	segments := 1
+	prev := byte('.')
+	for i := 0; i < len(token); i++ {
+		b := token[i]
+		switch {
+		case b == '.':
+			if prev == '.' {
+				return false
+			}
+			segments++
+		case b >= 'A' && b <= 'Z', b >= 'a' && b <= 'z', b >= '0' && b <= '9', b == '-', b == '_':
+		default:
+			return false
+		}
+		prev = b
+	}
+	return segments == 3 && prev != '.'
 }
 
 func (v *Verifier) parse(token string, now time.Time) (auth.Claims, error) {

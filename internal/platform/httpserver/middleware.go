@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -222,18 +223,42 @@ func (s *Server) shed(limit int) echo.MiddlewareFunc {
 	}
 }
 
-// limitPerIP applies a token bucket per client IP to the API routes.
+// limitPerIP applies a token bucket per client address to the API routes.
 func limitPerIP(rps float64) echo.MiddlewareFunc {
-	limiter := ratelimit.NewMemory(rps, int(2*rps)+1, 100_000)
+	limit := LimitPerClient("api", rps, int(2*rps)+1)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		limited := limit(next)
 		return func(c echo.Context) error {
 			if !strings.HasPrefix(c.Path(), "/v1/") {
 				return next(c)
 			}
-			if ok, wait := limiter.Allow(c.RealIP()); !ok {
-				return problem.ErrRateLimited.WithDetail("too many requests from this address").WithRetryAfter(wait)
+			return limited(c)
+		}
+	}
+}
+
+// LimitPerClient returns middleware that lets each client address (IPv6 by its /64) send rps
+// requests per second after a burst of burst, in this process; rps 0 lets everything through.
+// A refusal is 429 with Retry-After and the IETF RateLimit-Policy and RateLimit fields naming
+// the policy, so a client can pace itself.
+func LimitPerClient(policy string, rps float64, burst int) echo.MiddlewareFunc {
+	if rps <= 0 {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	limiter := ratelimit.NewMemory(rps, burst, 100_000)
+	window := int(math.Ceil(float64(burst) / rps))
+	policyField := fmt.Sprintf("%q;q=%d;w=%d", policy, burst, window)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			ok, wait := limiter.Allow(ratelimit.ClientKey(c.RealIP()))
+			if ok {
+				return next(c)
 			}
-			return next(c)
+			secs := int(math.Ceil(wait.Seconds()))
+			h := c.Response().Header()
+			h.Set("RateLimit-Policy", policyField)
+			h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", policy, secs))
+			return problem.ErrRateLimited.WithDetail("too many requests from this address; slow down").WithRetryAfter(wait)
 		}
 	}
 }

@@ -3,6 +3,7 @@
 package ratelimit
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -44,4 +45,20 @@ func (m *Memory) Allow(key string) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// ClientKey is the key a client address is counted under: an IPv4 address as it is, an IPv6
+// address by its /64, the network one subscriber gets (counting single IPv6 addresses would let
+// anyone with a /64 send from 2^64 of them). Anything that is not an address is its own key.
+func ClientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
