@@ -8,6 +8,7 @@ import (
 	invpostgres "github.com/onsale-dev/onsale/internal/inventory/postgres"
 	invredis "github.com/onsale-dev/onsale/internal/inventory/redis"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 )
 
 // inventoryModule is the assembled inventory module.
@@ -36,17 +37,20 @@ func (a *App) startInventory(ctx context.Context) error {
 		holds := invredis.NewHolds(a.redis, a.cfg.RedisPrefix, cfg.HoldRecordKeep)
 		holds.Pruned = func(n int) { report(n) }
 		d.Holds = holds
+		d.Customers = invredis.NewCustomerHolds(a.redis, a.cfg.RedisPrefix)
 		d.Catalog = invredis.NewCatalog(a.redis, a.cfg.RedisPrefix, cfg.CatalogCacheTTL)
 	} else {
 		holds := invmemory.NewHolds(cfg.HoldRecordKeep)
 		holds.Pruned = func(n int) { report(n) }
 		d.Holds = holds
+		d.Customers = invmemory.NewCustomerHolds()
 	}
 	mod, err := inventory.New(cfg, d)
 	if err != nil {
 		return err
 	}
 	report = mod.ExpiredHolds
-	a.inventory = &inventoryModule{mod: mod, handler: inventory.NewHandler(mod, a.auth.authn)}
+	a.inventory = &inventoryModule{mod: mod, handler: inventory.NewHandler(mod, a.auth.authn,
+		httpserver.LimitPerClient("holds", cfg.RateLimit, cfg.RateLimitBurst))}
 	return nil
 }

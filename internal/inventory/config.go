@@ -11,7 +11,10 @@ import (
 // Config holds the inventory module's settings.
 type Config struct {
 	HoldTTL         time.Duration `env:"ONSALE_HOLD_TTL" yaml:"hold_ttl" default:"2m" help:"how long a hold reserves tickets"`
-	MaxHoldsPerType int           `env:"ONSALE_MAX_HOLDS_PER_CUSTOMER" yaml:"max_holds_per_customer" default:"4" help:"live holds a customer may have on one ticket type"`
+	MaxHoldsPerType int           `env:"ONSALE_MAX_HOLDS_PER_TICKET_TYPE" yaml:"max_holds_per_ticket_type" default:"4" help:"live holds a customer may have on one ticket type"`
+	MaxHolds        int           `env:"ONSALE_MAX_HOLDS_PER_CUSTOMER" yaml:"max_holds_per_customer" default:"8" help:"live holds a customer may have in all, across ticket types (checked-out holds count until their order ends)"`
+	RateLimit       float64       `env:"ONSALE_RATE_LIMIT_HOLDS" yaml:"rate_limit_holds" default:"20" help:"hold requests per second per client address (IPv6 counted per /64); 0 disables"`
+	RateLimitBurst  int           `env:"ONSALE_RATE_LIMIT_HOLDS_BURST" yaml:"rate_limit_holds_burst" default:"600" help:"hold requests one client address may send at once before the rate applies (a crowd behind one carrier NAT arrives together)"`
 	AvailabilityTTL time.Duration `env:"ONSALE_AVAILABILITY_MAX_AGE" yaml:"availability_max_age" default:"1s" help:"how long availability answers are reused (and Cache-Control max-age)"`
 	ClaimTTL        time.Duration `env:"ONSALE_CLAIM_TTL" yaml:"claim_ttl" default:"30s" help:"how long a hold being committed stays reserved"`
 	CommitBatchMax  int           `env:"ONSALE_COMMIT_BATCH_MAX" yaml:"commit_batch_max" default:"256" help:"most sales committed in one transaction per ticket type"`
@@ -27,7 +30,16 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Invalid("ONSALE_HOLD_TTL", c.HoldTTL.String(), "want from 1s to 1h"))
 	}
 	if c.MaxHoldsPerType < 1 {
-		errs = append(errs, config.Invalid("ONSALE_MAX_HOLDS_PER_CUSTOMER", fmt.Sprint(c.MaxHoldsPerType), "want 1 or more"))
+		errs = append(errs, config.Invalid("ONSALE_MAX_HOLDS_PER_TICKET_TYPE", fmt.Sprint(c.MaxHoldsPerType), "want 1 or more"))
+	}
+	if c.MaxHolds < 1 {
+		errs = append(errs, config.Invalid("ONSALE_MAX_HOLDS_PER_CUSTOMER", fmt.Sprint(c.MaxHolds), "want 1 or more"))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, config.Invalid("ONSALE_RATE_LIMIT_HOLDS", fmt.Sprint(c.RateLimit), "want 0 (off) or a positive number"))
+	}
+	if c.RateLimit > 0 && c.RateLimitBurst < 1 {
+		errs = append(errs, config.Invalid("ONSALE_RATE_LIMIT_HOLDS_BURST", fmt.Sprint(c.RateLimitBurst), "want 1 or more"))
 	}
 	if c.AvailabilityTTL < 0 || c.AvailabilityTTL > time.Minute {
 		errs = append(errs, config.Invalid("ONSALE_AVAILABILITY_MAX_AGE", c.AvailabilityTTL.String(), "want from 0s to 1m"))

@@ -23,7 +23,7 @@ import (
 // (tests look at live figures unless they test the cache).
 func testConfig() inventory.Config {
 	return inventory.Config{
-		HoldTTL: 2 * time.Minute, MaxHoldsPerType: 4, AvailabilityTTL: 0, ClaimTTL: 30 * time.Second,
+		HoldTTL: 2 * time.Minute, MaxHoldsPerType: 4, MaxHolds: 8, AvailabilityTTL: 0, ClaimTTL: 30 * time.Second,
 		CommitBatchMax: 256, HoldRecordKeep: 10 * time.Minute, CatalogCacheTTL: time.Hour, MaxCapacity: 1_000_000,
 	}
 }
@@ -87,7 +87,7 @@ func newMemoryEnv(t *testing.T, cfg inventory.Config) *env {
 	t.Helper()
 	holds := memory.NewHolds(cfg.HoldRecordKeep)
 	e := &env{backend: "memory", cfg: cfg, clk: startClock(), flush: holds.Flush}
-	assemble(t, e, inventory.Deps{Store: memory.NewStore(), Holds: holds})
+	assemble(t, e, inventory.Deps{Store: memory.NewStore(), Holds: holds, Customers: memory.NewCustomerHolds()})
 	return e
 }
 
@@ -109,7 +109,8 @@ func newRealEnv(t *testing.T, cfg inventory.Config) *env {
 	e.flush = func() { testenv.DeleteRedisKeys(c, "*"+prefix+"*") }
 	assemble(t, e, inventory.Deps{
 		Store: store, Holds: invredis.NewHolds(c, prefix, cfg.HoldRecordKeep),
-		Catalog: invredis.NewCatalog(c, prefix, cfg.CatalogCacheTTL),
+		Customers: invredis.NewCustomerHolds(c, prefix),
+		Catalog:   invredis.NewCatalog(c, prefix, cfg.CatalogCacheTTL),
 	})
 	return e
 }

@@ -19,13 +19,18 @@ import (
 
 // Handler serves the inventory module's HTTP API: decode, call the module, encode.
 type Handler struct {
-	m     *Module
-	authn *auth.Authenticator
+	m         *Module
+	authn     *auth.Authenticator
+	limitHold echo.MiddlewareFunc
 }
 
-// NewHandler returns the handler.
-func NewHandler(m *Module, authn *auth.Authenticator) *Handler {
-	return &Handler{m: m, authn: authn}
+// NewHandler returns the handler. limitHold, when not nil, runs first on POST /v1/holds (a
+// per-client-address rate limit).
+func NewHandler(m *Module, authn *auth.Authenticator, limitHold echo.MiddlewareFunc) *Handler {
+	if limitHold == nil {
+		limitHold = func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	return &Handler{m: m, authn: authn, limitHold: limitHold}
 }
 
 // Routes lists the module's routes.
@@ -40,7 +45,7 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/events/:event_id/ticket-types", Handler: h.createTicketType, Middleware: organizer},
 		{Method: http.MethodPatch, Path: "/v1/events/:event_id/ticket-types/:ticket_type_id", Handler: h.patchTicketType, Middleware: organizer},
 		{Method: http.MethodGet, Path: "/v1/events/:event_id/availability", Handler: h.availability},
-		{Method: http.MethodPost, Path: "/v1/holds", Handler: h.createHold, Middleware: customer},
+		{Method: http.MethodPost, Path: "/v1/holds", Handler: h.createHold, Middleware: []echo.MiddlewareFunc{h.limitHold, customer[0]}},
 		{Method: http.MethodGet, Path: "/v1/holds/:hold_id", Handler: h.getHold, Middleware: customer},
 		{Method: http.MethodDelete, Path: "/v1/holds/:hold_id", Handler: h.deleteHold, Middleware: customer},
 	}

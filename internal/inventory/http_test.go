@@ -19,6 +19,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/platform/apitest"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
 	"github.com/onsale-dev/onsale/internal/platform/testenv"
 )
@@ -74,7 +75,7 @@ func newAPI(t *testing.T, e *env) *api {
 	}
 	a := &api{env: e, customer: login(auth.RoleCustomer), customer2: login(auth.RoleCustomer),
 		organizer: login(auth.RoleOrganizer), organizer2: login(auth.RoleOrganizer), staff: login(auth.RoleStaff)}
-	h := inventory.NewHandler(e.mod, auth.NewAuthenticator(verifier, sessions))
+	h := inventory.NewHandler(e.mod, auth.NewAuthenticator(verifier, sessions), httpserver.LimitPerClient("holds", e.cfg.RateLimit, e.cfg.RateLimitBurst))
 	a.srv = apitest.NewServer(t, nil, h.Routes()...)
 	return a
 }
@@ -568,5 +569,110 @@ func TestHTTPHoldLimit(t *testing.T) {
 		a.hold(a.customer2, tt.ID, 1, "").Expect(t, http.StatusCreated, "")
 		a.clk.Advance(a.cfg.HoldTTL - 4*time.Second)
 		a.hold(a.customer, tt.ID, 1, "").Expect(t, http.StatusCreated, "")
+	})
+}
+
+func TestHTTPControlCharactersRefused(t *testing.T) {
+	t.Parallel()
+	forEachAPI(t, nil, func(t *testing.T, a *api) {
+		ev := a.createEvent(t)
+		tt := a.createTicketType(t, ev.ID, 10)
+		with := func(base map[string]any, k string, v any) map[string]any {
+			m := map[string]any{}
+			for k2, v2 := range base {
+				m[k2] = v2
+			}
+			m[k] = v
+			return m
+		}
+		for _, tc := range []struct {
+			name, method, path, field string
+			body                      map[string]any
+		}{
+			{"NUL in an event name", http.MethodPost, "/v1/events", "name", with(a.eventInput(), "name", "a\x00b")},
+			{"escape in a venue", http.MethodPost, "/v1/events", "venue", with(a.eventInput(), "venue", "Hall\x1b[2J")},
+			{"NUL in a description", http.MethodPost, "/v1/events", "description", with(a.eventInput(), "description", "line\x00")},
+			{"NUL in a patched name", http.MethodPatch, "/v1/events/" + ev.ID, "name", map[string]any{"name": "x\x00"}},
+			{"bell in a patched description", http.MethodPatch, "/v1/events/" + ev.ID, "description", map[string]any{"description": "ding\a"}},
+			{"escape in a ticket type name", http.MethodPost, "/v1/events/" + ev.ID + "/ticket-types", "name", with(ticketTypeInput(5), "name", "GA\x1b[2J")},
+			{"newline in a ticket type name", http.MethodPost, "/v1/events/" + ev.ID + "/ticket-types", "name", with(ticketTypeInput(5), "name", "GA\nVIP")},
+			{"NUL in a patched ticket type name", http.MethodPatch, "/v1/events/" + ev.ID + "/ticket-types/" + tt.ID, "name", map[string]any{"name": "\x00"}},
+		} {
+			r := a.do(tc.method, tc.path, a.organizer, tc.body).Expect(t, http.StatusUnprocessableEntity, "/validation")
+			var p struct {
+				Errors []struct{ Field, Message string } `json:"errors"`
+			}
+			r.JSON(t, &p)
+			if len(p.Errors) != 1 || p.Errors[0].Field != tc.field || !strings.Contains(p.Errors[0].Message, "control") {
+				t.Fatalf("%s: field errors %+v, want one naming %s", tc.name, p.Errors, tc.field)
+			}
+		}
+		// Descriptions are prose: tabs and line breaks are fine there.
+		a.do(http.MethodPatch, "/v1/events/"+ev.ID, a.organizer, map[string]any{"description": "Doors 19:00\r\n\tBar opens 18:30\n"}).
+			Expect(t, http.StatusOK, "")
+		if got := a.getEvent(t, ev.ID); got.Name != "Night at the Opera" {
+			t.Fatalf("a refused patch changed the name to %q", got.Name)
+		}
+	})
+}
+
+func TestHTTPHoldKeyBoundToRequest(t *testing.T) {
+	t.Parallel()
+	forEachAPI(t, nil, func(t *testing.T, a *api) {
+		ev := a.createEvent(t)
+		tt := a.createTicketType(t, ev.ID, 10)
+		tt2 := a.createTicketType(t, ev.ID, 10)
+		a.hold(a.customer, tt.ID, 1, "hold-k").Expect(t, http.StatusCreated, "")
+		a.hold(a.customer, tt.ID, 1, "hold-k").Expect(t, http.StatusOK, "")
+		a.hold(a.customer, tt.ID, 2, "hold-k").Expect(t, http.StatusUnprocessableEntity, "/idempotency-key-reused")
+		a.hold(a.customer, tt2.ID, 1, "hold-k").Expect(t, http.StatusUnprocessableEntity, "/idempotency-key-reused")
+		a.wantAvailability(t, ev.ID, tt.ID, 0, 1, 9)
+		a.wantAvailability(t, ev.ID, tt2.ID, 0, 0, 10)
+		// Another customer's key of the same name is theirs.
+		a.hold(a.customer2, tt2.ID, 1, "hold-k").Expect(t, http.StatusCreated, "")
+	})
+}
+
+func TestHTTPCheckedOutHoldCannotBeReleased(t *testing.T) {
+	t.Parallel()
+	forEachAPI(t, nil, func(t *testing.T, a *api) {
+		ev := a.createEvent(t)
+		tt := a.createTicketType(t, ev.ID, 10)
+		var h holdBody
+		a.hold(a.customer, tt.ID, 2, "").Expect(t, http.StatusCreated, "").JSON(t, &h)
+		if _, err := a.mod.CheckoutHold(context.Background(), h.ID, uuid.New(), a.clk.Now().Add(10*time.Minute)); err != nil {
+			t.Fatalf("checkout: %v", err)
+		}
+		a.do(http.MethodDelete, "/v1/holds/"+h.ID, a.customer, nil).Expect(t, http.StatusConflict, "/hold-ordered")
+		a.wantAvailability(t, ev.ID, tt.ID, 0, 2, 8)
+		var got holdBody
+		a.do(http.MethodGet, "/v1/holds/"+h.ID, a.customer, nil).Expect(t, http.StatusOK, "").JSON(t, &got)
+		if got.Status != "active" {
+			t.Fatalf("after a refused release the hold is %s", got.Status)
+		}
+	})
+}
+
+func TestHTTPHoldsRateLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	forEachAPI(t, func(c *inventory.Config) { c.RateLimit, c.RateLimitBurst = 1, 5 }, func(t *testing.T, a *api) {
+		ev := a.createEvent(t)
+		tt := a.createTicketType(t, ev.ID, 100)
+		var limited *apitest.Response
+		for range 10 {
+			r := a.hold(a.customer, tt.ID, 1, "")
+			if r.Status == http.StatusTooManyRequests && strings.HasSuffix(r.ProblemType(), "/rate-limited") {
+				limited = r
+				break
+			}
+		}
+		if limited == nil {
+			t.Fatal("10 quick holds from one address with a burst of 5: none rate limited")
+		}
+		if limited.Header.Get("Retry-After") == "" || limited.Header.Get("RateLimit-Policy") != `"holds";q=5;w=5` {
+			t.Fatalf("429 headers: Retry-After %q, RateLimit-Policy %q", limited.Header.Get("Retry-After"), limited.Header.Get("RateLimit-Policy"))
+		}
+		// Reads are not limited.
+		a.availability(t, ev.ID, tt.ID)
 	})
 }

@@ -90,6 +90,9 @@ type Hold struct {
 	Status         HoldStatus
 	ExpiresAt      time.Time
 	CreatedAt      time.Time
+	// OrderID is the order that checked the hold out (uuid.Nil before checkout). Once set, only
+	// that order may give the tickets back.
+	OrderID uuid.UUID
 }
 
 // Live tells whether the hold still reserves tickets at now.
@@ -137,7 +140,7 @@ type HoldRequest struct {
 	Quantity     int
 	Now          time.Time
 	TTL          time.Duration
-	// MaxLive is the most live holds a customer may have on one ticket type.
+	// MaxLive is the most live holds a customer may have on this ticket type.
 	MaxLive int
 }
 
@@ -200,10 +203,16 @@ type HoldStore interface {
 	Hold(ctx context.Context, req HoldRequest) (h Hold, created bool, err error)
 	// Get returns a hold, with Status expired once its time has passed; ErrHoldNotFound.
 	Get(ctx context.Context, holdID string, now time.Time) (Hold, error)
-	// Extend moves a live hold's expiry to until if that is later; ErrHoldNotLive otherwise.
-	Extend(ctx context.Context, holdID string, until, now time.Time) (Hold, error)
-	// Release gives a hold's tickets back at once; idempotent, and a no-op once committed.
+	// Checkout records that orderID checked a live hold out and moves its expiry to until if
+	// that is later, in one step. Repeating it for the same order is harmless; another order gets
+	// ErrHoldOrdered, and a hold that no longer reserves tickets ErrHoldNotLive.
+	Checkout(ctx context.Context, holdID string, orderID uuid.UUID, until, now time.Time) (Hold, error)
+	// Release gives a hold's tickets back at once, checked out or not (its order's payment
+	// failed, or its sale could not be made); idempotent, and a no-op once committed.
 	Release(ctx context.Context, holdID string, now time.Time) error
+	// Cancel is the customer giving a hold back: Release, unless an order checked the hold out
+	// (then ErrHoldOrdered: that order gives the tickets back if its payment fails).
+	Cancel(ctx context.Context, holdID string, now time.Time) error
 	// Claim prepares a hold for commit: a live hold is protected for claimTTL; a hold that is
 	// gone (expired, released, or lost with a Redis restart) is reserved again if the tickets
 	// are still there, else ErrSoldOut. A committed hold returns Status committed.
@@ -220,6 +229,22 @@ type HoldStore interface {
 	Stock(ctx context.Context, ticketTypeIDs []uuid.UUID, now time.Time) ([]Stock, error)
 }
 
+// CustomerHolds keeps what spans all of a customer's holds, whatever their ticket types: the
+// Idempotency-Keys they were made with and the live holds counted against the customer's cap.
+// The Redis adapter keeps it under the customer's own hash tag, apart from any ticket type's, so
+// it is a second step beside the hold store's, never inside the same script.
+type CustomerHolds interface {
+	// BindKey ties a customer's key to a request fingerprint until ttl passes, unless the key is
+	// bound already; it returns the fingerprint the key is bound to (fp itself when it was free).
+	BindKey(ctx context.Context, customer uuid.UUID, key, fp string, now time.Time, ttl time.Duration) (string, error)
+	// Add counts a live hold until expires unless the customer has max live holds at now
+	// already: then ok is false and earliest is when the first of them ends. A hold already
+	// counted just has its end moved.
+	Add(ctx context.Context, customer uuid.UUID, holdID string, expires, now time.Time, max int) (ok bool, earliest time.Time, err error)
+	// Remove stops counting a hold; idempotent.
+	Remove(ctx context.Context, customer uuid.UUID, holdID string) error
+}
+
 // Catalog caches catalogues across replicas: a write anywhere is seen by every replica.
 type Catalog interface {
 	// Get returns the cached catalogue, or ok false.
@@ -232,12 +257,15 @@ type Catalog interface {
 type Service interface {
 	// GetHold returns a hold; ErrHoldNotFound.
 	GetHold(ctx context.Context, holdID string) (Hold, error)
-	// ExtendHold keeps a live hold until at least until (to cover the payment window).
-	ExtendHold(ctx context.Context, holdID string, until time.Time) (Hold, error)
+	// CheckoutHold records that orderID checked the hold out and keeps it until at least until
+	// (to cover the payment window); from then on its customer can no longer release it.
+	// Idempotent for the same order; ErrHoldOrdered for another, ErrHoldNotLive when it lapsed.
+	CheckoutHold(ctx context.Context, holdID string, orderID uuid.UUID, until time.Time) (Hold, error)
 	// CommitHold sells the hold for orderID and returns its tickets. Idempotent by hold id: a
 	// repeat returns the same tickets. ErrSoldOut when the hold lapsed and its tickets are gone.
 	CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]Ticket, error)
-	// ReleaseHold gives the tickets back; idempotent.
+	// ReleaseHold gives the tickets back, checked out or not (the order's payment failed);
+	// idempotent.
 	ReleaseHold(ctx context.Context, holdID string) error
 	// SoldTickets returns the tickets a hold was sold as, or none if it was not.
 	SoldTickets(ctx context.Context, holdID string) ([]Ticket, error)

@@ -19,16 +19,18 @@ import (
 
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
+	"github.com/onsale-dev/onsale/internal/platform/text"
 )
 
 // Deps are the module's ports and tools.
 type Deps struct {
-	Store   Store
-	Holds   HoldStore
-	Catalog Catalog // nil: read the store directly (embedded mode, one process)
-	Clock   clock.Clock
-	Log     *slog.Logger
-	Meter   metric.Meter
+	Store     Store
+	Holds     HoldStore
+	Customers CustomerHolds
+	Catalog   Catalog // nil: read the store directly (embedded mode, one process)
+	Clock     clock.Clock
+	Log       *slog.Logger
+	Meter     metric.Meter
 }
 
 // Module is the inventory module: the Service for payment plus what its HTTP API needs.
@@ -112,9 +114,23 @@ func invalid(field, msg string) error {
 	return ErrInvalid.WithDetail("the request body has invalid fields").WithFields(problem.FieldError{Field: field, Message: msg})
 }
 
+// checkText checks a one-line text field: its length without surrounding spaces, and no control
+// characters (PostgreSQL cannot store a NUL, and the others would reach terminals and tickets).
 func checkText(field, v string, minLen, maxLen int) error {
+	return checkLength(field, v, minLen, maxLen, false)
+}
+
+// checkProse is checkText for multi-line fields, where tabs and line breaks are allowed.
+func checkProse(field, v string, minLen, maxLen int) error {
+	return checkLength(field, v, minLen, maxLen, true)
+}
+
+func checkLength(field, v string, minLen, maxLen int, multiline bool) error {
 	if n := utf8.RuneCountInString(strings.TrimSpace(v)); n < minLen || n > maxLen {
 		return invalid(field, fmt.Sprintf("must be %d to %d characters", minLen, maxLen))
+	}
+	if msg := text.Problem(v, multiline); msg != "" {
+		return invalid(field, msg)
 	}
 	return nil
 }
@@ -129,7 +145,7 @@ func (m *Module) checkStart(t time.Time) error {
 // CreateEvent creates an event owned by organizer.
 func (m *Module) CreateEvent(ctx context.Context, organizer uuid.UUID, in EventInput) (Event, error) {
 	if err := errors.Join(checkText("name", in.Name, 1, 200), checkText("venue", in.Venue, 1, 200),
-		checkText("description", in.Description, 0, 5000), m.checkStart(in.StartsAt)); err != nil {
+		checkProse("description", in.Description, 0, 5000), m.checkStart(in.StartsAt)); err != nil {
 		return Event{}, firstErr(err)
 	}
 	now := m.d.Clock.Now().UTC()
@@ -161,7 +177,7 @@ func (m *Module) UpdateEvent(ctx context.Context, organizer, id uuid.UUID, p Eve
 		errs = append(errs, checkText("venue", *p.Venue, 1, 200))
 	}
 	if p.Description != nil {
-		errs = append(errs, checkText("description", *p.Description, 0, 5000))
+		errs = append(errs, checkProse("description", *p.Description, 0, 5000))
 	}
 	if p.StartsAt != nil {
 		errs = append(errs, m.checkStart(*p.StartsAt))
@@ -533,18 +549,33 @@ func (m *Module) loadStock(ctx context.Context, c Catalogue) ([]Stock, error) {
 // ---- holds ----
 
 // Hold reserves quantity tickets of a ticket type for a customer. With an idempotency key, a
-// retry returns the first attempt's hold (created is then false).
+// retry returns the first attempt's hold (created is then false); the key is bound to the whole
+// request, so the same key for another ticket type or quantity is ErrIdempotencyMismatch.
+//
+// The customer's cap across ticket types is checked after the hold is made, because the hold and
+// the customer's count live in different Redis hash slots: a hold over the cap is given back at
+// once. Deciding sold out first keeps the commonest answer of an on-sale at one round trip.
 func (m *Module) Hold(ctx context.Context, customer, ticketType uuid.UUID, quantity int, idempotencyKey string) (Hold, bool, error) {
+	if quantity < 1 {
+		return Hold{}, false, invalid("quantity", "must be at least 1")
+	}
+	now := m.d.Clock.Now()
 	id := NewHoldID(ticketType)
 	if idempotencyKey != "" {
+		fp := ticketType.String() + "|" + strconv.Itoa(quantity)
+		bound, err := m.d.Customers.BindKey(ctx, customer, idempotencyKey, fp, now, m.cfg.HoldTTL+m.cfg.HoldRecordKeep)
+		if err != nil {
+			return Hold{}, false, unavailable("bind idempotency key", err)
+		}
+		if bound != fp {
+			m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", ErrIdempotencyMismatch.Code)))
+			return Hold{}, false, ErrIdempotencyMismatch.WithDetail("this Idempotency-Key was used for another ticket type or quantity")
+		}
 		id = IdempotentHoldID(ticketType, customer, idempotencyKey)
 	}
 	req := HoldRequest{
 		ID: id, TicketTypeID: ticketType, CustomerID: customer, Quantity: quantity,
-		Now: m.d.Clock.Now(), TTL: m.cfg.HoldTTL, MaxLive: m.cfg.MaxHoldsPerType,
-	}
-	if quantity < 1 {
-		return Hold{}, false, invalid("quantity", "must be at least 1")
+		Now: now, TTL: m.cfg.HoldTTL, MaxLive: m.cfg.MaxHoldsPerType,
 	}
 	h, created, err := m.d.Holds.Hold(ctx, req)
 	if errors.Is(err, ErrNotConfigured) {
@@ -559,10 +590,24 @@ func (m *Module) Hold(ctx context.Context, customer, ticketType uuid.UUID, quant
 		}
 		return Hold{}, false, unavailable("hold", err)
 	}
-	if created {
-		m.m.created.Add(ctx, 1)
+	if !created {
+		return h, false, nil
 	}
-	return h, created, nil
+	ok, earliest, err := m.d.Customers.Add(ctx, customer, h.ID, h.ExpiresAt, now, m.cfg.MaxHolds)
+	if err != nil {
+		// The count is abuse protection; the hold itself is sound. Keep it rather than fail a
+		// customer for a hiccup of the count.
+		m.d.Log.WarnContext(ctx, "count a customer's hold", "hold", h.ID, "err", err)
+	} else if !ok {
+		if rerr := m.d.Holds.Release(ctx, h.ID, now); rerr != nil {
+			m.d.Log.WarnContext(ctx, "give back a hold over the customer's cap", "hold", h.ID, "err", rerr)
+		}
+		m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", ErrTooManyHolds.Code)))
+		return Hold{}, false, ErrTooManyHolds.WithDetail("you already have %d live holds; release one or wait for one to end", m.cfg.MaxHolds).
+			WithRetryAfter(earliest.Sub(now))
+	}
+	m.m.created.Add(ctx, 1)
+	return h, true, nil
 }
 
 // HoldFor returns a customer's own hold; anyone else's is "not found".
@@ -577,12 +622,25 @@ func (m *Module) HoldFor(ctx context.Context, customer uuid.UUID, id string) (Ho
 	return h, nil
 }
 
-// ReleaseFor releases a customer's own hold.
+// ReleaseFor releases a customer's own hold, unless an order checked it out (ErrHoldOrdered).
 func (m *Module) ReleaseFor(ctx context.Context, customer uuid.UUID, id string) error {
 	if _, err := m.HoldFor(ctx, customer, id); err != nil {
 		return err
 	}
-	return m.ReleaseHold(ctx, id)
+	if err := m.d.Holds.Cancel(ctx, id, m.d.Clock.Now()); err != nil {
+		return unavailable("release hold", err)
+	}
+	m.m.released.Add(ctx, 1)
+	m.uncount(ctx, customer, id)
+	return nil
+}
+
+// uncount stops counting a hold against its customer's cap. Best effort: a hold left counted
+// stops counting when it would have expired.
+func (m *Module) uncount(ctx context.Context, customer uuid.UUID, id string) {
+	if err := m.d.Customers.Remove(ctx, customer, id); err != nil {
+		m.d.Log.WarnContext(ctx, "uncount a customer's hold", "hold", id, "err", err)
+	}
 }
 
 // GetHold implements Service.
@@ -594,21 +652,32 @@ func (m *Module) GetHold(ctx context.Context, id string) (Hold, error) {
 	return h, nil
 }
 
-// ExtendHold implements Service.
-func (m *Module) ExtendHold(ctx context.Context, id string, until time.Time) (Hold, error) {
-	h, err := m.d.Holds.Extend(ctx, id, until, m.d.Clock.Now())
+// CheckoutHold implements Service.
+func (m *Module) CheckoutHold(ctx context.Context, id string, orderID uuid.UUID, until time.Time) (Hold, error) {
+	now := m.d.Clock.Now()
+	h, err := m.d.Holds.Checkout(ctx, id, orderID, until, now)
 	if err != nil {
-		return Hold{}, unavailable("extend hold", err)
+		return Hold{}, unavailable("check out hold", err)
+	}
+	// The hold now lives as long as the payment may take; so does its place in the count.
+	if _, _, err := m.d.Customers.Add(ctx, h.CustomerID, h.ID, h.ExpiresAt, now, m.cfg.MaxHolds); err != nil {
+		m.d.Log.WarnContext(ctx, "recount a checked-out hold", "hold", h.ID, "err", err)
 	}
 	return h, nil
 }
 
 // ReleaseHold implements Service.
 func (m *Module) ReleaseHold(ctx context.Context, id string) error {
-	if err := m.d.Holds.Release(ctx, id, m.d.Clock.Now()); err != nil {
+	now := m.d.Clock.Now()
+	h, err := m.d.Holds.Get(ctx, id, now)
+	if err != nil {
+		return unavailable("release hold", err)
+	}
+	if err := m.d.Holds.Release(ctx, id, now); err != nil {
 		return unavailable("release hold", err)
 	}
 	m.m.released.Add(ctx, 1)
+	m.uncount(ctx, h.CustomerID, id)
 	return nil
 }
 
@@ -675,6 +744,7 @@ func (m *Module) CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]T
 	if err := m.d.Holds.Finalize(ctx, h, res.Sold, now); err != nil {
 		return nil, unavailable("finalize hold", err)
 	}
+	m.uncount(ctx, h.CustomerID, h.ID)
 	m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
 	return res.Tickets, nil
 }

@@ -250,6 +250,12 @@ func TestHoldThroughService(t *testing.T) {
 		}
 		_, _, err = e.mod.Hold(ctx, cust, tt.ID, 3, "key-1")
 		wantErr(t, err, inventory.ErrIdempotencyMismatch, "same key, other quantity")
+		// The key is bound to the whole request: another ticket type is refused too, not made
+		// into a second hold.
+		tt2 := e.ticketType(t, ev.OrganizerID, ev.ID, 10)
+		_, _, err = e.mod.Hold(ctx, cust, tt2.ID, 2, "key-1")
+		wantErr(t, err, inventory.ErrIdempotencyMismatch, "same key, other ticket type")
+		e.wantStock(t, ev.ID, tt2.ID, 10, 0, 0)
 		// The key is the customer's: another customer's key-1 is another hold.
 		other, created, err := e.mod.Hold(ctx, uuid.New(), tt.ID, 1, "key-1")
 		if err != nil || !created || other.ID == h.ID {
@@ -263,19 +269,89 @@ func TestHoldThroughService(t *testing.T) {
 		wantErr(t, e.mod.ReleaseFor(ctx, uuid.New(), h.ID), inventory.ErrHoldNotFound, "release someone else's hold")
 		e.wantStock(t, ev.ID, tt.ID, 10, 0, 3)
 
-		ext, err := e.mod.ExtendHold(ctx, h.ID, e.clk.Now().Add(10*time.Minute))
-		if err != nil || !ext.ExpiresAt.Equal(e.clk.Now().Add(10*time.Minute)) {
-			t.Fatalf("extend: %+v, %v", ext, err)
+		// A hold of its own the customer may give back; a checked-out one only its order may.
+		mine, _, err := e.mod.Hold(ctx, cust, tt.ID, 1, "")
+		if err != nil {
+			t.Fatalf("hold: %v", err)
 		}
-		if err := e.mod.ReleaseFor(ctx, cust, h.ID); err != nil {
+		if err := e.mod.ReleaseFor(ctx, cust, mine.ID); err != nil {
 			t.Fatalf("release: %v", err)
+		}
+		e.wantStock(t, ev.ID, tt.ID, 10, 0, 3)
+		order := uuid.New()
+		ext, err := e.mod.CheckoutHold(ctx, h.ID, order, e.clk.Now().Add(10*time.Minute))
+		if err != nil || !ext.ExpiresAt.Equal(e.clk.Now().Add(10*time.Minute)) || ext.OrderID != order {
+			t.Fatalf("checkout: %+v, %v", ext, err)
+		}
+		_, err = e.mod.CheckoutHold(ctx, h.ID, uuid.New(), e.clk.Now().Add(time.Hour))
+		wantErr(t, err, inventory.ErrHoldOrdered, "check out for a second order")
+		wantErr(t, e.mod.ReleaseFor(ctx, cust, h.ID), inventory.ErrHoldOrdered, "the customer releases a checked-out hold")
+		e.wantStock(t, ev.ID, tt.ID, 10, 0, 3)
+		if err := e.mod.ReleaseHold(ctx, h.ID); err != nil {
+			t.Fatalf("release by the order: %v", err)
 		}
 		e.wantStock(t, ev.ID, tt.ID, 10, 0, 1)
 		if g, err := e.mod.HoldFor(ctx, cust, h.ID); err != nil || g.Status != inventory.HoldReleased {
 			t.Fatalf("released hold: %+v, %v", g, err)
 		}
-		_, err = e.mod.ExtendHold(ctx, h.ID, e.clk.Now().Add(time.Hour))
-		wantErr(t, err, inventory.ErrHoldNotLive, "extend a released hold")
+		_, err = e.mod.CheckoutHold(ctx, h.ID, order, e.clk.Now().Add(time.Hour))
+		wantErr(t, err, inventory.ErrHoldNotLive, "check out a released hold")
+	})
+}
+
+func TestCustomerCapAcrossTicketTypes(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(c *inventory.Config) { c.MaxHolds, c.MaxHoldsPerType = 3, 2 }, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		_, ev, a := e.sale(t, 10)
+		b := e.ticketType(t, ev.OrganizerID, ev.ID, 10)
+		c := e.ticketType(t, ev.OrganizerID, ev.ID, 10)
+		cust := uuid.New()
+		var first inventory.Hold
+		for i, tt := range []uuid.UUID{a.ID, a.ID, b.ID} {
+			h, _, err := e.mod.Hold(ctx, cust, tt, 1, "")
+			if err != nil {
+				t.Fatalf("hold %d of 3: %v", i+1, err)
+			}
+			if i == 0 {
+				first = h
+			}
+		}
+		// The per-type cap still holds on its own.
+		_, _, err := e.mod.Hold(ctx, cust, a.ID, 1, "")
+		wantErr(t, err, inventory.ErrTooManyHolds, "a third hold on one ticket type")
+		// A fourth on another ticket type is over the cap in all; its tickets go back at once.
+		_, _, err = e.mod.Hold(ctx, cust, c.ID, 2, "")
+		wantErr(t, err, inventory.ErrTooManyHolds, "a fourth hold in all")
+		if pe := problem.As(err); pe.RetryAfter <= 0 || pe.RetryAfter > e.cfg.HoldTTL {
+			t.Fatalf("Retry-After %s", pe.RetryAfter)
+		}
+		e.wantStock(t, ev.ID, c.ID, 10, 0, 0)
+		// Others are not limited by this customer's holds.
+		if _, _, err := e.mod.Hold(ctx, uuid.New(), c.ID, 1, ""); err != nil {
+			t.Fatalf("another customer: %v", err)
+		}
+		// Releasing one, or a sale, frees a place.
+		if err := e.mod.ReleaseFor(ctx, cust, first.ID); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		h, _, err := e.mod.Hold(ctx, cust, c.ID, 1, "")
+		if err != nil {
+			t.Fatalf("hold after a release: %v", err)
+		}
+		if _, err := e.mod.CommitHold(ctx, h, uuid.New()); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		if _, _, err := e.mod.Hold(ctx, cust, c.ID, 1, ""); err != nil {
+			t.Fatalf("hold after a sale: %v", err)
+		}
+		// Holds that ended stop counting.
+		e.clk.Advance(e.cfg.HoldTTL)
+		for i := range 3 {
+			if _, _, err := e.mod.Hold(ctx, cust, []uuid.UUID{a.ID, b.ID, c.ID}[i], 1, ""); err != nil {
+				t.Fatalf("hold %d after the others expired: %v", i+1, err)
+			}
+		}
 	})
 }
 

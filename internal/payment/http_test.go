@@ -2,6 +2,7 @@ package payment_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -381,5 +382,65 @@ func TestTicketKeysArePublicOnly(t *testing.T) {
 		if k["kid"] != kid || k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["x"] == "" {
 			t.Fatalf("key %v", k)
 		}
+	}
+}
+
+// TestRefusedCheckoutChangesNothing: a checkout the server refuses must not move the hold's
+// expiry (repeating it would keep tickets off sale without paying), and a checked-out hold is no
+// longer the customer's to release.
+func TestRefusedCheckoutChangesNothing(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []paymenttest.Backend{paymenttest.Memory, paymenttest.Real} {
+		t.Run(backend.String(), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			clk := clock.NewFake(time.Now().UTC().Truncate(time.Millisecond))
+			s := httpStack(t, paymenttest.Options{Backend: backend, Clock: clk, NoWorker: true})
+			cust := s.Customer
+			tt := s.TicketType(100)
+			a, b := s.Hold(cust, tt, 1), s.Hold(cust, tt, 1)
+			expiry := func(id string) time.Time {
+				t.Helper()
+				h, err := s.Inv.GetHold(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return h.ExpiresAt
+			}
+			s.Checkout(cust, a.ID, "hardening-k").Expect(t, http.StatusAccepted, "")
+			paid := expiry(a.ID)
+			if !paid.After(a.ExpiresAt) {
+				t.Fatalf("the checkout did not extend the hold to the payment window: %s", paid)
+			}
+			bBefore := expiry(b.ID)
+			for range 3 {
+				clk.Advance(10 * time.Second)
+				// The key already used for hold a, now with hold b.
+				s.Checkout(cust, b.ID, "hardening-k").Expect(t, http.StatusUnprocessableEntity, "idempotency-key-reused")
+				// Hold a again under another key.
+				s.Checkout(cust, a.ID, "hardening-k2").Expect(t, http.StatusConflict, "hold-already-ordered")
+			}
+			if got := expiry(b.ID); !got.Equal(bBefore) {
+				t.Fatalf("refused checkouts moved hold b's expiry from %s to %s", bBefore, got)
+			}
+			if got := expiry(a.ID); !got.Equal(paid) {
+				t.Fatalf("refused checkouts moved hold a's expiry from %s to %s", paid, got)
+			}
+			// The checked-out hold stays with its order.
+			if err := s.Inv.ReleaseFor(ctx, cust.ID, a.ID); !errors.Is(err, inventory.ErrHoldOrdered) {
+				t.Fatalf("the customer releases a checked-out hold: %v, want hold-ordered", err)
+			}
+			// Hold b is still the customer's to check out, with a fresh key.
+			s.Checkout(cust, b.ID, "hardening-k3").Expect(t, http.StatusAccepted, "")
+			nothingElseBut(t, s, 2)
+		})
+	}
+}
+
+// nothingElseBut fails unless the stack's customer has exactly n orders.
+func nothingElseBut(t *testing.T, s *paymenttest.Stack, n int) {
+	t.Helper()
+	if got := len(s.Orders(s.Customer.ID)); got != n {
+		t.Fatalf("%d orders, want %d", got, n)
 	}
 }

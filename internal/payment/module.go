@@ -70,6 +70,10 @@ func (m *Module) CreateOrder(ctx context.Context, customer uuid.UUID, holdID, ke
 	// order are written in one statement, so a retry cannot create a second order, and the common
 	// case costs one database round trip.
 	o, err := m.createNew(ctx, customer, holdID, key, hash, now)
+	var final *finalError
+	if errors.As(err, &final) {
+		return Order{}, false, final.err
+	}
 	if err != nil {
 		// A request with the same key may have created the order, and its payment may already
 		// have moved the hold on (sold, or released by a decline): answer as a retry would, not
@@ -87,7 +91,10 @@ func (m *Module) CreateOrder(ctx context.Context, customer uuid.UUID, holdID, ke
 	return o, true, nil
 }
 
-// createNew checks the hold out under a key no order has yet.
+// createNew checks the hold out under a key no order has yet. Nothing in inventory changes until
+// the order, its key and its outbox message are stored together: a request the store refuses (the
+// key is taken, by this hold or another; the hold has an order already) leaves the hold as it was,
+// so refused checkouts cannot keep tickets off sale.
 func (m *Module) createNew(ctx context.Context, customer uuid.UUID, holdID, key, hash string, now time.Time) (Order, error) {
 	hold, err := m.d.Inventory.GetHold(ctx, holdID)
 	if errors.Is(err, inventory.ErrHoldNotFound) {
@@ -99,21 +106,13 @@ func (m *Module) createNew(ctx context.Context, customer uuid.UUID, holdID, key,
 	if hold.CustomerID != customer {
 		return Order{}, inventory.ErrHoldNotFound.WithDetail("no such hold")
 	}
-	switch hold.Status {
-	case inventory.HoldClaimed, inventory.HoldCommitted:
+	switch {
+	case hold.Status == inventory.HoldClaimed || hold.Status == inventory.HoldCommitted || hold.OrderID != uuid.Nil:
 		return Order{}, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
-	case inventory.HoldReleased:
+	case hold.Status == inventory.HoldReleased:
 		return Order{}, ErrHoldNotUsable.WithDetail("this hold was released; hold the tickets again")
-	case inventory.HoldExpired:
+	case hold.Status == inventory.HoldExpired:
 		return Order{}, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
-	}
-	// Keep the tickets reserved for as long as the payment may take.
-	hold, err = m.d.Inventory.ExtendHold(ctx, holdID, now.Add(m.cfg.PaymentWindow))
-	if errors.Is(err, inventory.ErrHoldNotLive) {
-		return Order{}, ErrHoldNotUsable.WithDetail("this hold has expired; hold the tickets again")
-	}
-	if err != nil {
-		return Order{}, err
 	}
 
 	o := Order{
@@ -125,17 +124,42 @@ func (m *Module) createNew(ctx context.Context, customer uuid.UUID, holdID, key,
 	})
 	switch {
 	case errors.Is(err, ErrDuplicateKey):
-		// The same key raced us from another request; CreateOrder answers as a retry would.
+		// The same key came before, or raced us from another request; CreateOrder answers as a
+		// retry would.
 		return Order{}, err
 	case errors.Is(err, ErrHoldAlreadyOrdered):
 		return Order{}, ErrHoldAlreadyOrdered.WithDetail("this hold has already been checked out")
 	case err != nil:
 		return Order{}, unavailable("create order", err)
 	}
+	// Keep the tickets reserved for as long as the payment may take, and out of the customer's
+	// hands: from here only the order gives them back.
+	if _, err := m.d.Inventory.CheckoutHold(ctx, holdID, o.ID, now.Add(m.cfg.PaymentWindow)); err != nil {
+		if !errors.Is(err, inventory.ErrHoldNotLive) && !errors.Is(err, inventory.ErrHoldOrdered) {
+			// The order stands: its payment claims the hold again, reserving the tickets anew
+			// if it lapsed, and refunds if they are gone.
+			m.d.Log.WarnContext(ctx, "check out hold; the payment will claim it", "hold", holdID, "order", o.ID, "err", err)
+		} else {
+			// The hold lapsed or was released in the instant since it was read: the order cannot
+			// be paid for. It ends failed at once (nothing was charged), under the key just used.
+			if _, _, ferr := m.d.Store.Fail(ctx, o.ID, DetailHoldLapsed); ferr != nil {
+				return Order{}, unavailable("fail order", ferr)
+			}
+			m.d.Relay.Notify(msg)
+			return Order{}, &finalError{ErrHoldNotUsable.WithDetail("this hold has expired or was released; hold the tickets again")}
+		}
+	}
 	m.d.Relay.Notify(msg)
 	m.created.Add(ctx, 1)
 	return o, nil
 }
+
+// finalError is an answer createNew decided after storing the order: no earlier request can
+// explain it, so CreateOrder must not look for one.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+func (e *finalError) Unwrap() error { return e.err }
 
 // replay returns the order an earlier request with the same key created (ok true), or refuses
 // the key when that request was for another hold.

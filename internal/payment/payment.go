@@ -222,9 +222,10 @@ var (
 
 // Failure reasons customers see in status_detail.
 const (
-	DetailDelayed  = "payment delayed"
-	DetailDeclined = "payment declined by the card issuer"
-	DetailSoldOut  = "the tickets were no longer available; the payment was refunded"
-	DetailGaveUp   = "the payment could not be completed; nothing was charged"
-	DetailRefunded = "the payment could not be completed; the charge was refunded"
+	DetailDelayed    = "payment delayed"
+	DetailDeclined   = "payment declined by the card issuer"
+	DetailSoldOut    = "the tickets were no longer available; the payment was refunded"
+	DetailGaveUp     = "the payment could not be completed; nothing was charged"
+	DetailRefunded   = "the payment could not be completed; the charge was refunded"
+	DetailHoldLapsed = "the hold expired or was released before checkout; nothing was charged"
 )

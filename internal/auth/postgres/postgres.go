@@ -45,7 +45,7 @@ func (s *Users) Create(ctx context.Context, u auth.User) error {
 		return auth.ErrEmailTaken
 	}
 	if err != nil {
-		return fmt.Errorf("create user: %w", err)
+		return fmt.Errorf("create user: %w", pgpool.DataError(err))
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func scanUser(row pgx.Row) (auth.User, error) {
 		return auth.User{}, auth.ErrUserNotFound
 	}
 	if err != nil {
-		return auth.User{}, fmt.Errorf("read user: %w", err)
+		return auth.User{}, fmt.Errorf("read user: %w", pgpool.DataError(err))
 	}
 	u.Role = auth.Role(role)
 	return u, nil

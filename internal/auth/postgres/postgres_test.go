@@ -2,13 +2,18 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/auth/authtest"
 	authpostgres "github.com/onsale-dev/onsale/internal/auth/postgres"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
 	"github.com/onsale-dev/onsale/internal/platform/testenv"
 )
 
@@ -69,4 +74,25 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 	// And the schema works.
 	authtest.UserStore(t, func(*testing.T) auth.UserStore { return authpostgres.NewUsers(pool) })
+}
+
+// TestTextTheDatabaseCannotStore: a NUL that got past validation is the client's error (a 422
+// problem), never an outage (PostgreSQL answers it with SQLSTATE 22021).
+func TestTextTheDatabaseCannotStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	if err := authpostgres.Migrate(ctx, pool, logging.Discard()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	users := authpostgres.NewUsers(pool)
+	err := users.Create(ctx, auth.User{ID: uuid.New(), Email: "nul@example.com", Name: "a\x00b", Role: auth.RoleCustomer,
+		PasswordHash: "h", CreatedAt: time.Now()})
+	if !errors.Is(err, problem.ErrValidation) || problem.KindOf(err) != problem.Unprocessable {
+		t.Fatalf("create with a NUL in the name: %v; want a validation problem", err)
+	}
+	_, err = users.ByEmail(ctx, "nul\x00@example.com")
+	if !errors.Is(err, problem.ErrValidation) {
+		t.Fatalf("look up an email with a NUL: %v; want a validation problem", err)
+	}
 }

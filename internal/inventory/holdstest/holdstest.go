@@ -24,6 +24,9 @@ import (
 // ttl is the hold lifetime most cases use.
 const ttl = 2 * time.Minute
 
+// anOrder is the order cases check holds out for when the order does not matter.
+var anOrder = uuid.MustParse("0b8e7c1e-2f4a-4c55-9d1e-6f0a3b2c1d00")
+
 // start returns the instant a case's clock starts at: whole milliseconds (as Redis keeps time),
 // and a day ahead of the real clock, because Redis expires keys by its own clock: records and
 // customer sets must not vanish under a test whose injected time runs ahead of real time.
@@ -417,8 +420,8 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.HoldStore) {
 		for _, id := range []string{inventory.NewHoldID(f.rules.TicketTypeID), inventory.NewHoldID(uuid.New()), "bad"} {
 			wantErr(t, f.s.Release(ctx, id, f.now()), inventory.ErrHoldNotFound, "release "+id)
 		}
-		_, err = f.s.Extend(ctx, h.ID, f.now().Add(time.Hour), f.now())
-		wantErr(t, err, inventory.ErrHoldNotLive, "extend a released hold")
+		_, err = f.s.Checkout(ctx, h.ID, anOrder, f.now().Add(time.Hour), f.now())
+		wantErr(t, err, inventory.ErrHoldNotLive, "check out a released hold")
 
 		// The same customer holds again at once, and so can others.
 		again := f.mustHold(cust, 3)
@@ -550,12 +553,12 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.HoldStore) {
 		f := newFixture(t, newStore, 10)
 		t0 := f.now()
 		h := f.mustHold(uuid.New(), 2)
-		got, err := f.s.Extend(ctx, h.ID, t0.Add(5*time.Minute), f.now())
+		got, err := f.s.Checkout(ctx, h.ID, anOrder, t0.Add(5*time.Minute), f.now())
 		if err != nil || !got.ExpiresAt.Equal(t0.Add(5*time.Minute)) || got.Status != inventory.HoldActive {
 			t.Fatalf("extend: %+v, %v", got, err)
 		}
 		// Never earlier.
-		got, err = f.s.Extend(ctx, h.ID, t0.Add(time.Minute), f.now())
+		got, err = f.s.Checkout(ctx, h.ID, anOrder, t0.Add(time.Minute), f.now())
 		if err != nil || !got.ExpiresAt.Equal(t0.Add(5*time.Minute)) {
 			t.Fatalf("extend to an earlier time: %+v, %v", got, err)
 		}
@@ -571,21 +574,89 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.HoldStore) {
 		f.clk.Set(t0.Add(5 * time.Minute))
 		f.wantStock(10, 0, 0)
 		f.wantStatus(h.ID, inventory.HoldExpired)
-		_, err = f.s.Extend(ctx, h.ID, f.now().Add(time.Hour), f.now())
+		_, err = f.s.Checkout(ctx, h.ID, anOrder, f.now().Add(time.Hour), f.now())
 		wantErr(t, err, inventory.ErrHoldNotLive, "extend an expired hold")
 		f.wantStock(10, 0, 0)
 
 		// An expired hold that nothing pruned yet cannot be extended either.
 		h2 := f.mustHold(uuid.New(), 1)
 		f.clk.Set(h2.ExpiresAt)
-		_, err = f.s.Extend(ctx, h2.ID, f.now().Add(time.Hour), f.now())
+		_, err = f.s.Checkout(ctx, h2.ID, anOrder, f.now().Add(time.Hour), f.now())
 		wantErr(t, err, inventory.ErrHoldNotLive, "extend a hold at its expiry")
 		f.wantStock(10, 0, 0)
 
-		_, err = f.s.Extend(ctx, inventory.NewHoldID(f.rules.TicketTypeID), f.now().Add(time.Hour), f.now())
+		_, err = f.s.Checkout(ctx, inventory.NewHoldID(f.rules.TicketTypeID), anOrder, f.now().Add(time.Hour), f.now())
 		wantErr(t, err, inventory.ErrHoldNotFound, "extend an unknown hold")
-		_, err = f.s.Extend(ctx, "malformed", f.now().Add(time.Hour), f.now())
+		_, err = f.s.Checkout(ctx, "malformed", anOrder, f.now().Add(time.Hour), f.now())
 		wantErr(t, err, inventory.ErrHoldNotFound, "extend a malformed id")
+	})
+
+	t.Run("CheckoutBindsTheHoldToItsOrder", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		f := newFixture(t, newStore, 10)
+		t0 := f.now()
+		order, other := uuid.New(), uuid.New()
+		h := f.mustHold(uuid.New(), 2)
+		if got := f.get(h.ID); got.OrderID != uuid.Nil {
+			t.Fatalf("a fresh hold names order %s", got.OrderID)
+		}
+		got, err := f.s.Checkout(ctx, h.ID, order, t0.Add(10*time.Minute), f.now())
+		if err != nil || got.OrderID != order || !got.ExpiresAt.Equal(t0.Add(10*time.Minute)) {
+			t.Fatalf("checkout: %+v, %v", got, err)
+		}
+		if got := f.get(h.ID); got.OrderID != order {
+			t.Fatalf("read back: order %s, want %s", got.OrderID, order)
+		}
+		// The same order again is harmless; another order is refused and changes nothing.
+		if _, err := f.s.Checkout(ctx, h.ID, order, t0.Add(10*time.Minute), f.now()); err != nil {
+			t.Fatalf("checkout again for the same order: %v", err)
+		}
+		_, err = f.s.Checkout(ctx, h.ID, other, t0.Add(time.Hour), f.now())
+		wantErr(t, err, inventory.ErrHoldOrdered, "checkout for another order")
+		if e := f.get(h.ID).ExpiresAt; !e.Equal(t0.Add(10 * time.Minute)) {
+			t.Fatalf("a refused checkout moved the expiry to %s", e)
+		}
+		// The customer can no longer give it back; the order can.
+		wantErr(t, f.s.Cancel(ctx, h.ID, f.now()), inventory.ErrHoldOrdered, "cancel a checked-out hold")
+		f.wantStock(10, 0, 2)
+		f.wantStatus(h.ID, inventory.HoldActive)
+		if err := f.s.Release(ctx, h.ID, f.now()); err != nil {
+			t.Fatalf("release by the order: %v", err)
+		}
+		f.wantStock(10, 0, 0)
+		f.wantStatus(h.ID, inventory.HoldReleased)
+		// Once released, cancelling is the harmless no-op it always was.
+		if err := f.s.Cancel(ctx, h.ID, f.now()); err != nil {
+			t.Fatalf("cancel a released hold: %v", err)
+		}
+	})
+
+	t.Run("Cancel", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		f := newFixture(t, newStore, 4)
+		h := f.mustHold(uuid.New(), 3)
+		if err := f.s.Cancel(ctx, h.ID, f.now()); err != nil {
+			t.Fatalf("cancel: %v", err)
+		}
+		f.wantStock(4, 0, 0)
+		f.wantStatus(h.ID, inventory.HoldReleased)
+		if err := f.s.Cancel(ctx, h.ID, f.now()); err != nil {
+			t.Fatalf("cancel twice: %v", err)
+		}
+		wantErr(t, f.s.Cancel(ctx, inventory.NewHoldID(f.rules.TicketTypeID), f.now()), inventory.ErrHoldNotFound, "cancel an unknown hold")
+		// A sold hold stays sold.
+		sold := f.mustHold(uuid.New(), 1)
+		if _, err := f.s.Claim(ctx, sold, f.now(), time.Minute); err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+		if err := f.s.Finalize(ctx, sold, 1, f.now()); err != nil {
+			t.Fatalf("finalize: %v", err)
+		}
+		wantErr(t, f.s.Cancel(ctx, sold.ID, f.now()), inventory.ErrHoldOrdered, "cancel a sold hold")
+		f.wantStatus(sold.ID, inventory.HoldCommitted)
+		f.wantStock(4, 1, 0)
 	})
 
 	t.Run("SetCapacity", func(t *testing.T) {
@@ -727,7 +798,7 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.HoldStore) {
 		}
 		f.wantStock(10, 2, 0)
 		f.wantStatus(h.ID, inventory.HoldCommitted)
-		_, err = f.s.Extend(ctx, h.ID, f.now().Add(time.Hour), f.now())
+		_, err = f.s.Checkout(ctx, h.ID, anOrder, f.now().Add(time.Hour), f.now())
 		wantErr(t, err, inventory.ErrHoldNotLive, "extend a committed hold")
 
 		// An expired hold whose tickets are still free is reserved again.
@@ -1016,7 +1087,7 @@ func expireWhileBuying(t *testing.T, f *fixture) {
 		case op < 16: // extend
 			if l := pick(); l != nil {
 				until := now.Add(time.Duration(rng.IntN(100)) * time.Millisecond)
-				h, err := f.s.Extend(ctx, l.h.ID, until, now)
+				h, err := f.s.Checkout(ctx, l.h.ID, anOrder, until, now)
 				if until.After(l.exp) {
 					l.exp = until
 				}

@@ -255,8 +255,8 @@ func (s *Holds) Get(_ context.Context, id string, now time.Time) (inventory.Hold
 	return viewAt(rec.h, now), nil
 }
 
-// Extend implements inventory.HoldStore.
-func (s *Holds) Extend(_ context.Context, id string, until, now time.Time) (inventory.Hold, error) {
+// Checkout implements inventory.HoldStore.
+func (s *Holds) Checkout(_ context.Context, id string, orderID uuid.UUID, until, now time.Time) (inventory.Hold, error) {
 	t, rec := s.record(id, now)
 	if t == nil {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
@@ -265,9 +265,13 @@ func (s *Holds) Extend(_ context.Context, id string, until, now time.Time) (inve
 	if rec == nil {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
+	if rec.h.OrderID != uuid.Nil && rec.h.OrderID != orderID {
+		return inventory.Hold{}, inventory.ErrHoldOrdered.WithDetail("the hold is checked out by another order")
+	}
 	if !rec.h.Live(now) {
 		return inventory.Hold{}, inventory.ErrHoldNotLive.WithDetail("the hold has %s", viewAt(rec.h, now).Status)
 	}
+	rec.h.OrderID = orderID
 	until = time.UnixMilli(until.UnixMilli()).UTC()
 	if until.After(rec.h.ExpiresAt) {
 		rec.h.ExpiresAt = until
@@ -285,6 +289,15 @@ func (s *Holds) Extend(_ context.Context, id string, until, now time.Time) (inve
 
 // Release implements inventory.HoldStore.
 func (s *Holds) Release(_ context.Context, id string, now time.Time) error {
+	return s.release(id, now, false)
+}
+
+// Cancel implements inventory.HoldStore.
+func (s *Holds) Cancel(_ context.Context, id string, now time.Time) error {
+	return s.release(id, now, true)
+}
+
+func (s *Holds) release(id string, now time.Time, cancel bool) error {
 	t, rec := s.record(id, now)
 	if t == nil {
 		return inventory.ErrHoldNotFound
@@ -292,6 +305,9 @@ func (s *Holds) Release(_ context.Context, id string, now time.Time) error {
 	defer t.mu.Unlock()
 	if rec == nil {
 		return inventory.ErrHoldNotFound
+	}
+	if cancel && (rec.h.Status == inventory.HoldCommitted || (rec.h.OrderID != uuid.Nil && rec.h.Status.Live())) {
+		return inventory.ErrHoldOrdered.WithDetail("the hold is checked out; its order gives the tickets back if the payment fails")
 	}
 	if rec.h.Status.Live() {
 		if _, ok := t.live[id]; ok {
@@ -337,7 +353,11 @@ func (s *Holds) Claim(_ context.Context, h inventory.Hold, now time.Time, claimT
 		return inventory.Hold{}, inventory.SoldOut(max(avail, 0))
 	}
 	h.Status, h.ExpiresAt = inventory.HoldClaimed, until
-	t.setRecord(h.ID, &holdRecord{h: h, expiry: until.Add(s.keep)})
+	stored := h
+	if rec != nil {
+		stored.OrderID = rec.h.OrderID // Redis keeps the record's fields it does not set
+	}
+	t.setRecord(h.ID, &holdRecord{h: stored, expiry: until.Add(s.keep)})
 	t.setLive(h.ID, until)
 	t.held += h.Quantity
 	return h, nil

@@ -13,3 +13,8 @@ func TestHolds(t *testing.T) {
 	t.Parallel()
 	holdstest.Run(t, func(*testing.T) inventory.HoldStore { return memory.NewHolds(time.Hour) })
 }
+
+func TestCustomerHolds(t *testing.T) {
+	t.Parallel()
+	holdstest.CustomerHolds(t, func(*testing.T) inventory.CustomerHolds { return memory.NewCustomerHolds() })
+}

@@ -60,7 +60,7 @@ func (s *Store) CreateEvent(ctx context.Context, e inventory.Event) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt)
 	if err != nil {
-		return fmt.Errorf("create event: %w", err)
+		return fmt.Errorf("create event: %w", pgpool.DataError(err))
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func (s *Store) UpdateEvent(ctx context.Context, id uuid.UUID, fn func(*inventor
 		out, err = scanEvent(tx.QueryRow(ctx, `UPDATE inventory.events SET name = $2, venue = $3, description = $4, starts_at = $5,
 			version = version + 1, updated_at = now() WHERE id = $1 RETURNING `+eventColumns,
 			id, e.Name, e.Venue, e.Description, e.StartsAt))
-		return err
+		return pgpool.DataError(err)
 	})
 	return out, err
 }
@@ -140,7 +140,7 @@ func (s *Store) CreateTicketType(ctx context.Context, t inventory.TicketType) er
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE inventory.events SET version = version + 1, updated_at = now() WHERE id = $1`, t.EventID)
 		if err != nil {
-			return fmt.Errorf("create ticket type: %w", err)
+			return fmt.Errorf("create ticket type: %w", pgpool.DataError(err))
 		}
 		if tag.RowsAffected() == 0 {
 			return inventory.ErrEventNotFound
@@ -150,7 +150,7 @@ func (s *Store) CreateTicketType(ctx context.Context, t inventory.TicketType) er
 			t.ID, t.EventID, t.Name, t.PriceCents, t.Currency, t.Capacity, t.Sold, t.MaxPerOrder,
 			nullTime(t.SalesStart), nullTime(t.SalesEnd), t.CreatedAt, t.UpdatedAt)
 		if err != nil {
-			return fmt.Errorf("create ticket type: %w", err)
+			return fmt.Errorf("create ticket type: %w", pgpool.DataError(err))
 		}
 		return nil
 	})
@@ -174,7 +174,7 @@ func (s *Store) UpdateTicketType(ctx context.Context, id uuid.UUID, fn func(*inv
 			max_per_order = $5, sales_start = $6, sales_end = $7, updated_at = now() WHERE id = $1 RETURNING `+ticketTypeColumns,
 			id, t.Name, t.PriceCents, t.Capacity, t.MaxPerOrder, nullTime(t.SalesStart), nullTime(t.SalesEnd)))
 		if err != nil {
-			return err
+			return pgpool.DataError(err)
 		}
 		_, err = tx.Exec(ctx, `UPDATE inventory.events SET version = version + 1, updated_at = now() WHERE id = $1`, t.EventID)
 		return err

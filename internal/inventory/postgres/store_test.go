@@ -1,17 +1,19 @@
 package postgres_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"testing"
 	"time"
 
-	"context"
 	"github.com/google/uuid"
-	"testing"
 
 	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/inventory/postgres"
 	"github.com/onsale-dev/onsale/internal/inventory/storetest"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
 	"github.com/onsale-dev/onsale/internal/platform/testenv"
 )
 
@@ -87,5 +89,36 @@ func BenchmarkCommit(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "sales/s")
 		})
+	}
+}
+
+// TestTextTheDatabaseCannotStore: a NUL that got past validation is the client's error (a 422
+// problem), never an outage (PostgreSQL answers it with SQLSTATE 22021).
+func TestTextTheDatabaseCannotStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	if err := postgres.Migrate(ctx, pool, logging.Discard()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	s := postgres.NewStore(pool)
+	now := time.Now().UTC()
+	ev := inventory.Event{ID: uuid.New(), OrganizerID: uuid.New(), Name: "a\x00b", Venue: "Hall", StartsAt: now.Add(time.Hour),
+		Version: 1, CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateEvent(ctx, ev); !errors.Is(err, problem.ErrValidation) {
+		t.Fatalf("create an event with a NUL in its name: %v; want a validation problem", err)
+	}
+	ev.Name = "Fine"
+	if err := s.CreateEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.UpdateEvent(ctx, ev.ID, func(e *inventory.Event) error { e.Venue = "\x00"; return nil })
+	if !errors.Is(err, problem.ErrValidation) {
+		t.Fatalf("update with a NUL: %v; want a validation problem", err)
+	}
+	tt := inventory.TicketType{ID: uuid.New(), EventID: ev.ID, Name: "GA\x00", PriceCents: 100, Currency: "EUR", Capacity: 1,
+		MaxPerOrder: 1, CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateTicketType(ctx, tt); !errors.Is(err, problem.ErrValidation) {
+		t.Fatalf("create a ticket type with a NUL: %v; want a validation problem", err)
 	}
 }

@@ -9,7 +9,7 @@
 //	inv:{tt:X}:sold         mirror of the sold count in PostgreSQL (only ever raised)
 //	inv:{tt:X}:held         tickets in live holds
 //	inv:{tt:X}:live         sorted set: hold id by expiry (ms)
-//	inv:{tt:X}:h:<hold>     hash: customer, qty, status, expires, price, currency, created
+//	inv:{tt:X}:h:<hold>     hash: customer, qty, status, expires, price, currency, created, order
 //	inv:{tt:X}:c:<customer> sorted set: the customer's live holds by expiry
 //
 // Expired holds are pruned by whichever script touches the ticket type next, before it counts:
@@ -59,10 +59,10 @@ local cfg = redis.call('HMGET', KEYS[1], 'capacity', 'max_per_order', 'price', '
 local sold = redis.call('GET', KEYS[2])
 if not cfg[1] or not sold then return {'nocfg'} end
 local pruned = prune(ARGV[1], KEYS[4], KEYS[3], now)
-local h = redis.call('HMGET', KEYS[5], 'customer', 'qty', 'status', 'expires', 'price', 'currency', 'created')
+local h = redis.call('HMGET', KEYS[5], 'customer', 'qty', 'status', 'expires', 'price', 'currency', 'created', 'order')
 if h[1] then
   if h[1] ~= ARGV[5] or h[2] ~= ARGV[4] then return {'mismatch', pruned} end
-  return {'exists', pruned, h[3], h[4], h[5], h[6], h[7]}
+  return {'exists', pruned, h[3], h[4], h[5], h[6], h[7], h[8] or ''}
 end
 local qty = tonumber(ARGV[4])
 if qty > tonumber(cfg[2]) then return {'limit', pruned, cfg[2]} end
@@ -108,29 +108,34 @@ redis.call('HSET', KEYS[1], 'capacity', ARGV[3])
 return {'ok'}
 `)
 
-// KEYS: live hold. ARGV: id now until keep base. The customer's set (same hash slot) is found from
-// the hold's record, so an extension is one round trip.
-var extendScript = rueidis.NewLuaScript(`
-local h = redis.call('HMGET', KEYS[2], 'status', 'expires', 'customer', 'qty', 'price', 'currency', 'created')
+// KEYS: live hold. ARGV: id now until keep base order. The customer's set (same hash slot) is
+// found from the hold's record, so a checkout is one round trip.
+var checkoutScript = rueidis.NewLuaScript(`
+local h = redis.call('HMGET', KEYS[2], 'status', 'expires', 'customer', 'qty', 'price', 'currency', 'created', 'order')
 if not h[1] then return {'notfound'} end
+if h[8] and h[8] ~= ARGV[6] then return {'ordered', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]} end
 local now = tonumber(ARGV[2])
 if (h[1] ~= 'active' and h[1] ~= 'claimed') or tonumber(h[2]) <= now then
-  return {'notlive', h[1], h[2], h[3], h[4], h[5], h[6], h[7]}
+  return {'notlive', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] or ''}
 end
 local exp = math.max(tonumber(h[2]), tonumber(ARGV[3]))
-redis.call('HSET', KEYS[2], 'expires', exp)
+redis.call('HSET', KEYS[2], 'expires', exp, 'order', ARGV[6])
 redis.call('PEXPIREAT', KEYS[2], exp + tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[1])
 local owner = ARGV[5] .. 'c:' .. h[3]
 redis.call('ZADD', owner, 'XX', exp, ARGV[1])
 redis.call('PEXPIREAT', owner, exp, 'GT')
-return {'ok', h[1], tostring(exp), h[3], h[4], h[5], h[6], h[7]}
+return {'ok', h[1], tostring(exp), h[3], h[4], h[5], h[6], h[7], ARGV[6]}
 `)
 
-// KEYS: held live hold. ARGV: base id.
+// KEYS: held live hold. ARGV: base id cancel. With cancel set (the customer asking), a hold that
+// an order checked out, or that is sold, stays.
 var releaseScript = rueidis.NewLuaScript(`
-local h = redis.call('HMGET', KEYS[3], 'status', 'qty', 'customer')
+local h = redis.call('HMGET', KEYS[3], 'status', 'qty', 'customer', 'order')
 if not h[1] then return 'notfound' end
+if ARGV[3] == '1' and (h[1] == 'committed' or (h[4] and (h[1] == 'active' or h[1] == 'claimed'))) then
+  return 'ordered'
+end
 if h[1] == 'active' or h[1] == 'claimed' then
   if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then redis.call('DECRBY', KEYS[1], tonumber(h[2])) end
   redis.call('ZREM', ARGV[1] .. 'c:' .. h[3], ARGV[2])
@@ -303,6 +308,9 @@ func (s *Holds) Hold(ctx context.Context, req inventory.HoldRequest) (inventory.
 			Status: inventory.HoldStatus(res[2]), ExpiresAt: timeOf(res[3]), Currency: res[5], CreatedAt: timeOf(res[6]),
 		}
 		h.UnitPriceCents, _ = strconv.ParseInt(res[4], 10, 64)
+		if len(res) > 7 && res[7] != "" {
+			h.OrderID, _ = uuid.Parse(res[7])
+		}
 		if h.Status.Live() && !req.Now.Before(h.ExpiresAt) {
 			h.Status = inventory.HoldExpired
 		}
@@ -346,7 +354,7 @@ func (s *Holds) Get(ctx context.Context, id string, now time.Time) (inventory.Ho
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
 	k := s.keys(tt)
-	f, err := s.c.Do(ctx, s.c.B().Hmget().Key(k.hold(id)).Field("status", "expires", "customer", "qty", "price", "currency", "created").Build()).ToArray()
+	f, err := s.c.Do(ctx, s.c.B().Hmget().Key(k.hold(id)).Field("status", "expires", "customer", "qty", "price", "currency", "created", "order").Build()).ToArray()
 	if err != nil {
 		return inventory.Hold{}, fmt.Errorf("get hold %s: %w", id, err)
 	}
@@ -354,13 +362,16 @@ func (s *Holds) Get(ctx context.Context, id string, now time.Time) (inventory.Ho
 }
 
 // holdFromFields reads a hold record's fields: status, expires, customer, qty, price, currency,
-// created (empty strings for missing ones).
+// created and, when present, order (empty strings for missing ones).
 func holdFromFields(id string, tt uuid.UUID, f []string, now time.Time) (inventory.Hold, error) {
 	if len(f) < 7 || f[3] == "" {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
 	h := inventory.Hold{ID: id, TicketTypeID: tt, Status: inventory.HoldStatus(f[0]), ExpiresAt: timeOf(f[1]),
 		Currency: f[5], CreatedAt: timeOf(f[6])}
+	if len(f) > 7 && f[7] != "" {
+		h.OrderID, _ = uuid.Parse(f[7])
+	}
 	h.CustomerID, _ = uuid.Parse(f[2])
 	h.Quantity, _ = strconv.Atoi(f[3])
 	h.UnitPriceCents, _ = strconv.ParseInt(f[4], 10, 64)
@@ -370,17 +381,17 @@ func holdFromFields(id string, tt uuid.UUID, f []string, now time.Time) (invento
 	return h, nil
 }
 
-// Extend implements inventory.HoldStore, in one round trip.
-func (s *Holds) Extend(ctx context.Context, id string, until, now time.Time) (inventory.Hold, error) {
+// Checkout implements inventory.HoldStore, in one round trip.
+func (s *Holds) Checkout(ctx context.Context, id string, orderID uuid.UUID, until, now time.Time) (inventory.Hold, error) {
 	tt, ok := inventory.ParseHoldID(id)
 	if !ok {
 		return inventory.Hold{}, inventory.ErrHoldNotFound
 	}
 	k := s.keys(tt)
-	vals, err := extendScript.Exec(ctx, s.c, []string{k.live, k.hold(id)},
-		[]string{id, msOf(now), msOf(until), durMs(s.keep), k.base}).ToArray()
+	vals, err := checkoutScript.Exec(ctx, s.c, []string{k.live, k.hold(id)},
+		[]string{id, msOf(now), msOf(until), durMs(s.keep), k.base, orderID.String()}).ToArray()
 	if err != nil {
-		return inventory.Hold{}, fmt.Errorf("extend hold %s: %w", id, err)
+		return inventory.Hold{}, fmt.Errorf("check out hold %s: %w", id, err)
 	}
 	res := strs(vals)
 	if res[0] == "notfound" {
@@ -390,7 +401,10 @@ func (s *Holds) Extend(ctx context.Context, id string, until, now time.Time) (in
 	if err != nil {
 		return inventory.Hold{}, err
 	}
-	if res[0] == "notlive" {
+	switch res[0] {
+	case "ordered":
+		return inventory.Hold{}, inventory.ErrHoldOrdered.WithDetail("the hold is checked out by another order")
+	case "notlive":
 		return inventory.Hold{}, inventory.ErrHoldNotLive.WithDetail("the hold has %s", h.Status)
 	}
 	return h, nil
@@ -398,17 +412,33 @@ func (s *Holds) Extend(ctx context.Context, id string, until, now time.Time) (in
 
 // Release implements inventory.HoldStore.
 func (s *Holds) Release(ctx context.Context, id string, now time.Time) error {
+	return s.release(ctx, id, false)
+}
+
+// Cancel implements inventory.HoldStore.
+func (s *Holds) Cancel(ctx context.Context, id string, now time.Time) error {
+	return s.release(ctx, id, true)
+}
+
+func (s *Holds) release(ctx context.Context, id string, cancel bool) error {
 	tt, ok := inventory.ParseHoldID(id)
 	if !ok {
 		return inventory.ErrHoldNotFound
 	}
 	k := s.keys(tt)
-	res, err := releaseScript.Exec(ctx, s.c, []string{k.held, k.live, k.hold(id)}, []string{k.base, id}).ToString()
+	flag := "0"
+	if cancel {
+		flag = "1"
+	}
+	res, err := releaseScript.Exec(ctx, s.c, []string{k.held, k.live, k.hold(id)}, []string{k.base, id, flag}).ToString()
 	if err != nil {
 		return fmt.Errorf("release hold %s: %w", id, err)
 	}
-	if res == "notfound" {
+	switch res {
+	case "notfound":
 		return inventory.ErrHoldNotFound
+	case "ordered":
+		return inventory.ErrHoldOrdered.WithDetail("the hold is checked out; its order gives the tickets back if the payment fails")
 	}
 	return nil
 }

@@ -25,6 +25,14 @@ func TestHolds(t *testing.T) {
 // of live holds by its own clock, so the set must live as long as the customer's longest hold,
 // or an extended hold would silently stop counting against the per-customer limit once a
 // shorter hold is made after it.
+func TestCustomerHolds(t *testing.T) {
+	t.Parallel()
+	holdstest.CustomerHolds(t, func(t *testing.T) inventory.CustomerHolds {
+		c, prefix := testenv.Redis(t)
+		return invredis.NewCustomerHolds(c, prefix)
+	})
+}
+
 func TestCustomerSetOutlivesItsHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -55,8 +63,8 @@ func TestCustomerSetOutlivesItsHolds(t *testing.T) {
 	if got := expiry(); !got.Equal(long.ExpiresAt) {
 		t.Fatalf("customer set expires at %s, hold at %s", got, long.ExpiresAt)
 	}
-	if _, err := s.Extend(ctx, long.ID, now.Add(2*time.Hour), now); err != nil {
-		t.Fatalf("extend: %v", err)
+	if _, err := s.Checkout(ctx, long.ID, uuid.New(), now.Add(2*time.Hour), now); err != nil {
+		t.Fatalf("checkout: %v", err)
 	}
 	hold(time.Minute)
 	if got := expiry(); !got.Equal(now.Add(2 * time.Hour)) {

@@ -51,8 +51,8 @@ func view(h inventory.Hold, err error) string {
 	if err != nil {
 		return code(err)
 	}
-	return fmt.Sprintf("%s %s q%d %s exp=%d p%d%s", h.ID[:6], h.Status, h.Quantity, h.CustomerID.String()[:4],
-		h.ExpiresAt.UnixMilli(), h.UnitPriceCents, h.Currency)
+	return fmt.Sprintf("%s %s q%d %s exp=%d p%d%s o%s", h.ID[:6], h.Status, h.Quantity, h.CustomerID.String()[:4],
+		h.ExpiresAt.UnixMilli(), h.UnitPriceCents, h.Currency, h.OrderID.String()[:4])
 }
 
 func walk(t *testing.T, seed uint64, a, b inventory.HoldStore) {
@@ -61,6 +61,7 @@ func walk(t *testing.T, seed uint64, a, b inventory.HoldStore) {
 	now := time.Now().Add(24 * time.Hour).Truncate(time.Millisecond)
 	tts := []uuid.UUID{uuid.New(), uuid.New()}
 	custs := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	orders := []uuid.UUID{uuid.New(), uuid.New()}
 	rules := func(tt uuid.UUID) inventory.HoldRules {
 		r := inventory.HoldRules{TicketTypeID: tt, Capacity: 4 + rng.IntN(8), Sold: rng.IntN(3), MaxPerOrder: 1 + rng.IntN(4),
 			PriceCents: int64(rng.IntN(3) * 100), Currency: "EUR"}
@@ -122,12 +123,18 @@ func walk(t *testing.T, seed uint64, a, b inventory.HoldStore) {
 		case k < 12:
 			h := pickHold()
 			until := now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
-			op = "extend"
-			ra, rb = view(a.Extend(ctx, h.ID, until, now)), view(b.Extend(ctx, h.ID, until, now))
+			order := orders[rng.IntN(len(orders))]
+			op = "checkout"
+			ra, rb = view(a.Checkout(ctx, h.ID, order, until, now)), view(b.Checkout(ctx, h.ID, order, until, now))
 		case k < 14:
 			h := pickHold()
-			op = "release"
-			ra, rb = code(a.Release(ctx, h.ID, now)), code(b.Release(ctx, h.ID, now))
+			if rng.IntN(2) == 0 {
+				op = "release"
+				ra, rb = code(a.Release(ctx, h.ID, now)), code(b.Release(ctx, h.ID, now))
+			} else {
+				op = "cancel"
+				ra, rb = code(a.Cancel(ctx, h.ID, now)), code(b.Cancel(ctx, h.ID, now))
+			}
 		case k < 16:
 			h := pickHold()
 			ttl := time.Duration(rng.IntN(100)) * time.Millisecond

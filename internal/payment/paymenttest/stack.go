@@ -125,7 +125,7 @@ func TestConfig() payment.Config {
 // TestInventoryConfig is the inventory configuration the stacks use.
 func TestInventoryConfig() inventory.Config {
 	return inventory.Config{
-		HoldTTL: 2 * time.Minute, MaxHoldsPerType: 4, AvailabilityTTL: 0, ClaimTTL: 30 * time.Second,
+		HoldTTL: 2 * time.Minute, MaxHoldsPerType: 4, MaxHolds: 8, AvailabilityTTL: 0, ClaimTTL: 30 * time.Second,
 		CommitBatchMax: 256, HoldRecordKeep: 10 * time.Minute, CatalogCacheTTL: time.Hour, MaxCapacity: 1_000_000,
 	}
 }
@@ -159,9 +159,10 @@ type Stack struct {
 	Clock  clock.Clock
 
 	// Inventory.
-	Inv      *inventory.Module
-	InvStore inventory.Store
-	Holds    inventory.HoldStore
+	Inv       *inventory.Module
+	InvStore  inventory.Store
+	Holds     inventory.HoldStore
+	Customers inventory.CustomerHolds
 
 	// Payment.
 	Store     payment.OrderStore
@@ -252,9 +253,10 @@ func NewStack(t testing.TB, o Options) *Stack {
 	var catalog inventory.Catalog
 	switch {
 	case o.Backend == Memory && o.Join != nil:
-		s.InvStore, s.Holds, s.Store = o.Join.InvStore, o.Join.Holds, o.Join.Store
+		s.InvStore, s.Holds, s.Customers, s.Store = o.Join.InvStore, o.Join.Holds, o.Join.Customers, o.Join.Store
 	case o.Backend == Memory:
 		s.InvStore, s.Holds, s.Store = invmemory.NewStore(), invmemory.NewHolds(s.InvCfg.HoldRecordKeep), paymemory.NewStore()
+		s.Customers = invmemory.NewCustomerHolds()
 	default:
 		if o.Join != nil {
 			s.pgURL, s.RedisPrefix = o.Join.pgURL, o.Join.RedisPrefix
@@ -282,9 +284,10 @@ func NewStack(t testing.TB, o Options) *Stack {
 		}
 		s.InvStore, s.Store = invpostgres.NewStore(pool), paypostgres.NewStore(pool)
 		s.Holds = invredis.NewHolds(s.Redis, s.RedisPrefix, s.InvCfg.HoldRecordKeep)
+		s.Customers = invredis.NewCustomerHolds(s.Redis, s.RedisPrefix)
 		catalog = invredis.NewCatalog(s.Redis, s.RedisPrefix, s.InvCfg.CatalogCacheTTL)
 	}
-	inv, err := inventory.New(s.InvCfg, inventory.Deps{Store: s.InvStore, Holds: s.Holds, Catalog: catalog,
+	inv, err := inventory.New(s.InvCfg, inventory.Deps{Store: s.InvStore, Holds: s.Holds, Customers: s.Customers, Catalog: catalog,
 		Clock: s.Clock, Log: log, Meter: meters.Meter("inventory-test")})
 	if err != nil {
 		t.Fatalf("inventory: %v", err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+
+	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
 
 // Open connects a pool to url with at most maxConns connections and checks it answers.
@@ -101,4 +104,17 @@ func IsUniqueViolation(err error, constraint string) bool {
 // Check is a readiness check for the pool.
 func Check(pool *pgxpool.Pool) func(context.Context) error {
 	return func(ctx context.Context) error { return pool.Ping(ctx) }
+}
+
+// DataError turns a PostgreSQL data exception (SQLSTATE class 22: a NUL in text, a number out of
+// range, an invalid encoding) into a validation problem: the request held a value the database
+// cannot store, which is for the client to fix and never an outage. Adapters pass their write
+// errors through it as a backstop behind the modules' own validation. Other errors are returned
+// unchanged.
+func DataError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22") {
+		return problem.ErrValidation.WithDetail("the request holds a value that cannot be stored").Wrap(err)
+	}
+	return err
 }
