@@ -63,6 +63,9 @@ type Principal struct {
 	UserID    uuid.UUID
 	Role      Role
 	SessionID string
+	// ExpiresAt is when the access token that authenticated the call expires; a long-lived
+	// response (an event stream) ends then.
+	ExpiresAt time.Time
 }
 
 // Session is a login: the refresh-token family that access tokens hang off.

@@ -54,7 +54,24 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	if !active {
 		return Principal{}, ErrSessionEnded.WithDetail("the session has ended; log in again")
 	}
-	return Principal{UserID: c.UserID, Role: c.Role, SessionID: c.SessionID}, nil
+	return Principal{UserID: c.UserID, Role: c.Role, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt}, nil
+}
+
+// StillActive tells whether p's session is still live (not logged out, not revoked), for a
+// long-lived response that authenticated once and must stop when the session ends. Like every
+// request's check, it is answered from the session store's local cache.
+func (a *Authenticator) StillActive(ctx context.Context, p Principal) error {
+	if a.ended.Contains(p.SessionID) {
+		return ErrSessionEnded.WithDetail("the session has ended; log in again")
+	}
+	active, err := a.sessions.Active(ctx, p.SessionID)
+	if err != nil {
+		return problem.Unavailablef(err, time.Second, "sessions cannot be checked right now")
+	}
+	if !active {
+		return ErrSessionEnded.WithDetail("the session has ended; log in again")
+	}
+	return nil
 }
 
 // Require lets a request through only with a valid token whose role is one of roles (any role

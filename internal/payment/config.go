@@ -22,7 +22,8 @@ type Config struct {
 	StreamPrefix   string        `env:"ONSALE_NATS_PREFIX" yaml:"nats_prefix" help:"prefix of the JetStream stream and subject names (to share a NATS between deployments)"`
 	NATSReplicas   int           `env:"ONSALE_NATS_REPLICAS" yaml:"nats_replicas" default:"1" help:"JetStream stream replicas (3 on a NATS cluster)"`
 	StaleAfter     time.Duration `env:"ONSALE_PAYMENT_STALE_AFTER" yaml:"payment_stale_after" default:"15m" help:"a pending order no worker tried for this long has its payment requested again"`
-	Heartbeat      time.Duration `env:"ONSALE_SSE_HEARTBEAT" yaml:"sse_heartbeat" default:"15s" help:"interval of keep-alive comments on order event streams"`
+	Heartbeat      time.Duration `env:"ONSALE_SSE_HEARTBEAT" yaml:"sse_heartbeat" default:"15s" help:"interval of keep-alive comments on order event streams; each one also checks the stream's session is still live"`
+	MaxStreams     int           `env:"ONSALE_SSE_MAX_PER_CUSTOMER" yaml:"sse_max_per_customer" default:"8" help:"order event streams one customer may keep open at once on one replica; the next is 429"`
 
 	BreakerMinRequests int           `env:"ONSALE_BREAKER_MIN_REQUESTS" yaml:"breaker_min_requests" default:"20" help:"provider calls in the window before the breaker may open"`
 	BreakerFailureRate float64       `env:"ONSALE_BREAKER_FAILURE_RATIO" yaml:"breaker_failure_ratio" default:"0.5" help:"failure ratio over the window that opens the breaker"`
@@ -55,6 +56,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 10000 {
 		errs = append(errs, config.Invalid("ONSALE_PAYMENT_WORKERS", fmt.Sprint(c.Workers), "want 1 to 10000"))
+	}
+	if c.MaxStreams < 1 {
+		errs = append(errs, config.Invalid("ONSALE_SSE_MAX_PER_CUSTOMER", fmt.Sprint(c.MaxStreams), "want 1 or more"))
 	}
 	if c.MaxDeliver < 2 {
 		errs = append(errs, config.Invalid("ONSALE_PAYMENT_MAX_DELIVER", fmt.Sprint(c.MaxDeliver), "want 2 or more"))

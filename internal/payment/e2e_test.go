@@ -18,6 +18,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/payment"
 	"github.com/onsale-dev/onsale/internal/payment/paymenttest"
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
+	"github.com/onsale-dev/onsale/internal/platform/apitest"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/testenv"
 )
@@ -475,4 +476,89 @@ func TestE2EStatusStreamThroughAnotherReplica(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("another customer's stream: %d", resp.StatusCode)
 	}
+}
+
+// finished waits for the stream to end, returning the events it sent on the way.
+func finished(t *testing.T, ch <-chan sse, within time.Duration) []sse {
+	t.Helper()
+	var seen []sse
+	timeout := time.After(within)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok || ev.finished {
+				return seen
+			}
+			if ev.comment == "" {
+				seen = append(seen, ev)
+			}
+		case <-timeout:
+			t.Fatalf("the stream is still open after %s (saw %+v)", within, seen)
+			return nil
+		}
+	}
+}
+
+func TestStreamsAreReauthorized(t *testing.T) {
+	t.Parallel()
+	// The provider takes a minute per call: orders stay pending and their streams stay open.
+	s := httpStack(t, paymenttest.Options{Mode: simulated.Mode{Latency: time.Minute},
+		Config: func(c *payment.Config) { c.Heartbeat, c.MaxStreams = 200*time.Millisecond, 3 }})
+	tt := s.TicketType(100)
+	o := s.CheckoutOK(s.Customer, s.Hold(s.Customer, tt, 1).ID)
+
+	t.Run("LogoutEndsTheStream", func(t *testing.T) {
+		u := s.NewCustomer()
+		mine := s.CheckoutOK(u, s.Hold(u, tt, 1).ID)
+		_, ch := openStream(t, s, u, mine.ID, "")
+		var beats int
+		if ev := next(t, ch, &beats); ev.data.Status != payment.StatusPending {
+			t.Fatalf("first event %+v", ev)
+		}
+		s.Logout(u)
+		// One heartbeat is 200 ms; allow for a busy machine, but far less than the token's hour.
+		finished(t, ch, 5*time.Second)
+	})
+
+	t.Run("TokenExpiryAsksToReconnect", func(t *testing.T) {
+		u := s.Customer
+		short := paymenttest.User{ID: u.ID, Role: u.Role, SessionID: u.SessionID, Token: s.TokenFor(u, 1500*time.Millisecond)}
+		_, ch := openStream(t, s, short, o.ID, "")
+		seen := finished(t, ch, 10*time.Second)
+		if len(seen) != 2 || seen[0].data.Status != payment.StatusPending || seen[1].event != "reconnect" {
+			t.Fatalf("events %+v; want the status, then reconnect", seen)
+		}
+	})
+
+	t.Run("CapPerCustomer", func(t *testing.T) {
+		u := s.NewCustomer()
+		mine := s.CheckoutOK(u, s.Hold(u, tt, 1).ID)
+		var bodies []*http.Response
+		for range 3 {
+			resp, ch := openStream(t, s, u, mine.ID, "")
+			var beats int
+			next(t, ch, &beats)
+			bodies = append(bodies, resp)
+		}
+		s.Do(apitest.Request{Method: http.MethodGet, Path: "/v1/orders/" + mine.ID + "/events", Token: u.Token}).
+			Expect(t, http.StatusTooManyRequests, "too-many-streams")
+		// Another customer is not affected.
+		_, ch := openStream(t, s, s.Customer, o.ID, "")
+		var beats int
+		next(t, ch, &beats)
+		// Closing one makes room.
+		bodies[0].Body.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			resp, ch := openStream(t, s, u, mine.ID, "")
+			if resp.StatusCode == http.StatusOK {
+				next(t, ch, &beats)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a closed stream was still counted: %d", resp.StatusCode)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +24,9 @@ type Handler struct {
 	authn   *auth.Authenticator
 	streams func() context.Context // ends when the server shuts down
 	keys    []byte
+
+	mu   sync.Mutex
+	open map[uuid.UUID]int // order event streams open per customer on this replica
 }
 
 // NewHandler returns the handler. streams gives the context that ends when the server starts
@@ -32,7 +36,7 @@ func NewHandler(m *Module, hub *Hub, authn *auth.Authenticator, streams func() c
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{m: m, hub: hub, authn: authn, streams: streams, keys: keys}, nil
+	return &Handler{m: m, hub: hub, authn: authn, streams: streams, keys: keys, open: map[uuid.UUID]int{}}, nil
 }
 
 // Routes lists the module's routes.
@@ -149,16 +153,44 @@ func (h *Handler) getOrder(c echo.Context) error {
 	return c.JSON(http.StatusOK, h.toOrderJSON(o))
 }
 
+// openStream counts a customer's stream unless they have MaxStreams open already; the returned
+// function closes it.
+func (h *Handler) openStream(customer uuid.UUID) (func(), bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.open[customer] >= h.m.cfg.MaxStreams {
+		return nil, false
+	}
+	h.open[customer]++
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.open[customer]--; h.open[customer] <= 0 {
+			delete(h.open, customer)
+		}
+	}, true
+}
+
 // orderEvents streams an order's status as Server-Sent Events: the current status at once, then
 // each change until a terminal status. It subscribes before reading the order, so no change can
 // fall between the two; heartbeats keep proxies from closing the connection and, every few beats,
 // the order is read again in case an announcement was lost.
+//
+// A stream lives no longer than what let it open: each heartbeat checks the session is still
+// live (a logout anywhere ends the stream within one beat), and when the access token expires the
+// client is told to reconnect with a fresh one.
 func (h *Handler) orderEvents(c echo.Context) error {
 	id, err := orderParam(c)
 	if err != nil {
 		return err
 	}
 	p := principal(c)
+	closeStream, ok := h.openStream(p.UserID)
+	if !ok {
+		return ErrTooManyStreams.WithDetail("at most %d order streams may be open at once; close one first", h.m.cfg.MaxStreams).
+			WithRetryAfter(h.m.cfg.Heartbeat)
+	}
+	defer closeStream()
 	events, unsubscribe := h.hub.Subscribe(id)
 	defer unsubscribe()
 	ctx := c.Request().Context()
@@ -195,13 +227,22 @@ func (h *Handler) orderEvents(c echo.Context) error {
 	}
 	beat := time.NewTicker(h.m.cfg.Heartbeat)
 	defer beat.Stop()
+	expiry := time.NewTimer(time.Until(p.ExpiresAt))
+	defer expiry.Stop()
 	for beats := 1; ; beats++ {
 		select {
+		case <-expiry.C:
+			_, _ = fmt.Fprint(w, "event: reconnect\ndata: {\"reason\":\"token-expired\"}\n\n")
+			w.Flush()
+			return nil
 		case ev := <-events:
 			if err := send(ev); err != nil || ev.Status.Terminal() {
 				return nil
 			}
 		case <-beat.C:
+			if err := h.authn.StillActive(ctx, p); err != nil && problem.KindOf(err) != problem.Unavailable {
+				return nil // logged out or revoked: the client finds out when it reconnects
+			}
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}

@@ -115,7 +115,7 @@ type Options struct {
 func TestConfig() payment.Config {
 	return payment.Config{
 		PaymentWindow: 10 * time.Minute, Workers: 16, AckWait: 2 * time.Second, MaxDeliver: 4,
-		ProviderTO: time.Second, IdempotencyTTL: 24 * time.Hour, NATSReplicas: 1, Heartbeat: 15 * time.Second, StaleAfter: 15 * time.Minute,
+		ProviderTO: time.Second, IdempotencyTTL: 24 * time.Hour, NATSReplicas: 1, Heartbeat: 15 * time.Second, MaxStreams: 8, StaleAfter: 15 * time.Minute,
 		BreakerMinRequests: 5, BreakerFailureRate: 0.5, BreakerWindow: time.Second,
 		BreakerCooldown: 300 * time.Millisecond, BreakerRamp: 0,
 		SimLatency: 2 * time.Millisecond,
@@ -132,9 +132,10 @@ func TestInventoryConfig() inventory.Config {
 
 // User is a logged-in caller.
 type User struct {
-	ID    uuid.UUID
-	Role  auth.Role
-	Token string
+	ID        uuid.UUID
+	Role      auth.Role
+	Token     string
+	SessionID string
 }
 
 // identity is what replicas of one deployment share: users, keys and the payment provider.
@@ -415,8 +416,27 @@ func (id *identity) login(t testing.TB, role auth.Role) User {
 	if err != nil {
 		t.Fatalf("issue token: %v", err)
 	}
-	u.Token = tok
+	u.Token, u.SessionID = tok, sid
 	return u
+}
+
+// TokenFor issues another access token in u's session that expires after ttl.
+func (s *Stack) TokenFor(u User, ttl time.Duration) string {
+	s.t.Helper()
+	tok, err := s.id.issuer.Issue(auth.Claims{UserID: u.ID, Role: u.Role, SessionID: u.SessionID, TokenID: uuid.NewString(),
+		ExpiresAt: time.Now().Add(ttl)})
+	if err != nil {
+		s.t.Fatalf("issue token: %v", err)
+	}
+	return tok
+}
+
+// Logout ends u's session, as a logout on any replica would.
+func (s *Stack) Logout(u User) {
+	s.t.Helper()
+	if err := s.id.sessions.Revoke(context.Background(), u.SessionID); err != nil {
+		s.t.Fatalf("revoke session: %v", err)
+	}
 }
 
 // NewUser logs a new user in with the role.
