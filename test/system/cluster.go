@@ -749,6 +749,11 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 		"ONSALE_ARGON2_TIME":         "1",
 		"ONSALE_DRAIN_DELAY":         "1s",
 		"ONSALE_LOG_LEVEL":           "warn",
+		// Every simulated customer reaches the replicas from 127.0.0.1 through the proxy: one
+		// client address for thousands of buyers would be rate limited at once. The limits have
+		// tests of their own.
+		"ONSALE_RATE_LIMIT_AUTH":  "0",
+		"ONSALE_RATE_LIMIT_HOLDS": "0",
 	}
 	for k, v := range o.Env {
 		c.replicaEnv[k] = v
