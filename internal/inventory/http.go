@@ -200,10 +200,14 @@ func (h *Handler) createEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	e, err := h.m.CreateEvent(c.Request().Context(), principal(c).UserID,
-		EventInput{Name: in.Name, Venue: in.Venue, Description: in.Description, StartsAt: starts})
+	e, created, err := h.m.CreateEventOnce(c.Request().Context(), principal(c).UserID,
+		EventInput{Name: in.Name, Venue: in.Venue, Description: in.Description, StartsAt: starts},
+		c.Request().Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
+	}
+	if !created {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/events/"+e.ID.String())
 	return c.JSON(http.StatusCreated, toEventJSON(e))
@@ -334,9 +338,13 @@ func (h *Handler) createTicketType(c echo.Context) error {
 			return err
 		}
 	}
-	t, err := h.m.CreateTicketType(c.Request().Context(), principal(c).UserID, eventID, input)
+	t, created, err := h.m.CreateTicketTypeOnce(c.Request().Context(), principal(c).UserID, eventID, input,
+		c.Request().Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
+	}
+	if !created {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	return c.JSON(http.StatusCreated, toTicketTypeJSON(t))
 }

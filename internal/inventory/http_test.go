@@ -676,3 +676,48 @@ func TestHTTPHoldsRateLimitedPerAddress(t *testing.T) {
 		a.availability(t, ev.ID, tt.ID)
 	})
 }
+
+func TestHTTPOrganizerCreatesAreIdempotent(t *testing.T) {
+	t.Parallel()
+	forEachAPI(t, nil, func(t *testing.T, a *api) {
+		post := func(path string, body any, key string) *apitest.Response {
+			return a.srv.Do(apitest.Request{Method: http.MethodPost, Path: path, Token: a.organizer.token, Body: body,
+				Header: map[string]string{"Idempotency-Key": key}})
+		}
+		in := a.eventInput()
+		var first, again eventBody
+		r := post("/v1/events", in, "ev-key").Expect(t, http.StatusCreated, "")
+		r.JSON(t, &first)
+		if r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatal("a first request was marked replayed")
+		}
+		r = post("/v1/events", in, "ev-key").Expect(t, http.StatusCreated, "")
+		r.JSON(t, &again)
+		if again.ID != first.ID || r.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("the retry made %s (replayed %q), want the first event %s", again.ID, r.Header.Get("Idempotent-Replayed"), first.ID)
+		}
+		other := a.eventInput()
+		other["name"] = "Twice"
+		post("/v1/events", other, "ev-key").Expect(t, http.StatusUnprocessableEntity, "/idempotency-key-reused")
+		// Another organizer's key of the same name is theirs.
+		var theirs eventBody
+		a.srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/events", Token: a.organizer2.token, Body: in,
+			Header: map[string]string{"Idempotency-Key": "ev-key"}}).Expect(t, http.StatusCreated, "").JSON(t, &theirs)
+		if theirs.ID == first.ID {
+			t.Fatal("two organizers share a key")
+		}
+
+		path := "/v1/events/" + first.ID + "/ticket-types"
+		var tt, ttAgain ticketTypeBody
+		post(path, ticketTypeInput(10), "tt-key").Expect(t, http.StatusCreated, "").JSON(t, &tt)
+		r = post(path, ticketTypeInput(10), "tt-key").Expect(t, http.StatusCreated, "")
+		r.JSON(t, &ttAgain)
+		if ttAgain.ID != tt.ID || r.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("the ticket type retry made %s, want %s", ttAgain.ID, tt.ID)
+		}
+		post(path, ticketTypeInput(11), "tt-key").Expect(t, http.StatusUnprocessableEntity, "/idempotency-key-reused")
+		if got := a.getEvent(t, first.ID); len(got.TicketTypes) != 1 {
+			t.Fatalf("%d ticket types after retries, want 1", len(got.TicketTypes))
+		}
+	})
+}

@@ -10,6 +10,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -179,6 +180,23 @@ type Store interface {
 	Commit(ctx context.Context, reqs []CommitRequest) []CommitResult
 	// Tickets returns a hold's tickets, if it was committed.
 	Tickets(ctx context.Context, holdID string) ([]Ticket, error)
+	// CreateEventKeyed is CreateEvent that records key in the same transaction, so a retry can
+	// never make a second event; ErrRequestKeyTaken when the owner's key is live already.
+	CreateEventKeyed(ctx context.Context, e Event, key RequestKey) error
+	// CreateTicketTypeKeyed is CreateTicketType with key, as CreateEventKeyed.
+	CreateTicketTypeKeyed(ctx context.Context, tt TicketType, key RequestKey) error
+	// RequestKey returns an owner's key that is live at now; ErrRequestKeyNotFound.
+	RequestKey(ctx context.Context, owner uuid.UUID, key string, now time.Time) (RequestKey, error)
+}
+
+// RequestKey ties an organizer's Idempotency-Key to the request it first came with and to what
+// that request created.
+type RequestKey struct {
+	Owner       uuid.UUID
+	Key         string
+	RequestHash string
+	ResourceID  uuid.UUID
+	ExpiresAt   time.Time
 }
 
 // Cursor is a position in the event listing.
@@ -287,6 +305,12 @@ var (
 	ErrCapacityBelowCommitted = problem.New(problem.Conflict, "capacity-below-committed", "Capacity below tickets sold and held")
 	ErrNotConfigured          = problem.New(problem.Internal, "hold-rules-missing", "Hold rules missing")
 	ErrInvalid                = problem.New(problem.Unprocessable, "validation", "Validation failed")
+)
+
+// The store's answers about request keys; they never reach a client as such.
+var (
+	ErrRequestKeyTaken    = errors.New("request key already used")
+	ErrRequestKeyNotFound = errors.New("no such request key")
 )
 
 // SoldOut reports how many tickets are still available.

@@ -2,7 +2,9 @@ package inventory
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -144,6 +146,10 @@ func (m *Module) checkStart(t time.Time) error {
 
 // CreateEvent creates an event owned by organizer.
 func (m *Module) CreateEvent(ctx context.Context, organizer uuid.UUID, in EventInput) (Event, error) {
+	return m.createEvent(ctx, organizer, in, nil)
+}
+
+func (m *Module) createEvent(ctx context.Context, organizer uuid.UUID, in EventInput, key *RequestKey) (Event, error) {
 	if err := errors.Join(checkText("name", in.Name, 1, 200), checkText("venue", in.Venue, 1, 200),
 		checkProse("description", in.Description, 0, 5000), m.checkStart(in.StartsAt)); err != nil {
 		return Event{}, firstErr(err)
@@ -153,10 +159,83 @@ func (m *Module) CreateEvent(ctx context.Context, organizer uuid.UUID, in EventI
 		ID: uuid.New(), OrganizerID: organizer, Name: strings.TrimSpace(in.Name), Venue: strings.TrimSpace(in.Venue),
 		Description: in.Description, StartsAt: in.StartsAt.UTC(), Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
-	if err := m.d.Store.CreateEvent(ctx, e); err != nil {
+	var err error
+	if key != nil {
+		key.ResourceID = e.ID
+		err = m.d.Store.CreateEventKeyed(ctx, e, *key)
+	} else {
+		err = m.d.Store.CreateEvent(ctx, e)
+	}
+	if errors.Is(err, ErrRequestKeyTaken) {
+		return Event{}, err
+	}
+	if err != nil {
 		return Event{}, unavailable("create event", err)
 	}
 	return e, nil
+}
+
+// requestKeyTTL is how long an organizer's Idempotency-Key is remembered.
+const requestKeyTTL = 24 * time.Hour
+
+// requestHash fingerprints a request body, so a key can be bound to it.
+func requestHash(parts ...any) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%q", parts)))
+	return hex.EncodeToString(sum[:])
+}
+
+// keyed runs create under an organizer's Idempotency-Key: a key seen before with the same request
+// returns what that request created (created false), with another request ErrIdempotencyMismatch.
+// The key is stored in the same transaction as what create makes, so even a retry racing the first
+// attempt cannot create twice.
+func keyed[T any](ctx context.Context, m *Module, owner uuid.UUID, key, hash string, read func(uuid.UUID) (T, error),
+	create func(RequestKey) (T, error)) (T, bool, error) {
+	var zero T
+	now := m.d.Clock.Now()
+	for attempt := 0; ; attempt++ {
+		rec, err := m.d.Store.RequestKey(ctx, owner, key, now)
+		switch {
+		case err == nil && rec.RequestHash != hash:
+			return zero, false, ErrIdempotencyMismatch.WithDetail("this Idempotency-Key was used for a different request")
+		case err == nil:
+			v, err := read(rec.ResourceID)
+			return v, false, err
+		case !errors.Is(err, ErrRequestKeyNotFound):
+			return zero, false, unavailable("read idempotency key", err)
+		}
+		v, err := create(RequestKey{Owner: owner, Key: key, RequestHash: hash, ExpiresAt: now.Add(requestKeyTTL)})
+		if errors.Is(err, ErrRequestKeyTaken) {
+			if attempt == 0 {
+				continue // a concurrent request with the key won: answer as it did
+			}
+			err = unavailable("record idempotency key", err)
+		}
+		return v, err == nil, err
+	}
+}
+
+// CreateEventOnce is CreateEvent under an Idempotency-Key (none when key is empty); created is
+// false when the key's first request made the event.
+func (m *Module) CreateEventOnce(ctx context.Context, organizer uuid.UUID, in EventInput, key string) (Event, bool, error) {
+	if key == "" {
+		e, err := m.CreateEvent(ctx, organizer, in)
+		return e, err == nil, err
+	}
+	hash := requestHash("event", in.Name, in.Venue, in.Description, in.StartsAt.UTC())
+	return keyed(ctx, m, organizer, key, hash,
+		func(id uuid.UUID) (Event, error) {
+			e, err := m.d.Store.Event(ctx, id)
+			return e, unavailableUnlessNil("read event", err)
+		},
+		func(k RequestKey) (Event, error) { return m.createEvent(ctx, organizer, in, &k) })
+}
+
+// unavailableUnlessNil is unavailable for a non-nil error.
+func unavailableUnlessNil(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailable(what, err)
 }
 
 // firstErr returns the first of joined errors, so the client sees a problem, not a join.
@@ -365,8 +444,29 @@ func (m *Module) ownedEvent(ctx context.Context, organizer, eventID uuid.UUID) e
 	return nil
 }
 
+// CreateTicketTypeOnce is CreateTicketType under an Idempotency-Key (none when key is empty);
+// created is false when the key's first request made the ticket type.
+func (m *Module) CreateTicketTypeOnce(ctx context.Context, organizer, eventID uuid.UUID, in TicketTypeInput, key string) (TicketType, bool, error) {
+	if key == "" {
+		t, err := m.CreateTicketType(ctx, organizer, eventID, in)
+		return t, err == nil, err
+	}
+	hash := requestHash("ticket-type", eventID, in.Name, in.PriceCents, in.Currency, in.Capacity, in.MaxPerOrder,
+		in.SalesStart.UTC(), in.SalesEnd.UTC())
+	return keyed(ctx, m, organizer, key, hash,
+		func(id uuid.UUID) (TicketType, error) {
+			t, err := m.d.Store.TicketType(ctx, id)
+			return t, unavailableUnlessNil("read ticket type", err)
+		},
+		func(k RequestKey) (TicketType, error) { return m.createTicketType(ctx, organizer, eventID, in, &k) })
+}
+
 // CreateTicketType adds a ticket type to an event its organizer owns.
 func (m *Module) CreateTicketType(ctx context.Context, organizer, eventID uuid.UUID, in TicketTypeInput) (TicketType, error) {
+	return m.createTicketType(ctx, organizer, eventID, in, nil)
+}
+
+func (m *Module) createTicketType(ctx context.Context, organizer, eventID uuid.UUID, in TicketTypeInput, key *RequestKey) (TicketType, error) {
 	now := m.d.Clock.Now().UTC()
 	t := TicketType{
 		ID: uuid.New(), EventID: eventID, Name: strings.TrimSpace(in.Name), PriceCents: in.PriceCents,
@@ -390,7 +490,17 @@ func (m *Module) CreateTicketType(ctx context.Context, organizer, eventID uuid.U
 	if err := m.d.Holds.Configure(ctx, RulesOf(t)); err != nil {
 		return TicketType{}, unavailable("configure holds", err)
 	}
-	if err := m.d.Store.CreateTicketType(ctx, t); err != nil {
+	var err error
+	if key != nil {
+		key.ResourceID = t.ID
+		err = m.d.Store.CreateTicketTypeKeyed(ctx, t, *key)
+	} else {
+		err = m.d.Store.CreateTicketType(ctx, t)
+	}
+	if errors.Is(err, ErrRequestKeyTaken) {
+		return TicketType{}, err
+	}
+	if err != nil {
 		return TicketType{}, unavailable("create ticket type", err)
 	}
 	m.publish(ctx, eventID)

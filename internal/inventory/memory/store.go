@@ -17,6 +17,12 @@ type Store struct {
 	events  map[uuid.UUID]inventory.Event
 	types   map[uuid.UUID]inventory.TicketType
 	tickets map[string][]inventory.Ticket // by hold id
+	keys    map[ownerKey]inventory.RequestKey
+}
+
+type ownerKey struct {
+	owner uuid.UUID
+	key   string
 }
 
 var _ inventory.Store = (*Store)(nil)
@@ -27,7 +33,57 @@ func NewStore() *Store {
 		events:  map[uuid.UUID]inventory.Event{},
 		types:   map[uuid.UUID]inventory.TicketType{},
 		tickets: map[string][]inventory.Ticket{},
+		keys:    map[ownerKey]inventory.RequestKey{},
 	}
+}
+
+// takeKey records key unless the owner's key is live; the caller holds s.mu.
+func (s *Store) takeKey(k inventory.RequestKey) error {
+	id := ownerKey{k.Owner, k.Key}
+	if old, ok := s.keys[id]; ok && time.Now().Before(old.ExpiresAt) {
+		return inventory.ErrRequestKeyTaken
+	}
+	s.keys[id] = k
+	return nil
+}
+
+// CreateEventKeyed implements inventory.Store.
+func (s *Store) CreateEventKeyed(_ context.Context, e inventory.Event, key inventory.RequestKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.takeKey(key); err != nil {
+		return err
+	}
+	s.events[e.ID] = e
+	return nil
+}
+
+// CreateTicketTypeKeyed implements inventory.Store.
+func (s *Store) CreateTicketTypeKeyed(_ context.Context, t inventory.TicketType, key inventory.RequestKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.events[t.EventID]
+	if !ok {
+		return inventory.ErrEventNotFound
+	}
+	if err := s.takeKey(key); err != nil {
+		return err
+	}
+	e.Version++
+	s.events[e.ID] = e
+	s.types[t.ID] = t
+	return nil
+}
+
+// RequestKey implements inventory.Store.
+func (s *Store) RequestKey(_ context.Context, owner uuid.UUID, key string, now time.Time) (inventory.RequestKey, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, ok := s.keys[ownerKey{owner, key}]
+	if !ok || !now.Before(k.ExpiresAt) {
+		return inventory.RequestKey{}, inventory.ErrRequestKeyNotFound
+	}
+	return k, nil
 }
 
 // CreateEvent implements inventory.Store.

@@ -65,6 +65,52 @@ func (s *Store) CreateEvent(ctx context.Context, e inventory.Event) error {
 	return nil
 }
 
+// takeKey records key in tx unless the owner's key is live; an expired one is replaced.
+func takeKey(ctx context.Context, tx pgx.Tx, k inventory.RequestKey) error {
+	tag, err := tx.Exec(ctx, `INSERT INTO inventory.request_keys (owner_id, key, request_hash, resource_id, expires_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (owner_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+			resource_id = EXCLUDED.resource_id, expires_at = EXCLUDED.expires_at
+		WHERE inventory.request_keys.expires_at <= now()`,
+		k.Owner, k.Key, k.RequestHash, k.ResourceID, k.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("record request key: %w", pgpool.DataError(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return inventory.ErrRequestKeyTaken
+	}
+	return nil
+}
+
+// CreateEventKeyed implements inventory.Store.
+func (s *Store) CreateEventKeyed(ctx context.Context, e inventory.Event, key inventory.RequestKey) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := takeKey(ctx, tx, key); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt)
+		if err != nil {
+			return fmt.Errorf("create event: %w", pgpool.DataError(err))
+		}
+		return nil
+	})
+}
+
+// RequestKey implements inventory.Store.
+func (s *Store) RequestKey(ctx context.Context, owner uuid.UUID, key string, now time.Time) (inventory.RequestKey, error) {
+	k := inventory.RequestKey{Owner: owner, Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT request_hash, resource_id, expires_at FROM inventory.request_keys
+		WHERE owner_id = $1 AND key = $2 AND expires_at > $3`, owner, key, now).Scan(&k.RequestHash, &k.ResourceID, &k.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inventory.RequestKey{}, inventory.ErrRequestKeyNotFound
+	}
+	if err != nil {
+		return inventory.RequestKey{}, fmt.Errorf("read request key: %w", pgpool.DataError(err))
+	}
+	return k, nil
+}
+
 // UpdateEvent implements inventory.Store.
 func (s *Store) UpdateEvent(ctx context.Context, id uuid.UUID, fn func(*inventory.Event) error) (inventory.Event, error) {
 	var out inventory.Event
@@ -137,7 +183,21 @@ func nullTime(t time.Time) pgtype.Timestamptz {
 
 // CreateTicketType implements inventory.Store.
 func (s *Store) CreateTicketType(ctx context.Context, t inventory.TicketType) error {
+	return s.createTicketType(ctx, t, nil)
+}
+
+// CreateTicketTypeKeyed implements inventory.Store.
+func (s *Store) CreateTicketTypeKeyed(ctx context.Context, t inventory.TicketType, key inventory.RequestKey) error {
+	return s.createTicketType(ctx, t, &key)
+}
+
+func (s *Store) createTicketType(ctx context.Context, t inventory.TicketType, key *inventory.RequestKey) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if key != nil {
+			if err := takeKey(ctx, tx, *key); err != nil {
+				return err
+			}
+		}
 		tag, err := tx.Exec(ctx, `UPDATE inventory.events SET version = version + 1, updated_at = now() WHERE id = $1`, t.EventID)
 		if err != nil {
 			return fmt.Errorf("create ticket type: %w", pgpool.DataError(err))

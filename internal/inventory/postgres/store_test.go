@@ -43,8 +43,8 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM inventory.goose_db_version WHERE version_id > 0`).Scan(&versions); err != nil {
 		t.Fatalf("read migration versions: %v", err)
 	}
-	if versions != 1 {
-		t.Fatalf("%d migrations recorded after three runs, want 1", versions)
+	if versions != 2 {
+		t.Fatalf("%d migrations recorded after three runs, want 2", versions)
 	}
 	var tables int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1

@@ -133,6 +133,75 @@ func ticketIDs(ts []inventory.Ticket) []uuid.UUID {
 // Run runs the suite. newStore returns a store for one case; it may share state with other
 // calls, except that ListEvents expects a store holding only the events the case made.
 func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
+	t.Run("RequestKeys", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		s := newStore(t)
+		owner := uuid.New()
+		now := time.Now().UTC()
+		e := newEvent(base())
+		key := inventory.RequestKey{Owner: owner, Key: "ev-1", RequestHash: "h1", ResourceID: e.ID, ExpiresAt: now.Add(time.Hour)}
+		if _, err := s.RequestKey(ctx, owner, "ev-1", now); !errors.Is(err, inventory.ErrRequestKeyNotFound) {
+			t.Fatalf("unknown key: %v", err)
+		}
+		if err := s.CreateEventKeyed(ctx, e, key); err != nil {
+			t.Fatalf("create keyed: %v", err)
+		}
+		got, err := s.RequestKey(ctx, owner, "ev-1", now)
+		if err != nil || got.RequestHash != "h1" || got.ResourceID != e.ID || got.ExpiresAt.Sub(key.ExpiresAt).Abs() > time.Millisecond {
+			t.Fatalf("read key: %+v, %v", got, err)
+		}
+		// A second create under the live key creates nothing.
+		e2 := newEvent(base())
+		wantErr(t, s.CreateEventKeyed(ctx, e2, inventory.RequestKey{Owner: owner, Key: "ev-1", RequestHash: "h2",
+			ResourceID: e2.ID, ExpiresAt: now.Add(time.Hour)}), inventory.ErrRequestKeyTaken, "create under a taken key")
+		if _, err := s.Event(ctx, e2.ID); !errors.Is(err, inventory.ErrEventNotFound) {
+			t.Fatalf("the refused create made an event: %v", err)
+		}
+		// Keys belong to their owner.
+		if err := s.CreateEventKeyed(ctx, e2, inventory.RequestKey{Owner: uuid.New(), Key: "ev-1", RequestHash: "h2",
+			ResourceID: e2.ID, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatalf("another owner's key: %v", err)
+		}
+		// Ticket types too; a refused one leaves the event's version alone.
+		tt := newTicketType(e.ID, 5, base())
+		if err := s.CreateTicketTypeKeyed(ctx, tt, inventory.RequestKey{Owner: owner, Key: "tt-1", RequestHash: "t1",
+			ResourceID: tt.ID, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatalf("create ticket type keyed: %v", err)
+		}
+		before, _ := s.Event(ctx, e.ID)
+		tt2 := newTicketType(e.ID, 5, base())
+		wantErr(t, s.CreateTicketTypeKeyed(ctx, tt2, inventory.RequestKey{Owner: owner, Key: "tt-1", RequestHash: "t2",
+			ResourceID: tt2.ID, ExpiresAt: now.Add(time.Hour)}), inventory.ErrRequestKeyTaken, "ticket type under a taken key")
+		if _, err := s.TicketType(ctx, tt2.ID); !errors.Is(err, inventory.ErrTicketTypeNotFound) {
+			t.Fatalf("the refused create made a ticket type: %v", err)
+		}
+		if after, _ := s.Event(ctx, e.ID); after.Version != before.Version {
+			t.Fatalf("a refused ticket type bumped the event's version from %d to %d", before.Version, after.Version)
+		}
+		// A ticket type for no event records no key.
+		orphan := newTicketType(uuid.New(), 5, base())
+		wantErr(t, s.CreateTicketTypeKeyed(ctx, orphan, inventory.RequestKey{Owner: owner, Key: "tt-2", RequestHash: "t3",
+			ResourceID: orphan.ID, ExpiresAt: now.Add(time.Hour)}), inventory.ErrEventNotFound, "ticket type for no event")
+		if _, err := s.RequestKey(ctx, owner, "tt-2", now); !errors.Is(err, inventory.ErrRequestKeyNotFound) {
+			t.Fatalf("a failed create kept its key: %v", err)
+		}
+		// An expired key is free again.
+		e3 := newEvent(base())
+		if err := s.CreateEventKeyed(ctx, e3, inventory.RequestKey{Owner: owner, Key: "old", RequestHash: "o1",
+			ResourceID: e3.ID, ExpiresAt: now.Add(-time.Second)}); err != nil {
+			t.Fatalf("create under a key given as already expired: %v", err)
+		}
+		if _, err := s.RequestKey(ctx, owner, "old", now); !errors.Is(err, inventory.ErrRequestKeyNotFound) {
+			t.Fatalf("an expired key is still found: %v", err)
+		}
+		e4 := newEvent(base())
+		if err := s.CreateEventKeyed(ctx, e4, inventory.RequestKey{Owner: owner, Key: "old", RequestHash: "o2",
+			ResourceID: e4.ID, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatalf("reuse an expired key: %v", err)
+		}
+	})
+
 	t.Run("Events", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
