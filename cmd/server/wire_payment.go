@@ -75,9 +75,12 @@ func (a *App) startPayment(ctx context.Context) error {
 	pub := paynats.NewPublisher(a.nats.JS, names, a.tel.Propagator)
 	bus := paynats.NewBus(a.nats.NC, names)
 	hub := payment.NewHub()
-	pm.relay = payment.NewRelay(store, pub, clk, log, cfg.StaleAfter)
+	// Background work takes at most a quarter of the pool at once, so checkouts always find a
+	// connection when a breaker transition releases hundreds of queued payments together.
+	background := payment.BoundedStore(store, a.cfg.DBMaxConns/4)
+	pm.relay = payment.NewRelay(background, pub, clk, log, cfg.StaleAfter)
 	pm.relay.ReconcileUnless(func() bool { return guarded.State() != gobreaker.StateClosed })
-	proc, err := payment.NewProcessor(store, a.inventory.mod, guarded, bus, clk, log, meter)
+	proc, err := payment.NewProcessor(background, a.inventory.mod, guarded, bus, clk, log, meter)
 	if err != nil {
 		return err
 	}

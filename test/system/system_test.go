@@ -400,8 +400,10 @@ func TestNATSRestartMidSale(t *testing.T) {
 
 // TestProviderOutageThenSlow: the payment provider is down for 60 s, then answers in 5 s per
 // call, while customers browse, hold and check out. The breaker opens (state 2 on /metrics);
-// holds, browsing and order creation stay fast (p99 within 2× the p99 of a normal phase before,
-// with a floor); orders queue as pending "payment delayed" and all complete after recovery.
+// holds, browsing and order creation stay fast (no request near a provider call's time, and the
+// 95th percentile within 2× that of a normal phase before, with a floor, judged against a trivial
+// handler's rise in the same run); orders queue as pending "payment delayed" and all complete
+// after recovery.
 func TestProviderOutageThenSlow(t *testing.T) {
 	systemTest(t)
 	c := NewCluster(t, Options{Replicas: 2, Env: fastRedelivery})
@@ -430,9 +432,12 @@ func TestProviderOutageThenSlow(t *testing.T) {
 	samples := func(phase, route string) []Sample {
 		return rec.Samples(func(s Sample) bool { return s.Phase == phase && s.Route == route })
 	}
-	poll(t, 60*time.Second, 100*time.Millisecond, func() bool {
-		return len(samples("normal", "POST /v1/holds")) >= 1000 && len(samples("normal", "POST /v1/orders")) >= 150
-	}, says("a normal phase of 1000 holds and 150 orders"))
+	// Enough orders in each phase for a 95th percentile that is not one unlucky request (the
+	// 15th slowest of 300).
+	const orderSamples = 300
+	poll(t, 120*time.Second, 100*time.Millisecond, func() bool {
+		return len(samples("normal", "POST /v1/holds")) >= 1000 && len(samples("normal", "POST /v1/orders")) >= orderSamples
+	}, says("a normal phase of 1000 holds and 300 orders"))
 
 	// Down for 60 s.
 	phaseStart := map[string]time.Time{}
@@ -499,8 +504,8 @@ func TestProviderOutageThenSlow(t *testing.T) {
 		return fmt.Sprintf("breakers closed again (states now %v) and 20 orders confirmed at 5 s per call", breakerStates(c))
 	})
 	t.Logf("slow provider: breakers closed and 20 more orders confirmed %s after the outage ended", closedAfter.Round(time.Millisecond))
-	poll(t, 60*time.Second, 100*time.Millisecond, func() bool { return len(samples("slow", "POST /v1/orders")) >= 150 },
-		says("150 orders created while the provider is slow"))
+	poll(t, 120*time.Second, 100*time.Millisecond, func() bool { return len(samples("slow", "POST /v1/orders")) >= orderSamples },
+		says("300 orders created while the provider is slow"))
 
 	// Recovery: normal speed, traffic stops, everything completes.
 	rec.SetPhase("recovered")
@@ -516,35 +521,51 @@ func TestProviderOutageThenSlow(t *testing.T) {
 		t.Errorf("%d orders accepted, want all confirmed: %d confirmed, %d failed %v", accepted.Len(), f.Confirmed, f.Failed, f.FailReasons)
 	}
 
-	// Latency: the customer-facing paths do not wait for the provider: in each phase their p99
-	// stays within max(2 × its p99 in the normal phase, a floor), plus however much the trivial
-	// /livez handler's own p99 rose in that phase — everything on this shared 2-core machine
-	// (replicas, provider, nginx, PostgreSQL, this client) competes for the CPU, most of all when
-	// the queued payments are released, and that is not the server waiting for the provider (a
-	// request that did would take 5 s in the slow phase).
-	const floor = 50 * time.Millisecond
+	// Latency: the customer-facing paths do not wait for the provider.
+	//
+	// First the plain fact: a request that waited for the provider would take at least one
+	// provider call, 5 s in the slow phase; none may come near that, whatever the machine is doing.
+	//
+	// Then the pace: in each phase a route's 95th percentile stays within max(2 × its 95th
+	// percentile in the normal phase, a floor), plus however much the trivial /livez handler's own
+	// 95th percentile rose in that phase. Everything on this shared machine (replicas, provider,
+	// nginx, PostgreSQL, this client) competes for two cores, most of all when a breaker transition
+	// releases the queued payments at once; the baseline, measured in the same run, takes that out.
+	// The 95th percentile of at least 300 samples is the 15th slowest: a p99 of 150 orders was the
+	// second slowest, and one scheduling hiccup decided it.
+	const (
+		floor       = 50 * time.Millisecond
+		q           = 0.95
+		neverAsLong = 2500 * time.Millisecond // half the slow provider's 5 s
+	)
 	base := map[string]time.Duration{}
 	line := fmt.Sprintf("%-34s", "GET /livez (baseline)")
 	for _, phase := range []string{"normal", "outage", "slow"} {
-		base[phase] = Percentile(samples(phase, "GET /livez"), 0.99)
+		base[phase] = Percentile(samples(phase, "GET /livez"), q)
 		line += fmt.Sprintf(" | %s %6s (n=%d)", phase, base[phase].Round(100*time.Microsecond), len(samples(phase, "GET /livez")))
 	}
-	t.Log("p99 " + line)
+	t.Log("p95 " + line)
 	for _, route := range []string{"POST /v1/holds", "DELETE /v1/holds/{id}", "POST /v1/orders", "GET /v1/events/{id}", "GET /v1/events/{id}/availability"} {
-		normal := Percentile(samples("normal", route), 0.99)
+		normal := Percentile(samples("normal", route), q)
 		line := fmt.Sprintf("%-34s | normal %6s (n=%d)", route, normal.Round(100*time.Microsecond), len(samples("normal", route)))
 		for _, phase := range []string{"outage", "slow"} {
 			s := samples(phase, route)
-			p := Percentile(s, 0.99)
+			p := Percentile(s, q)
+			worst := Percentile(s, 1)
 			noise := max(0, base[phase]-base["normal"])
 			limit := max(2*normal, floor) + noise
-			line += fmt.Sprintf(" | %s %6s (n=%d, limit %s)", phase, p.Round(100*time.Microsecond), len(s), limit.Round(100*time.Microsecond))
+			line += fmt.Sprintf(" | %s %6s, max %s (n=%d, limit %s)", phase, p.Round(100*time.Microsecond),
+				worst.Round(100*time.Microsecond), len(s), limit.Round(100*time.Microsecond))
+			if worst >= neverAsLong {
+				t.Errorf("%s: a request during the %s phase took %s, as long as waiting for the provider; slowest:%s",
+					route, phase, worst, slowest(s, phaseStart[phase], 8))
+			}
 			if p > limit {
-				t.Errorf("%s: p99 during the %s phase %s exceeds max(2 × normal %s, %s) + baseline rise %s = %s; slowest:%s",
+				t.Errorf("%s: p95 during the %s phase %s exceeds max(2 × normal %s, %s) + baseline rise %s = %s; slowest:%s",
 					route, phase, p, normal, floor, noise, limit, slowest(s, phaseStart[phase], 8))
 			}
 		}
-		t.Log("p99 " + line)
+		t.Log("p95 " + line)
 	}
 	t.Logf("client answers:%s", rec.Counts(nil))
 	rec.Forbid(t, "connection errors", Sample.ConnErr)

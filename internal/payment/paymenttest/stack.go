@@ -327,8 +327,9 @@ func NewStack(t testing.TB, o Options) *Stack {
 	s.Publisher = paynats.NewPublisher(s.NATS.JS, s.Names, prop)
 	s.Bus = paynats.NewBus(s.NATS.NC, s.Names)
 	s.Hub = payment.NewHub()
-	s.Relay = payment.NewRelay(s.Store, s.Publisher, s.Clock, log, s.Cfg.StaleAfter)
-	s.Processor, err = payment.NewProcessor(s.Store, s.Inv, s.Guarded, s.Bus, s.Clock, log, meter)
+	background := payment.BoundedStore(s.Store, o.PGConns/4)
+	s.Relay = payment.NewRelay(background, s.Publisher, s.Clock, log, s.Cfg.StaleAfter)
+	s.Processor, err = payment.NewProcessor(background, s.Inv, s.Guarded, s.Bus, s.Clock, log, meter)
 	if err != nil {
 		t.Fatalf("processor: %v", err)
 	}
