@@ -89,7 +89,7 @@ func TestOpenLoopCountsFromIntendedTime(t *testing.T) {
 }
 
 func TestParseArgsDefaults(t *testing.T) {
-	sc, o, err := parseArgs([]string{"login", "--target", "http://a/", "--target", "http://b", "--organizer", "o@x.io:password1"}, io.Discard)
+	sc, o, err := parseArgs([]string{"login", "--target", "http://a/", "--target", "http://b", "--organizer", "o@x.io:password1"}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,14 +99,54 @@ func TestParseArgsDefaults(t *testing.T) {
 	if strings.Join(o.Targets, " ") != "http://a http://b" {
 		t.Fatalf("targets %q", o.Targets)
 	}
-	if _, o, _ = parseArgs([]string{"flash-sale", "--target", "http://a", "--organizer", "o@x.io:password1", "--connections", "7", "--source-ips", "127.0.0.2,127.0.0.3"}, io.Discard); o.Connections != 7 || len(o.SourceIPs) != 2 || o.Buyers != 50000 {
+	if _, o, _ = parseArgs([]string{"flash-sale", "--target", "http://a", "--organizer", "o@x.io:password1", "--connections", "7", "--source-ips", "127.0.0.2,127.0.0.3"}, io.Discard, io.Discard); o.Connections != 7 || len(o.SourceIPs) != 2 || o.Buyers != 50000 {
 		t.Fatalf("explicit flags lost: %+v", o)
 	}
-	if _, _, err := parseArgs([]string{"nope", "--target", "http://a"}, io.Discard); err == nil {
+	if _, _, err := parseArgs([]string{"nope", "--target", "http://a"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("an unknown scenario was accepted")
 	}
-	if _, _, err := parseArgs([]string{"holds", "--organizer", "o@x.io:password1"}, io.Discard); err == nil {
+	if _, _, err := parseArgs([]string{"holds", "--organizer", "o@x.io:password1"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("no --target was accepted")
+	}
+}
+
+// The help lists every scenario on a line of its own that starts with its name, a scenario's
+// help shows its own flags with its defaults, and asking for help is not an error.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, &out, &errOut); code != 0 {
+			t.Fatalf("load %v: exit %d, want 0; stderr %q", args, code, errOut.String())
+		}
+		lines := strings.Split(out.String(), "\n")
+		for _, sc := range scenarios() {
+			n := 0
+			for _, l := range lines {
+				if strings.HasPrefix(strings.TrimSpace(l), sc.name+" ") {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("load %v: %d lines start with %q, want 1:\n%s", args, n, sc.name, out.String())
+			}
+		}
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"login", "--help"}, &out, io.Discard); code != 0 {
+		t.Fatalf("load login --help: exit %d, want 0", code)
+	}
+	for _, want := range []string{"-argon2-memory-kib", "-light-workers", "-target", "-connections int", "(default 200)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("load login --help lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "-buyers") {
+		t.Errorf("load login --help shows flash-sale's --buyers:\n%s", out.String())
+	}
+	for _, args := range [][]string{nil, {"nope"}, {"--target", "http://a"}, {"holds", "--no-such-flag"}} {
+		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
+			t.Errorf("load %v: exit %d, want 2", args, code)
+		}
 	}
 }
 
@@ -248,7 +288,7 @@ func tail(path string) string {
 func smoke(t *testing.T, s *server, args ...string) *Result {
 	t.Helper()
 	full := append(args, "--target", s.base, "--organizer", "org@load.test:organizer password", "--quiet")
-	scenario, o, err := parseArgs(full, io.Discard)
+	scenario, o, err := parseArgs(full, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatalf("parse %q: %v", full, err)
 	}
