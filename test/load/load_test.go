@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -85,6 +86,39 @@ func TestOpenLoopCountsFromIntendedTime(t *testing.T) {
 	}
 	if el < time.Second {
 		t.Fatalf("ran %s, want about 1s", el)
+	}
+}
+
+// The series keeps between half of seriesMaxBuckets and seriesMaxBuckets points whatever the
+// run's length, and merging buckets loses no answer.
+func TestSeriesBucketsFollowTheRunsLength(t *testing.T) {
+	for _, run := range []time.Duration{30 * time.Millisecond, 450 * time.Millisecond, 7 * time.Second} {
+		rec := NewRecorder("op")
+		t0 := time.Now()
+		rec.Restart(t0)
+		const n = 3000
+		for i := range n {
+			end := t0.Add(run * time.Duration(i) / n)
+			rec.Record(end.Add(-time.Millisecond), Outcome{Status: 200, End: end})
+		}
+		series, bucket := rec.Series(run)
+		var total int64
+		for _, p := range series {
+			total += p.Requests
+		}
+		if total != n {
+			t.Errorf("%s: %d answers in the series, want %d", run, total, n)
+		}
+		if want := min(seriesMaxBuckets, int(run/seriesFirstBucket)); len(series) > seriesMaxBuckets || len(series) < want/2 {
+			t.Errorf("%s: %d buckets of %s, want %d to %d", run, len(series), bucket, want/2, seriesMaxBuckets)
+		}
+		rate := float64(n) / run.Seconds()
+		if mid := series[len(series)/2]; math.Abs(mid.RPS-rate) > rate/5 {
+			t.Errorf("%s: %.0f answers/s in the middle bucket, want about %.0f", run, mid.RPS, rate)
+		}
+		if mid := series[len(series)/2]; mid.P50 < 0.9 || mid.P50 > 1.1 {
+			t.Errorf("%s: p50 %.3f ms, want 1", run, mid.P50)
+		}
 	}
 }
 
