@@ -56,7 +56,7 @@ func scenarios() []scenario {
 			defaults: map[string]string{"connections": "1000"}},
 		{name: "checkout", run: runCheckout,
 			about:    "1,000 orders/s on holds made ahead, followed on their event streams: creation and confirmation p99",
-			flags:    []string{"rate", "duration", "holds-per-customer", "max-streams", "latency-ms", "confirm-timeout"},
+			flags:    []string{"rate", "duration", "holds-per-customer", "streams-per-customer", "max-streams", "latency-ms", "confirm-timeout"},
 			defaults: map[string]string{"connections": "1000", "rate": "1000"}},
 		{name: "confirm", run: runConfirm,
 			about:    "10,000 orders queued behind a paused provider, then released: confirmations/s on one ticket type",
@@ -68,7 +68,7 @@ func scenarios() []scenario {
 			defaults: map[string]string{"connections": "200", "customers": "200", "rate": "200", "duration": "10s"}},
 		{name: "streams", run: runStreams,
 			about:    "19,000 order event streams held open on one server: none dropped, memory per stream",
-			flags:    []string{"streams", "hold-for", "holds-per-customer"},
+			flags:    []string{"streams", "hold-for", "holds-per-customer", "streams-per-customer"},
 			defaults: map[string]string{"connections": "1000"}},
 	}
 }
@@ -94,7 +94,8 @@ type Options struct {
 	PlotFile     string
 	Provider     string
 	DatabaseURL  string
-	SourceIPs    []net.IP
+	SourceIPs    []net.IP // --source-ips as a list (empty: off, or auto)
+	SourceAuto   bool     // --source-ips auto: loopback addresses when the targets are on loopback
 	Timeout      time.Duration
 	PrepWorkers  int
 	BaselineDur  time.Duration
@@ -108,6 +109,7 @@ type Options struct {
 	Customers     int
 	Capacity      int
 	HoldsPerCust  int
+	StreamsPerCus int
 	Orders        int
 	LatencyMS     float64
 	Argon2MemKiB  int
@@ -143,7 +145,7 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 	fs.StringVar(&o.PlotFile, "plot", "", "write a PNG of latency (p50, p99) and throughput over the run to this file")
 	fs.StringVar(&o.Provider, "provider", "", "simulated provider API base, e.g. http://127.0.0.1:6060/provider: ledger checks and the pause switch (flash-sale, checkout, confirm, streams)")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL of the servers: also check the invariants in the database (flash-sale, confirm)")
-	fs.StringVar(sourceIPs, "source-ips", "", "comma-separated local addresses to bind outgoing connections to, round-robin (e.g. 127.0.0.2,127.0.0.3)")
+	fs.StringVar(sourceIPs, "source-ips", "auto", "local `addresses` to send from, so that the servers' per-address limits see a crowd: auto ("+loopbackFirst+"-"+loopbackLast+" when every target is on loopback, else the system's choice), off, or a comma-separated list of addresses and ranges (127.0.0.2-127.0.0.99,127.0.1.1); each customer's requests leave from one of them")
 	fs.DurationVar(&o.Timeout, "timeout", 15*time.Second, "deadline of one request")
 	fs.IntVar(&o.PrepWorkers, "prep-workers", 32, "account registrations and logins in flight while preparing customers (per target)")
 	fs.DurationVar(&o.BaselineDur, "baseline-duration", 0, "length of the baseline run (0: min(duration, 5s))")
@@ -156,7 +158,8 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 	fs.DurationVar(&o.ConfirmWait, "confirm-timeout", 2*time.Minute, "how long orders may take to be confirmed")
 	fs.IntVar(&o.Customers, "customers", 0, "customer accounts to prepare")
 	fs.IntVar(&o.Capacity, "capacity", 10000000, "capacity of the ticket type (the API allows at most 10,000,000)")
-	fs.IntVar(&o.HoldsPerCust, "holds-per-customer", 4, "live holds one customer may have (the server's ONSALE_MAX_HOLDS_PER_CUSTOMER, default 4)")
+	fs.IntVar(&o.HoldsPerCust, "holds-per-customer", 4, "live holds one customer may have on the run's ticket type: at most the servers' ONSALE_MAX_HOLDS_PER_TICKET_TYPE (default 4) and ONSALE_MAX_HOLDS_PER_CUSTOMER (live holds across all ticket types, default 8); the tool prepares enough customers to stay within it")
+	fs.IntVar(&o.StreamsPerCus, "streams-per-customer", 8, "order event streams one customer may keep open on one server (the servers' limit, 8 by default); the tool prepares enough customers to stay within it")
 	fs.IntVar(&o.Orders, "orders", 10000, "orders queued behind the paused provider")
 	fs.Float64Var(&o.LatencyMS, "latency-ms", 0, "the provider latency the server runs with (ONSALE_SIMULATED_LATENCY; read from --provider when 0, else 50)")
 	fs.IntVar(&o.Argon2MemKiB, "argon2-memory-kib", 19456, "the server's ONSALE_ARGON2_MEMORY_KIB")
@@ -264,14 +267,9 @@ func parseArgs(args []string, stdout, stderr io.Writer) (string, *Options, error
 		o.Targets[i] = strings.TrimRight(t, "/")
 	}
 	o.Provider = strings.TrimRight(o.Provider, "/")
-	if *sourceIPs != "" {
-		for _, s := range strings.Split(*sourceIPs, ",") {
-			ip := net.ParseIP(strings.TrimSpace(s))
-			if ip == nil {
-				return "", nil, fmt.Errorf("--source-ips: %q is not an IP address", s)
-			}
-			o.SourceIPs = append(o.SourceIPs, ip)
-		}
+	var err error
+	if o.SourceIPs, o.SourceAuto, err = parseSources(*sourceIPs); err != nil {
+		return "", nil, err
 	}
 	return sc.name, o, o.validate(sc)
 }
@@ -295,6 +293,9 @@ func (o *Options) validate(sc scenario) error {
 	}
 	if o.HoldsPerCust < 1 {
 		errs = append(errs, errors.New("--holds-per-customer must be 1 or more"))
+	}
+	if o.StreamsPerCus < 1 {
+		errs = append(errs, errors.New("--streams-per-customer must be 1 or more"))
 	}
 	if len(o.Password) < 8 {
 		errs = append(errs, errors.New("--password must have 8 characters or more"))
@@ -397,6 +398,7 @@ func execute(ctx context.Context, scenario string, o *Options, stdout, stderr io
 	sc, _ := findScenario(scenario)
 	res, err := sc.run(ctx, e)
 	if res != nil {
+		res.noteSources(e)
 		res.finish(e)
 		res.PrintTable(stdout)
 		if o.JSONFile != "" {
