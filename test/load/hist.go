@@ -277,7 +277,7 @@ func (r *Recorder) Phase(elapsed time.Duration) Phase {
 // Op is one operation of a load loop: worker w, operation number i.
 type Op func(ctx context.Context, w int, i int64) Outcome
 
-// Loop says how operations are issued: Workers concurrent workers, for Duration, either as fast
+// Loop says how operations are sent: Workers concurrent workers, for Duration, either as fast
 // as they can (Rate 0, closed loop) or at Rate operations per second (open loop: each operation
 // has an intended start time and its latency counts from then, so a stall shows up in full
 // instead of delaying the next requests: no coordinated omission). Limit > 0 stops after that

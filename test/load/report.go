@@ -105,7 +105,7 @@ func (r *Result) NotChecked(name, why string) {
 	r.Invariants = append(r.Invariants, Check{Name: name, Status: "not checked", Detail: why})
 }
 
-// Target records a performance target of the issue, met or not.
+// Target records a performance target (a figure the scenario is meant to reach), met or not.
 func (r *Result) Target(name string, met bool, format string, args ...any) {
 	st := "met"
 	if !met {
@@ -244,7 +244,7 @@ func (r *Result) PrintTable(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s: %s\n", strings.ToUpper(c.Status), c.Name, c.Detail)
 	}
 	if len(r.Goals) > 0 {
-		fmt.Fprintln(w, "\ntargets of the issue (figures from a shared machine are provisional)")
+		fmt.Fprintln(w, "\nperformance targets (figures from a shared machine are provisional)")
 		for _, c := range r.Goals {
 			fmt.Fprintf(w, "  %-12s %s: %s\n", strings.ToUpper(c.Status), c.Name, c.Detail)
 		}
