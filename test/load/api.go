@@ -37,7 +37,9 @@ func newEnv(o *Options, stdout, stderr io.Writer) (*env, error) {
 	}
 	e.logf("%s", e.sourcesWhy)
 	e.c = e.client(o.Connections, o.Timeout)
-	e.admin = e.client(16, o.Timeout)
+	// The few requests of no customer in particular (the organizer, samplers, metrics) need no
+	// crowd of addresses: one pool of connections from the first address keeps them reused.
+	e.admin = NewClient(o.Targets, 16, e.sources[:min(1, len(e.sources))], o.Timeout, e.tally)
 	return e, nil
 }
 

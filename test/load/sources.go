@@ -84,7 +84,7 @@ func chooseSources(o *Options) ([]net.IP, string, error) {
 		if err := canBind(o.SourceIPs); err != nil {
 			return nil, "", err
 		}
-		return o.SourceIPs, fmt.Sprintf("requests left from %d source addresses (%s, --source-ips); each customer's from one of them, other requests from each in turn",
+		return o.SourceIPs, fmt.Sprintf("requests left from %d source addresses (%s, --source-ips); each customer's from one of them, as from its own device",
 			len(o.SourceIPs), span(o.SourceIPs)), nil
 	}
 	if !onLoopback(o.Targets) {
@@ -97,7 +97,7 @@ func chooseSources(o *Options) ([]net.IP, string, error) {
 	if err := canBind(ips); err != nil {
 		return nil, fmt.Sprintf("requests left from one source address: %v (--source-ips off to silence this)", err), nil
 	}
-	return ips, fmt.Sprintf("requests left from %d loopback source addresses (%s, --source-ips auto: the targets are on loopback); each customer's from one of them, other requests from each in turn",
+	return ips, fmt.Sprintf("requests left from %d loopback source addresses (%s, --source-ips auto: the targets are on loopback); each customer's from one of them, as from its own device",
 		len(ips), span(ips)), nil
 }
 
