@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,23 +14,39 @@ import (
 
 // env is what a scenario runs with: the options, the clients and where to report.
 type env struct {
-	o      *Options
-	runID  string
-	stdout io.Writer
-	stderr io.Writer
-	prog   io.Writer // nil when quiet
-	c      *Client   // the load: Connections keep-alive connections per target
-	admin  *Client   // setup, sampling and metrics: a few connections per target
+	o          *Options
+	runID      string
+	stdout     io.Writer
+	stderr     io.Writer
+	prog       io.Writer // nil when quiet
+	sources    []net.IP  // the local addresses requests leave from (none: the system's choice)
+	sourcesWhy string    // where they come from, for the report
+	tally      *tally    // the requests the servers limit per address, counted by every client
+	c          *Client   // the load: Connections keep-alive connections per target
+	admin      *Client   // setup, sampling and metrics: a few connections per target
 }
 
 func newEnv(o *Options, stdout, stderr io.Writer) (*env, error) {
-	e := &env{o: o, runID: newRunID(), stdout: stdout, stderr: stderr}
+	e := &env{o: o, runID: newRunID(), stdout: stdout, stderr: stderr, tally: newTally()}
 	if !o.Quiet {
 		e.prog = stderr
 	}
-	e.c = NewClient(o.Targets, o.Connections, o.SourceIPs, o.Timeout)
-	e.admin = NewClient(o.Targets, 16, o.SourceIPs, o.Timeout)
+	var err error
+	if e.sources, e.sourcesWhy, err = chooseSources(o); err != nil {
+		return nil, err
+	}
+	e.logf("%s", e.sourcesWhy)
+	e.c = e.client(o.Connections, o.Timeout)
+	// The few requests of no customer in particular (the organizer, samplers, metrics) need no
+	// crowd of addresses: one pool of connections from the first address keeps them reused.
+	e.admin = NewClient(o.Targets, 16, e.sources[:min(1, len(e.sources))], o.Timeout, e.tally)
 	return e, nil
+}
+
+// client returns a client to the targets with conns connections per target (0: unbounded),
+// from the run's source addresses, counted in the run's tally.
+func (e *env) client(conns int, timeout time.Duration) *Client {
+	return NewClient(e.o.Targets, conns, e.sources, timeout, e.tally)
 }
 
 func (e *env) close() {
@@ -49,12 +66,12 @@ func (e *env) logf(format string, args ...any) {
 
 func (e *env) organizerToken(ctx context.Context) (string, error) {
 	email, password, _ := strings.Cut(e.o.Organizer, ":")
-	return e.login(ctx, e.admin, email, password)
+	return e.login(ctx, e.admin, email, password, 0)
 }
 
-func (e *env) login(ctx context.Context, c *Client, email, password string) (string, error) {
+func (e *env) login(ctx context.Context, c *Client, email, password string, from int) (string, error) {
 	r, _ := c.DoRetry(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login",
-		Body: map[string]string{"email": email, "password": password}}, 100)
+		Body: map[string]string{"email": email, "password": password}, From: from}, 100)
 	if r.Status != http.StatusOK {
 		return "", fmt.Errorf("log in as %s: %s", email, r.Problem())
 	}
@@ -128,10 +145,12 @@ func (e *env) availability(ctx context.Context, s sale) (stock, Response) {
 
 // ---- customers ----
 
-// Customer is a logged-in customer account.
+// Customer is a logged-in customer account. Its requests leave from one source address, as
+// from its own device: pass From in every request made for it.
 type Customer struct {
 	Email string
 	Token string
+	From  int
 }
 
 // prepareCustomers registers (409 is fine: the account exists) and logs in n customers named
@@ -156,7 +175,7 @@ func (e *env) prepareCustomers(ctx context.Context, kind string, n int) ([]Custo
 					return
 				}
 				email := fmt.Sprintf("%s-%s-%d@load.test", kind, e.runID, i)
-				tok, err := e.customer(ctx, email)
+				tok, err := e.customer(ctx, email, int(i)+1)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -165,7 +184,7 @@ func (e *env) prepareCustomers(ctx context.Context, kind string, n int) ([]Custo
 					mu.Unlock()
 					return
 				}
-				out[i] = Customer{Email: email, Token: tok}
+				out[i] = Customer{Email: email, Token: tok, From: int(i) + 1}
 				done.Add(1)
 			}
 		})
@@ -183,20 +202,20 @@ func (e *env) prepareCustomers(ctx context.Context, kind string, n int) ([]Custo
 	return out, el, nil
 }
 
-func (e *env) customer(ctx context.Context, email string) (string, error) {
+func (e *env) customer(ctx context.Context, email string, from int) (string, error) {
 	r, _ := e.c.DoRetry(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/register",
-		Body: map[string]string{"email": email, "password": e.o.Password, "name": "Load Tester"}}, 1000)
+		Body: map[string]string{"email": email, "password": e.o.Password, "name": "Load Tester"}, From: from}, 1000)
 	if r.Status != http.StatusCreated && r.Status != http.StatusConflict {
 		return "", fmt.Errorf("register %s: %s", email, r.Problem())
 	}
-	return e.login(ctx, e.c, email, e.o.Password)
+	return e.login(ctx, e.c, email, e.o.Password, from)
 }
 
 // ---- holds and orders ----
 
-// hold creates a hold of one ticket; it returns the answer and the hold's id on 201.
-func (e *env) hold(ctx context.Context, c *Client, token, ticketType, target string) (Response, string, time.Time) {
-	r := c.Do(ctx, Request{Method: http.MethodPost, Target: target, Path: "/v1/holds", Token: token,
+// hold creates a hold of one ticket for cu; it returns the answer and the hold's id on 201.
+func (e *env) hold(ctx context.Context, c *Client, cu Customer, ticketType, target string) (Response, string, time.Time) {
+	r := c.Do(ctx, Request{Method: http.MethodPost, Target: target, Path: "/v1/holds", Token: cu.Token, From: cu.From,
 		Body: map[string]any{"ticket_type_id": ticketType, "quantity": 1}})
 	var h struct {
 		ID        string    `json:"id"`
@@ -208,9 +227,10 @@ func (e *env) hold(ctx context.Context, c *Client, token, ticketType, target str
 	return r, "", time.Time{}
 }
 
-// order checks a hold out with an idempotency key; it returns the answer and the order's id on 202.
-func (e *env) order(ctx context.Context, c *Client, token, holdID, key, target string) (Response, string) {
-	r := c.Do(ctx, Request{Method: http.MethodPost, Target: target, Path: "/v1/orders", Token: token,
+// order checks cu's hold out with an idempotency key; it returns the answer and the order's id
+// on 202.
+func (e *env) order(ctx context.Context, c *Client, cu Customer, holdID, key, target string) (Response, string) {
+	r := c.Do(ctx, Request{Method: http.MethodPost, Target: target, Path: "/v1/orders", Token: cu.Token, From: cu.From,
 		Body: map[string]string{"hold_id": holdID}, Header: map[string]string{"Idempotency-Key": key}})
 	var o struct {
 		ID string `json:"id"`
@@ -223,7 +243,8 @@ func (e *env) order(ctx context.Context, c *Client, token, holdID, key, target s
 
 // placed is an order made ahead of a measurement.
 type placed struct {
-	Token, OrderID, Target string
+	Customer
+	OrderID, Target string
 }
 
 // placeOrders makes n pending orders of one ticket each on the sale, holding then checking out,
@@ -239,7 +260,7 @@ func (e *env) placeOrders(ctx context.Context, s sale, customers []Customer, n i
 	el := Loop{Workers: e.o.Connections, Limit: int64(n)}.Run(ctx, rec, func(ctx context.Context, w int, i int64) Outcome {
 		cu := customers[int(i)%len(customers)]
 		target := e.c.Next()
-		hr, holdID, _ := e.hold(ctx, e.c, cu.Token, s.TicketType, target)
+		hr, holdID, _ := e.hold(ctx, e.c, cu, s.TicketType, target)
 		holds.Record(time.Now(), hr.Outcome())
 		if holdID == "" {
 			failed.Add(1)
@@ -250,7 +271,7 @@ func (e *env) placeOrders(ctx context.Context, s sale, customers []Customer, n i
 			mu.Unlock()
 			return hr.Outcome()
 		}
-		or, id := e.order(ctx, e.c, cu.Token, holdID, fmt.Sprintf("load-%s-%d", e.runID, i), target)
+		or, id := e.order(ctx, e.c, cu, holdID, fmt.Sprintf("load-%s-%d", e.runID, i), target)
 		if id == "" {
 			failed.Add(1)
 			mu.Lock()
@@ -259,7 +280,7 @@ func (e *env) placeOrders(ctx context.Context, s sale, customers []Customer, n i
 			}
 			mu.Unlock()
 		} else {
-			out[i] = placed{Token: cu.Token, OrderID: id, Target: target}
+			out[i] = placed{Customer: cu, OrderID: id, Target: target}
 		}
 		return or.Outcome()
 	})
@@ -274,7 +295,20 @@ func (e *env) placeOrders(ctx context.Context, s sale, customers []Customer, n i
 	return out, el, nil
 }
 
-// customersFor is how many customers n concurrent live holds need under the per-customer limit.
-func (e *env) customersFor(n int) int {
-	return max(1, (n+e.o.HoldsPerCust-1)/e.o.HoldsPerCust)
+// customersFor is how many customers n concurrent live holds need under --holds-per-customer,
+// and streams concurrent order event streams under --streams-per-customer.
+func (e *env) customersFor(n, streams int) int {
+	return max(1, ceilDiv(n, e.o.HoldsPerCust), ceilDiv(streams, e.o.StreamsPerCus))
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// noteHoldCaps tells what the servers' caps on live holds must allow when one customer holds
+// perCustomer tickets of the run's ticket type at once.
+func (r *Result) noteHoldCaps(perCustomer int) {
+	r.Set("live_holds_per_customer", perCustomer)
+	if perCustomer > 4 {
+		r.Note("a customer holds up to %d tickets of one ticket type at once: the servers need ONSALE_MAX_HOLDS_PER_TICKET_TYPE and ONSALE_MAX_HOLDS_PER_CUSTOMER of %d or more (defaults 4 and 8), or holds are refused with 429 too-many-holds",
+			perCustomer, perCustomer)
+	}
 }

@@ -40,15 +40,17 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 		return nil, err
 	}
 	res.SetSale(s)
-	customers, _, err := e.prepareCustomers(ctx, "shopper", e.customersFor(n))
+	customers, _, err := e.prepareCustomers(ctx, "shopper", e.customersFor(n, min(n, o.MaxStreams)))
 	if err != nil {
 		return nil, err
 	}
+	res.noteHoldCaps(ceilDiv(n, len(customers)))
 
 	// The holds, ahead: they must outlive the run (ONSALE_HOLD_TTL, 2 minutes by default).
 	type held struct {
-		token, id string
-		expires   time.Time
+		cu      Customer
+		id      string
+		expires time.Time
 	}
 	holds := make([]held, n)
 	prepRec := NewRecorder("hold (preparation)")
@@ -56,12 +58,12 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	stop := startProgress(e.prog, "holds ahead", prepRec)
 	prepEl := Loop{Workers: o.Connections, Limit: int64(n)}.Run(ctx, prepRec, func(ctx context.Context, w int, i int64) Outcome {
 		cu := customers[int(i)%len(customers)]
-		r, id, exp := e.hold(ctx, e.c, cu.Token, s.TicketType, "")
+		r, id, exp := e.hold(ctx, e.c, cu, s.TicketType, "")
 		if id == "" {
 			bad.Add(1)
 			prepRec.Note("hold: %s", r.Problem())
 		}
-		holds[i] = held{cu.Token, id, exp}
+		holds[i] = held{cu, id, exp}
 		return r.Outcome()
 	})
 	stop()
@@ -83,7 +85,7 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	}
 
 	// Streams are long requests: their own client, no connection bound, no request deadline.
-	sc := NewClient(o.Targets, 0, o.SourceIPs, 0)
+	sc := e.client(0, 0)
 	defer sc.Close()
 	orderRec, confirmRec := NewRecorder("order"), NewRecorder("order to confirmed")
 	var confirmed, failed, lost, errs atomic.Int64
@@ -93,7 +95,7 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	start := time.Now()
 	el := loop.Run(ctx, orderRec, func(ctx context.Context, w int, i int64) Outcome {
 		h := holds[i]
-		r, id := e.order(ctx, e.c, h.token, h.id, fmt.Sprintf("checkout-%s-%d", e.runID, i), "")
+		r, id := e.order(ctx, e.c, h.cu, h.id, fmt.Sprintf("checkout-%s-%d", e.runID, i), "")
 		if id == "" {
 			errs.Add(1)
 			orderRec.Note("order: %s", r.Problem())
@@ -111,7 +113,7 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 				confirmRec.Note("order %s: no stream slot within %s", id, o.ConfirmWait)
 				return
 			}
-			st, at, err := followOrder(fctx, sc, sc.Next(), id, h.token)
+			st, at, err := followOrder(fctx, sc, sc.Next(), id, h.cu)
 			switch {
 			case err != nil:
 				lost.Add(1)

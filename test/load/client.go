@@ -18,33 +18,40 @@ import (
 	"time"
 )
 
-// Client sends requests to the targets round-robin over a bounded pool of keep-alive
-// connections, optionally bound to several local addresses.
+// Client sends requests to the targets round-robin over bounded pools of keep-alive
+// connections, one pool per local source address. A request from a customer (Request.From)
+// always leaves from that customer's address, as from a device of its own; other requests take
+// the addresses in turn. The servers limit some requests per client address (see tally.go), and
+// spreading the load over many addresses lets one machine stand for a crowd.
 type Client struct {
 	targets []string
-	rr      atomic.Uint64
-	tr      *http.Transport
-	hc      *http.Client
+	rr      atomic.Uint64 // the next target
+	anyRR   atomic.Uint64 // the next route for a request from no one in particular
+	routes  []route
 	timeout time.Duration
+	tally   *tally // nil: not counted
+}
+
+// route is the connections from one source address.
+type route struct {
+	src net.IP // nil: the system's choice
+	tr  *http.Transport
+	hc  *http.Client
 }
 
 // newTransport returns a transport with conns connections per host (0: unbounded), dialing from
-// the source addresses in turn.
-func newTransport(conns int, sourceIPs []net.IP) *http.Transport {
-	var next atomic.Uint64
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-		if len(sourceIPs) > 0 {
-			d.LocalAddr = &net.TCPAddr{IP: sourceIPs[(next.Add(1)-1)%uint64(len(sourceIPs))]}
-		}
-		return d.DialContext(ctx, network, addr)
+// src (nil: the system's choice).
+func newTransport(conns int, src net.IP) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if src != nil {
+		d.LocalAddr = &net.TCPAddr{IP: src}
 	}
 	idle := conns
 	if idle == 0 {
 		idle = 100
 	}
 	return &http.Transport{
-		DialContext:         dial,
+		DialContext:         d.DialContext,
 		MaxConnsPerHost:     conns,
 		MaxIdleConnsPerHost: idle,
 		MaxIdleConns:        0, // no global bound: MaxIdleConnsPerHost per target
@@ -57,14 +64,41 @@ func newTransport(conns int, sourceIPs []net.IP) *http.Transport {
 	}
 }
 
-// NewClient returns a client with conns keep-alive connections per target.
-func NewClient(targets []string, conns int, sourceIPs []net.IP, timeout time.Duration) *Client {
-	tr := newTransport(conns, sourceIPs)
-	return &Client{targets: targets, tr: tr, hc: &http.Client{Transport: tr}, timeout: timeout}
+// NewClient returns a client with conns keep-alive connections per target (0: unbounded),
+// spread over the source addresses (none: the system's choice). With several addresses each
+// keeps up to twice its share of conns, so that a customer's requests rarely wait for a
+// connection of their address while another address has one idle. tally, when not nil, counts
+// the requests the servers limit per address.
+func NewClient(targets []string, conns int, sources []net.IP, timeout time.Duration, t *tally) *Client {
+	if len(sources) == 0 {
+		sources = []net.IP{nil}
+	}
+	perRoute := conns
+	if conns > 0 && len(sources) > 1 {
+		perRoute = max(2, (2*conns+len(sources)-1)/len(sources))
+	}
+	c := &Client{targets: targets, timeout: timeout, tally: t}
+	for _, src := range sources {
+		tr := newTransport(perRoute, src)
+		c.routes = append(c.routes, route{src: src, tr: tr, hc: &http.Client{Transport: tr}})
+	}
+	return c
+}
+
+// route picks the connections for a request from from (0: anyone).
+func (c *Client) route(from int) *route {
+	if from > 0 {
+		return &c.routes[(from-1)%len(c.routes)]
+	}
+	return &c.routes[(c.anyRR.Add(1)-1)%uint64(len(c.routes))]
 }
 
 // Close drops the idle connections.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	for _, r := range c.routes {
+		r.tr.CloseIdleConnections()
+	}
+}
 
 // Next returns the next target in turn.
 func (c *Client) Next() string {
@@ -72,10 +106,13 @@ func (c *Client) Next() string {
 }
 
 // Request is one API call. Target "" means the next target in turn; Path is appended to it.
+// From names the sender: requests with the same From > 0 leave from the same source address
+// (Customer.From); 0 takes the addresses in turn.
 type Request struct {
 	Method, Target, Path, Token string
 	Body                        any // []byte or a value to encode as JSON
 	Header                      map[string]string
+	From                        int
 }
 
 // Response is an answer, read in full. Status 0 means no answer (Err says why).
@@ -151,13 +188,16 @@ func (c *Client) Do(ctx context.Context, r Request) Response {
 	for k, v := range r.Header {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.hc.Do(req)
+	rt := c.route(r.From)
+	sent := time.Now()
+	resp, err := rt.hc.Do(req)
 	if err != nil {
 		return Response{Err: err, End: time.Now()}
 	}
 	data, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	out := Response{Status: resp.StatusCode, Body: data, Header: resp.Header, End: time.Now()}
+	c.tally.count(rt.src, target, r.Method, r.Path, sent, out)
 	if err != nil {
 		out.Status, out.Err = 0, fmt.Errorf("reading the answer to %s %s: %w", r.Method, r.Path, err)
 	}

@@ -26,10 +26,11 @@ func runConfirm(ctx context.Context, e *env) (*Result, error) {
 		return nil, err
 	}
 	res.SetSale(s)
-	customers, _, err := e.prepareCustomers(ctx, "payer", e.customersFor(m))
+	customers, _, err := e.prepareCustomers(ctx, "payer", e.customersFor(m, 0))
 	if err != nil {
 		return nil, err
 	}
+	res.noteHoldCaps(ceilDiv(m, len(customers)))
 	if err := prov.SetPaused(ctx, true); err != nil {
 		return nil, fmt.Errorf("pause the provider: %w", err)
 	}

@@ -83,7 +83,7 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 		var r Response
 		var id string
 		for attempt := 0; attempt < 5; attempt++ { // the key makes a retry safe
-			r, id = e.order(ctx, e.c, b.Token, holdID, fmt.Sprintf("flash-%s-%d", e.runID, i), "")
+			r, id = e.order(ctx, e.c, b, holdID, fmt.Sprintf("flash-%s-%d", e.runID, i), "")
 			if (r.Status != 0 && r.Status != http.StatusServiceUnavailable) || attempt == 4 {
 				break
 			}
@@ -103,7 +103,7 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 			t := time.Now()
-			pr := e.c.Do(ctx, Request{Method: http.MethodGet, Path: "/v1/orders/" + id, Token: b.Token})
+			pr := e.c.Do(ctx, Request{Method: http.MethodGet, Path: "/v1/orders/" + id, Token: b.Token, From: b.From})
 			pollRec.Record(t, pr.Outcome())
 			var st struct {
 				Status       string `json:"status"`
@@ -143,7 +143,7 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 					return
 				}
 				start := time.Now()
-				r, holdID, _ := e.hold(ctx, e.c, buyers[i].Token, s.TicketType, "")
+				r, holdID, _ := e.hold(ctx, e.c, buyers[i], s.TicketType, "")
 				holdRec.Record(start, r.Outcome())
 				fromRelease.Record(t0, r.Outcome())
 				if r.Status != 0 && r.Status < 500 {

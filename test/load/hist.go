@@ -45,10 +45,19 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 	}
 }
 
-// Point is one second of a run.
+// The series over time starts with buckets of seriesFirstBucket and doubles their width whenever
+// the run outgrows seriesMaxBuckets, so a sale over in half a second and a run of ten minutes
+// both get between half of seriesMaxBuckets and seriesMaxBuckets points.
+const (
+	seriesFirstBucket = time.Millisecond
+	seriesMaxBuckets  = 100
+)
+
+// Point is one bucket of a run's series: the answers that came within it.
 type Point struct {
-	Second   int     `json:"t_s"`
+	T        float64 `json:"t_s"` // the bucket's start, in seconds from the phase's start
 	Requests int64   `json:"requests"`
+	RPS      float64 `json:"rps"` // answers per second within the bucket
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
 }
@@ -61,14 +70,16 @@ type Outcome struct {
 	End    time.Time
 }
 
-// Recorder collects the latencies and answers of one kind of request, overall and per second.
+// Recorder collects the latencies and answers of one kind of request, overall and over time.
 // It is safe for concurrent use.
 type Recorder struct {
 	name     string
 	mu       sync.Mutex
 	t0       time.Time
 	all      *hdrhistogram.Histogram
-	secs     []*hdrhistogram.Histogram
+	bucket   time.Duration             // the width of the series' buckets
+	buckets  []*hdrhistogram.Histogram // nil: nothing answered within the bucket
+	last     time.Duration             // the latest answer, from t0
 	status   map[int]int64
 	count    int64
 	errors   int64 // no answer: transport errors and timeouts
@@ -76,12 +87,12 @@ type Recorder struct {
 	samples  []string
 }
 
-// NewRecorder returns a recorder whose per-second series starts now.
+// NewRecorder returns a recorder whose series starts now.
 func NewRecorder(name string) *Recorder {
-	return &Recorder{name: name, t0: time.Now(), all: newHist(), status: map[int]int64{}}
+	return &Recorder{name: name, t0: time.Now(), all: newHist(), bucket: seriesFirstBucket, status: map[int]int64{}}
 }
 
-// Restart moves the start of the per-second series to t.
+// Restart moves the start of the series to t; call it before recording.
 func (r *Recorder) Restart(t time.Time) {
 	r.mu.Lock()
 	r.t0 = t
@@ -115,17 +126,36 @@ func (r *Recorder) Record(start time.Time, o Outcome) {
 		return // a refused connection says nothing about latency
 	}
 	_ = r.all.RecordValue(us)
-	sec := int(end.Sub(r.t0) / time.Second)
-	if sec < 0 {
-		sec = 0
+	at := max(end.Sub(r.t0), 0)
+	r.last = max(r.last, at)
+	i := int(at / r.bucket)
+	for i >= seriesMaxBuckets {
+		r.widen()
+		i = int(at / r.bucket)
 	}
-	for len(r.secs) <= sec {
-		r.secs = append(r.secs, nil)
+	for len(r.buckets) <= i {
+		r.buckets = append(r.buckets, nil)
 	}
-	if r.secs[sec] == nil {
-		r.secs[sec] = hdrhistogram.New(histLowest, histHighest, 2)
+	if r.buckets[i] == nil {
+		r.buckets[i] = hdrhistogram.New(histLowest, histHighest, 2)
 	}
-	_ = r.secs[sec].RecordValue(us)
+	_ = r.buckets[i].RecordValue(us)
+}
+
+// widen doubles the width of the series' buckets, merging them in pairs.
+func (r *Recorder) widen() {
+	merged := make([]*hdrhistogram.Histogram, (len(r.buckets)+1)/2)
+	for i, h := range r.buckets {
+		switch m := merged[i/2]; {
+		case h == nil:
+		case m == nil:
+			merged[i/2] = h
+		default:
+			m.Merge(h)
+		}
+	}
+	r.buckets = merged
+	r.bucket *= 2
 }
 
 // Note records a problem that is not a transport error (an unexpected answer, say), for the
@@ -184,20 +214,29 @@ func (r *Recorder) Latency() Latency {
 	return summarize(r.all)
 }
 
-// Series returns p50 and p99 for each second.
-func (r *Recorder) Series() []Point {
+// Series returns the answers per second, p50 and p99 of each bucket, and the buckets' width.
+// A phase that lasted elapsed ends within its last bucket: that bucket's rate counts only the
+// part of it the phase (or its last answer) reached, but at least a quarter of it, so that a
+// straggler just past a bucket's start does not look like a burst.
+func (r *Recorder) Series(elapsed time.Duration) ([]Point, time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Point, 0, len(r.secs))
-	for i, h := range r.secs {
-		p := Point{Second: i}
+	out := make([]Point, 0, len(r.buckets))
+	for i, h := range r.buckets {
+		start := time.Duration(i) * r.bucket
+		p := Point{T: start.Seconds()}
 		if h != nil {
+			width := r.bucket
+			if i == len(r.buckets)-1 {
+				width = min(width, max(elapsed-start, r.last-start, width/4))
+			}
 			p.Requests = h.TotalCount()
+			p.RPS = float64(p.Requests) / width.Seconds()
 			p.P50, p.P99 = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(99))
 		}
 		out = append(out, p)
 	}
-	return out
+	return out, r.bucket
 }
 
 // Phase is the report of one recorder over a measured interval.
@@ -210,17 +249,19 @@ type Phase struct {
 	DurationS     float64          `json:"duration_s"`
 	ThroughputRPS float64          `json:"throughput_rps"`
 	Latency       Latency          `json:"latency"`
+	BucketS       float64          `json:"bucket_s,omitempty"` // the width of the series' buckets
 	Series        []Point          `json:"series,omitempty"`
 	Samples       []string         `json:"error_samples,omitempty"`
 }
 
 // Phase reports the recorder as a phase that lasted elapsed.
 func (r *Recorder) Phase(elapsed time.Duration) Phase {
-	lat, series := r.Latency(), r.Series()
+	lat := r.Latency()
+	series, bucket := r.Series(elapsed)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := Phase{Name: r.name, Requests: r.count, Statuses: map[string]int64{}, Errors: r.errors, Timeouts: r.timeouts,
-		DurationS: elapsed.Seconds(), Latency: lat, Series: series, Samples: slices.Clone(r.samples)}
+		DurationS: elapsed.Seconds(), Latency: lat, BucketS: bucket.Seconds(), Series: series, Samples: slices.Clone(r.samples)}
 	for s, n := range r.status {
 		p.Statuses[strconv.Itoa(s)] = n
 	}
@@ -236,7 +277,7 @@ func (r *Recorder) Phase(elapsed time.Duration) Phase {
 // Op is one operation of a load loop: worker w, operation number i.
 type Op func(ctx context.Context, w int, i int64) Outcome
 
-// Loop says how operations are issued: Workers concurrent workers, for Duration, either as fast
+// Loop says how operations are sent: Workers concurrent workers, for Duration, either as fast
 // as they can (Rate 0, closed loop) or at Rate operations per second (open loop: each operation
 // has an intended start time and its latency counts from then, so a stall shows up in full
 // instead of delaying the next requests: no coordinated omission). Limit > 0 stops after that

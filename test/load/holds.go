@@ -40,9 +40,11 @@ func runHolds(ctx context.Context, e *env) (*Result, error) {
 			own[w] = []int{w % n}
 		}
 	}
-	if share := (loop.Workers + n - 1) / n; share > o.HoldsPerCust {
-		res.Note("%d workers share %d customers: up to %d live holds per customer, above --holds-per-customer %d; expect 429s unless the server's ONSALE_MAX_HOLDS_PER_CUSTOMER is higher", loop.Workers, n, share, o.HoldsPerCust)
+	share := ceilDiv(loop.Workers, n)
+	if share > o.HoldsPerCust {
+		res.Note("%d workers share %d customers: up to %d live holds per customer, above --holds-per-customer %d", loop.Workers, n, share, o.HoldsPerCust)
 	}
+	res.noteHoldCaps(share)
 	turn := make([]int, loop.Workers)
 	holdRec, relRec := NewRecorder("hold"), NewRecorder("release")
 	stop := startProgress(e.prog, "holds     ", holdRec)
@@ -51,10 +53,10 @@ func runHolds(ctx context.Context, e *env) (*Result, error) {
 		cu := customers[mine[turn[w]%len(mine)]]
 		turn[w]++
 		target := e.c.Next()
-		r, id, _ := e.hold(ctx, e.c, cu.Token, s.TicketType, target)
+		r, id, _ := e.hold(ctx, e.c, cu, s.TicketType, target)
 		if id != "" {
 			t := time.Now()
-			rr := e.c.Do(ctx, Request{Method: http.MethodDelete, Target: target, Path: "/v1/holds/" + id, Token: cu.Token})
+			rr := e.c.Do(ctx, Request{Method: http.MethodDelete, Target: target, Path: "/v1/holds/" + id, Token: cu.Token, From: cu.From})
 			relRec.Record(t, rr.Outcome())
 			if rr.Status != http.StatusNoContent {
 				relRec.Note("release: %s", rr.Problem())

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -88,8 +91,41 @@ func TestOpenLoopCountsFromIntendedTime(t *testing.T) {
 	}
 }
 
+// The series keeps between half of seriesMaxBuckets and seriesMaxBuckets points whatever the
+// run's length, and merging buckets loses no answer.
+func TestSeriesBucketsFollowTheRunsLength(t *testing.T) {
+	for _, run := range []time.Duration{30 * time.Millisecond, 450 * time.Millisecond, 7 * time.Second} {
+		rec := NewRecorder("op")
+		t0 := time.Now()
+		rec.Restart(t0)
+		const n = 3000
+		for i := range n {
+			end := t0.Add(run * time.Duration(i) / n)
+			rec.Record(end.Add(-time.Millisecond), Outcome{Status: 200, End: end})
+		}
+		series, bucket := rec.Series(run)
+		var total int64
+		for _, p := range series {
+			total += p.Requests
+		}
+		if total != n {
+			t.Errorf("%s: %d answers in the series, want %d", run, total, n)
+		}
+		if want := min(seriesMaxBuckets, int(run/seriesFirstBucket)); len(series) > seriesMaxBuckets || len(series) < want/2 {
+			t.Errorf("%s: %d buckets of %s, want %d to %d", run, len(series), bucket, want/2, seriesMaxBuckets)
+		}
+		rate := float64(n) / run.Seconds()
+		if mid := series[len(series)/2]; math.Abs(mid.RPS-rate) > rate/5 {
+			t.Errorf("%s: %.0f answers/s in the middle bucket, want about %.0f", run, mid.RPS, rate)
+		}
+		if mid := series[len(series)/2]; mid.P50 < 0.9 || mid.P50 > 1.1 {
+			t.Errorf("%s: p50 %.3f ms, want 1", run, mid.P50)
+		}
+	}
+}
+
 func TestParseArgsDefaults(t *testing.T) {
-	sc, o, err := parseArgs([]string{"login", "--target", "http://a/", "--target", "http://b", "--organizer", "o@x.io:password1"}, io.Discard)
+	sc, o, err := parseArgs([]string{"login", "--target", "http://a/", "--target", "http://b", "--organizer", "o@x.io:password1"}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,14 +135,172 @@ func TestParseArgsDefaults(t *testing.T) {
 	if strings.Join(o.Targets, " ") != "http://a http://b" {
 		t.Fatalf("targets %q", o.Targets)
 	}
-	if _, o, _ = parseArgs([]string{"flash-sale", "--target", "http://a", "--organizer", "o@x.io:password1", "--connections", "7", "--source-ips", "127.0.0.2,127.0.0.3"}, io.Discard); o.Connections != 7 || len(o.SourceIPs) != 2 || o.Buyers != 50000 {
+	if !o.SourceAuto || len(o.SourceIPs) != 0 {
+		t.Fatalf("--source-ips is not auto by default: %+v", o)
+	}
+	if _, o, _ = parseArgs([]string{"flash-sale", "--target", "http://a", "--organizer", "o@x.io:password1", "--connections", "7", "--source-ips", "127.0.0.2,127.0.0.3"}, io.Discard, io.Discard); o.Connections != 7 || len(o.SourceIPs) != 2 || o.SourceAuto || o.Buyers != 50000 {
 		t.Fatalf("explicit flags lost: %+v", o)
 	}
-	if _, _, err := parseArgs([]string{"nope", "--target", "http://a"}, io.Discard); err == nil {
+	if _, _, err := parseArgs([]string{"holds", "--target", "http://a", "--organizer", "o@x.io:password1", "--source-ips", "127.0.0.9-127.0.0.2"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("a backwards range of source addresses was accepted")
+	}
+	if _, _, err := parseArgs([]string{"nope", "--target", "http://a"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("an unknown scenario was accepted")
 	}
-	if _, _, err := parseArgs([]string{"holds", "--organizer", "o@x.io:password1"}, io.Discard); err == nil {
+	if _, _, err := parseArgs([]string{"holds", "--organizer", "o@x.io:password1"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("no --target was accepted")
+	}
+}
+
+// The help lists every scenario on a line of its own that starts with its name, a scenario's
+// help shows its own flags with its defaults, and asking for help is not an error.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, &out, &errOut); code != 0 {
+			t.Fatalf("load %v: exit %d, want 0; stderr %q", args, code, errOut.String())
+		}
+		lines := strings.Split(out.String(), "\n")
+		for _, sc := range scenarios() {
+			n := 0
+			for _, l := range lines {
+				if strings.HasPrefix(strings.TrimSpace(l), sc.name+" ") {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("load %v: %d lines start with %q, want 1:\n%s", args, n, sc.name, out.String())
+			}
+		}
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"login", "--help"}, &out, io.Discard); code != 0 {
+		t.Fatalf("load login --help: exit %d, want 0", code)
+	}
+	for _, want := range []string{"-argon2-memory-kib", "-light-workers", "-target", "-connections int", "(default 200)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("load login --help lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "-buyers") {
+		t.Errorf("load login --help shows flash-sale's --buyers:\n%s", out.String())
+	}
+	for _, args := range [][]string{nil, {"nope"}, {"--target", "http://a"}, {"holds", "--no-such-flag"}} {
+		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
+			t.Errorf("load %v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestParseSources(t *testing.T) {
+	for _, c := range []struct {
+		spec  string
+		n     int
+		auto  bool
+		first string
+	}{
+		{"auto", 0, true, ""},
+		{"off", 0, false, ""},
+		{"127.0.0.2-127.0.0.254", 253, false, "127.0.0.2"},
+		{"127.0.0.2, 127.0.0.5-127.0.0.6", 3, false, "127.0.0.2"},
+		{"10.0.0.255-10.0.1.1", 3, false, "10.0.0.255"},
+		{"::1", 1, false, "::1"},
+	} {
+		ips, auto, err := parseSources(c.spec)
+		if err != nil || len(ips) != c.n || auto != c.auto || (c.n > 0 && ips[0].String() != c.first) {
+			t.Errorf("parseSources(%q) = %v, %v, %v; want %d addresses from %s, auto %v", c.spec, ips, auto, err, c.n, c.first, c.auto)
+		}
+	}
+	for _, spec := range []string{"x", "127.0.0.5-127.0.0.2", "::1-::2", "127.0.0.1-", "10.0.0.0-10.1.0.0"} {
+		if ips, _, err := parseSources(spec); err == nil {
+			t.Errorf("parseSources(%q) = %d addresses, want an error", spec, len(ips))
+		}
+	}
+	for targets, want := range map[string]bool{
+		"http://127.0.0.1:8080":                      true,
+		"http://localhost:8080 http://127.0.0.9:1":   true,
+		"http://127.0.0.1:8080 http://10.0.0.1:8080": false,
+		"http://[::1]:8080":                          false,
+		"https://onsale.example":                     false,
+	} {
+		if got := onLoopback(strings.Fields(targets)); got != want {
+			t.Errorf("onLoopback(%s) = %v, want %v", targets, got, want)
+		}
+	}
+}
+
+// A customer's requests all leave from one source address, customers are spread over all of
+// them, and the tally counts the limited requests per address against the servers' defaults.
+func TestClientSpreadsCustomersOverSources(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux routes all of 127.0.0.0/8 to loopback without setup")
+	}
+	var mu sync.Mutex
+	seen := map[string]map[string]bool{} // the From header → source addresses
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		mu.Lock()
+		if seen[r.Header.Get("X-From")] == nil {
+			seen[r.Header.Get("X-From")] = map[string]bool{}
+		}
+		seen[r.Header.Get("X-From")][host] = true
+		mu.Unlock()
+		if r.URL.Path == "/v1/auth/login" {
+			w.Header().Set("RateLimit-Policy", `"auth";q=300;w=60`)
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	sources, _, err := parseSources("127.0.0.2-127.0.0.11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := newTally()
+	c := NewClient([]string{srv.URL}, 8, sources, 5*time.Second, tl)
+	defer c.Close()
+	ctx := context.Background()
+	for round := range 3 {
+		for from := 1; from <= 30; from++ {
+			r := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", From: from, Header: map[string]string{"X-From": strconv.Itoa(from)}})
+			if r.Status != http.StatusCreated {
+				t.Fatalf("round %d, from %d: %s", round, from, r.Problem())
+			}
+		}
+	}
+	for range 700 { // one address far past the default burst of holds
+		c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", From: 31, Header: map[string]string{"X-From": "31"}})
+	}
+	c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login", From: 1, Header: map[string]string{"X-From": "1"}})
+	all := map[string]bool{}
+	for from := 1; from <= 31; from++ {
+		addrs := seen[strconv.Itoa(from)]
+		if len(addrs) != 1 {
+			t.Errorf("customer %d sent from %v, want one address", from, addrs)
+		}
+		for a := range addrs {
+			all[a] = true
+			if want := sources[(from-1)%len(sources)].String(); a != want {
+				t.Errorf("customer %d sent from %s, want %s", from, a, want)
+			}
+		}
+	}
+	if len(all) != len(sources) {
+		t.Errorf("customers sent from %d addresses, want %d", len(all), len(sources))
+	}
+	figs := tl.figures()
+	holds := figs[kindOf(http.MethodPost, "/v1/holds")]
+	// Customer 31 shares its address with customers 1, 11 and 21: 9 + 700 holds, of which the
+	// default bucket lets through its burst of 600 and 20/s.
+	if holds.Total != 790 || holds.MaxPerSrc != 709 || holds.Refused < 80 || holds.Refused > 109 {
+		t.Errorf("holds tallied %+v, want 790 in all, 709 from the busiest address and about 109 refused at the defaults", holds)
+	}
+	if auth := figs[kindOf(http.MethodPost, "/v1/auth/login")]; auth.Total != 1 || auth.Refused != 0 {
+		t.Errorf("logins tallied %+v, want 1 and none refused", auth)
+	}
+	if got := tl.limitedAnswers(); got["auth"] != 1 || len(got) != 1 {
+		t.Errorf("429s by policy %v, want auth: 1", got)
 	}
 }
 
@@ -186,7 +380,8 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 		"ONSALE_ARGON2_TIME=1",
 		"ONSALE_DEBUG_ADDR="+debug,
 		"ONSALE_SIMULATED_LATENCY=5ms",
-		"ONSALE_MAX_HOLDS_PER_CUSTOMER=1000",
+		"ONSALE_MAX_HOLDS_PER_CUSTOMER=1000",    // live holds per customer, across ticket types
+		"ONSALE_MAX_HOLDS_PER_TICKET_TYPE=1000", // and on one ticket type
 		"ONSALE_PROVIDER_TIMEOUT=60s",
 		"ONSALE_PAYMENT_ACK_WAIT=90s",
 		"ONSALE_DRAIN_DELAY=0",
@@ -248,7 +443,7 @@ func tail(path string) string {
 func smoke(t *testing.T, s *server, args ...string) *Result {
 	t.Helper()
 	full := append(args, "--target", s.base, "--organizer", "org@load.test:organizer password", "--quiet")
-	scenario, o, err := parseArgs(full, io.Discard)
+	scenario, o, err := parseArgs(full, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatalf("parse %q: %v", full, err)
 	}
@@ -308,6 +503,20 @@ func TestScenariosEmbedded(t *testing.T) {
 		}
 		if res.Scenario != "flash-sale" {
 			t.Errorf("scenario %q", res.Scenario)
+		}
+		// On loopback the buyers come from many addresses, and none of them sends more than the
+		// servers' default per-address limits let through.
+		if n := fieldOf(res, "source_addresses"); runtime.GOOS == "linux" && n != 253 {
+			t.Errorf("source_addresses %v, want 253", n)
+		}
+		figs, _ := fieldOf(res, "per_source_address").(map[string]kindFigures)
+		if len(figs) != 2 {
+			t.Errorf("per_source_address %v, want the auth and hold requests", figs)
+		}
+		for kind, f := range figs {
+			if f.Refused != 0 {
+				t.Errorf("%s: %+v; the default limits would have refused some", kind, f)
+			}
 		}
 	})
 	t.Run("holds", func(t *testing.T) {

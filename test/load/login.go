@@ -40,19 +40,19 @@ func runLogin(ctx context.Context, e *env) (*Result, error) {
 		return nil, err
 	}
 	lightN := min(o.LightWorkers, len(accounts))
-	lc := NewClient(o.Targets, lightN, o.SourceIPs, o.Timeout) // its own connections: no queueing behind the storm's
+	lc := e.client(lightN, o.Timeout) // its own connections: no queueing behind the storm's
 	defer lc.Close()
 	light := func(rec, rel *Recorder) time.Duration {
 		return Loop{Workers: lightN, Duration: o.Duration, Rate: o.Rate}.Run(ctx, rec, func(ctx context.Context, w int, i int64) Outcome {
-			tok := accounts[w].Token
+			cu := accounts[w]
 			target := lc.Next()
-			r, id, _ := e.hold(ctx, lc, tok, s.TicketType, target)
+			r, id, _ := e.hold(ctx, lc, cu, s.TicketType, target)
 			if id == "" {
 				rec.Note("hold: %s", r.Problem())
 				return r.Outcome()
 			}
 			t := time.Now()
-			rr := lc.Do(ctx, Request{Method: http.MethodDelete, Target: target, Path: "/v1/holds/" + id, Token: tok})
+			rr := lc.Do(ctx, Request{Method: http.MethodDelete, Target: target, Path: "/v1/holds/" + id, Token: cu.Token, From: cu.From})
 			rel.Record(t, rr.Outcome())
 			return r.Outcome()
 		})
@@ -73,7 +73,7 @@ func runLogin(ctx context.Context, e *env) (*Result, error) {
 		stormEl = storm.Run(ctx, logins, func(ctx context.Context, w int, i int64) Outcome {
 			a := accounts[int(i)%len(accounts)]
 			r := e.c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login",
-				Body: map[string]string{"email": a.Email, "password": o.Password}})
+				Body: map[string]string{"email": a.Email, "password": o.Password}, From: a.From})
 			if r.Status == http.StatusServiceUnavailable || r.Status == http.StatusTooManyRequests {
 				shed.Add(1)
 				wait := min(retryAfter(r), 2*time.Second)

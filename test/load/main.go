@@ -1,7 +1,8 @@
-// Command load drives one or several running onsale servers through the scenarios of the
-// benchmark issue (flash-sale, holds, browse, checkout, confirm, login, streams) and reports
-// throughput and latency percentiles as ratios to a baseline measured in the same run: a trivial
-// JSON handler served by the tool itself and driven with the same client settings.
+// Command load drives one or several running onsale servers through the benchmark scenarios
+// (flash-sale, holds, browse, checkout, confirm, login, streams), checks their invariants and
+// performance targets, and reports throughput and latency percentiles as ratios to a baseline
+// measured in the same run: a trivial JSON handler served by the tool itself and driven with the
+// same client settings. "load --help" lists the scenarios, "load <scenario> --help" its flags.
 //
 //	go run ./test/load <scenario> --target URL [--target URL ...] [flags]
 //
@@ -25,24 +26,60 @@ import (
 	"time"
 )
 
-// scenarios maps each scenario to its runner.
-var scenarios = map[string]func(ctx context.Context, e *env) (*Result, error){
-	"flash-sale": runFlashSale,
-	"holds":      runHolds,
-	"browse":     runBrowse,
-	"checkout":   runCheckout,
-	"confirm":    runConfirm,
-	"login":      runLogin,
-	"streams":    runStreams,
+// scenario is one of the tool's measurements.
+type scenario struct {
+	name     string
+	about    string            // one line for the help
+	flags    []string          // the flags it reads beside the common ones
+	defaults map[string]string // flag defaults that differ from the common ones
+	run      func(ctx context.Context, e *env) (*Result, error)
 }
 
-func scenarioNames() []string {
-	names := make([]string, 0, len(scenarios))
-	for n := range scenarios {
-		names = append(names, n)
+// commonFlags are read by every scenario (or by several: the help says which).
+var commonFlags = []string{"target", "organizer", "password", "connections", "timeout", "source-ips", "prep-workers",
+	"provider", "database-url", "baseline-duration", "json", "plot", "fail-on-target", "quiet"}
+
+// scenarios lists the scenarios in the order the help shows them.
+func scenarios() []scenario {
+	return []scenario{
+		{name: "flash-sale", run: runFlashSale,
+			about:    "50,000 buyers race for 1,000 tickets, the winners check out: never oversold, all answered within 5 s",
+			flags:    []string{"buyers", "tickets", "answer-within", "confirm-timeout"},
+			defaults: map[string]string{"connections": "1000"}},
+		{name: "holds", run: runHolds,
+			about:    "2,000 customers hold and release on one large ticket type: hold throughput and p99",
+			flags:    []string{"duration", "rate", "customers", "capacity", "holds-per-customer"},
+			defaults: map[string]string{"connections": "1000", "customers": "2000"}},
+		{name: "browse", run: runBrowse,
+			about:    "cached availability reads: read throughput against the baseline, cache hit ratio",
+			flags:    []string{"duration", "rate"},
+			defaults: map[string]string{"connections": "1000"}},
+		{name: "checkout", run: runCheckout,
+			about:    "1,000 orders/s on holds made ahead, followed on their event streams: creation and confirmation p99",
+			flags:    []string{"rate", "duration", "holds-per-customer", "streams-per-customer", "max-streams", "latency-ms", "confirm-timeout"},
+			defaults: map[string]string{"connections": "1000", "rate": "1000"}},
+		{name: "confirm", run: runConfirm,
+			about:    "10,000 orders queued behind a paused provider, then released: confirmations/s on one ticket type",
+			flags:    []string{"orders", "holds-per-customer", "confirm-timeout"},
+			defaults: map[string]string{"connections": "1000"}},
+		{name: "login", run: runLogin,
+			about:    "a login storm at the servers' real argon2id cost: logins/s against the raw hash rate, hold p99 beside it",
+			flags:    []string{"duration", "rate", "customers", "light-workers", "argon2-memory-kib", "argon2-time", "argon2-threads", "argon2-seconds"},
+			defaults: map[string]string{"connections": "200", "customers": "200", "rate": "200", "duration": "10s"}},
+		{name: "streams", run: runStreams,
+			about:    "19,000 order event streams held open on one server: none dropped, memory per stream",
+			flags:    []string{"streams", "hold-for", "holds-per-customer", "streams-per-customer"},
+			defaults: map[string]string{"connections": "1000"}},
 	}
-	slices.Sort(names)
-	return names
+}
+
+func findScenario(name string) (scenario, bool) {
+	for _, s := range scenarios() {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return scenario{}, false
 }
 
 // Options are the command line's settings.
@@ -57,7 +94,8 @@ type Options struct {
 	PlotFile     string
 	Provider     string
 	DatabaseURL  string
-	SourceIPs    []net.IP
+	SourceIPs    []net.IP // --source-ips as a list (empty: off, or auto)
+	SourceAuto   bool     // --source-ips auto: loopback addresses when the targets are on loopback
 	Timeout      time.Duration
 	PrepWorkers  int
 	BaselineDur  time.Duration
@@ -71,6 +109,7 @@ type Options struct {
 	Customers     int
 	Capacity      int
 	HoldsPerCust  int
+	StreamsPerCus int
 	Orders        int
 	LatencyMS     float64
 	Argon2MemKiB  int
@@ -84,115 +123,158 @@ type Options struct {
 	LightRate     float64
 }
 
-// defaults per scenario for the flags that differ; applied when the flag was not given.
-var scenarioDefaults = map[string]map[string]string{
-	"flash-sale": {"connections": "1000"},
-	"holds":      {"connections": "1000", "customers": "2000"},
-	"browse":     {"connections": "1000"},
-	"checkout":   {"connections": "1000", "rate": "1000"},
-	"confirm":    {"connections": "1000"},
-	"login":      {"connections": "200", "customers": "200", "rate": "200", "duration": "10s"},
-	"streams":    {"connections": "1000"},
-}
-
 type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func newFlagSet(o *Options, stderr io.Writer) (*flag.FlagSet, *stringList, *string) {
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newFlagSet defines every flag, with sc's defaults where they differ from the common ones.
+func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
+	fs := flag.NewFlagSet("load "+sc.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // parseArgs reports errors and prints the help itself
+	fs.Usage = func() {}
 	targets := &stringList{}
 	sourceIPs := new(string)
-	fs.Var(targets, "target", "base URL of a server under test, e.g. http://127.0.0.1:8080 (repeatable; requests go round-robin)")
+	fs.Var(targets, "target", "base `URL` of a server under test, e.g. http://127.0.0.1:8080 (repeatable; requests go round-robin)")
 	fs.IntVar(&o.Connections, "connections", 1000, "concurrent workers, and keep-alive connections per target")
 	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "how long the measured phase runs")
 	fs.Float64Var(&o.Rate, "rate", 0, "open loop: requests per second at a constant arrival rate (0: closed loop, workers as fast as they can)")
-	fs.StringVar(&o.Organizer, "organizer", "", "email:password of the organizer account (server: ONSALE_BOOTSTRAP_ORGANIZER)")
+	fs.StringVar(&o.Organizer, "organizer", "", "`email:password` of the organizer account (server: ONSALE_BOOTSTRAP_ORGANIZER)")
 	fs.StringVar(&o.Password, "password", "load-test-password", "password of the customer accounts the tool registers")
 	fs.StringVar(&o.JSONFile, "json", "", "write the result as JSON to this file")
-	fs.StringVar(&o.PlotFile, "plot", "", "write a PNG of the p50/p99 latency per second to this file")
-	fs.StringVar(&o.Provider, "provider", "", "simulated provider API base, e.g. http://127.0.0.1:6060/provider (ledger and pause switch)")
-	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL of the servers: also check the invariants in the database")
-	fs.StringVar(sourceIPs, "source-ips", "", "comma-separated local addresses to bind outgoing connections to, round-robin (e.g. 127.0.0.2,127.0.0.3)")
+	fs.StringVar(&o.PlotFile, "plot", "", "write a PNG of latency (p50, p99) and throughput over the run to this file")
+	fs.StringVar(&o.Provider, "provider", "", "simulated provider API base, e.g. http://127.0.0.1:6060/provider: ledger checks and the pause switch (flash-sale, checkout, confirm, streams)")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL of the servers: also check the invariants in the database (flash-sale, confirm)")
+	fs.StringVar(sourceIPs, "source-ips", "auto", "local `addresses` to send from, so that the servers' per-address limits see a crowd: auto ("+loopbackFirst+"-"+loopbackLast+" when every target is on loopback, else the system's choice), off, or a comma-separated list of addresses and ranges (127.0.0.2-127.0.0.99,127.0.1.1); each customer's requests leave from one of them")
 	fs.DurationVar(&o.Timeout, "timeout", 15*time.Second, "deadline of one request")
 	fs.IntVar(&o.PrepWorkers, "prep-workers", 32, "account registrations and logins in flight while preparing customers (per target)")
 	fs.DurationVar(&o.BaselineDur, "baseline-duration", 0, "length of the baseline run (0: min(duration, 5s))")
 	fs.BoolVar(&o.FailOnTarget, "fail-on-target", false, "exit non-zero also when a performance target is missed")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
 
-	fs.IntVar(&o.Buyers, "buyers", 50000, "flash-sale: buyers released at once")
-	fs.IntVar(&o.Tickets, "tickets", 1000, "flash-sale: tickets on sale")
-	fs.DurationVar(&o.AnswerWithin, "answer-within", 5*time.Second, "flash-sale: every buyer must get an answer to the hold within this time of the release")
+	fs.IntVar(&o.Buyers, "buyers", 50000, "buyers released at once")
+	fs.IntVar(&o.Tickets, "tickets", 1000, "tickets on sale")
+	fs.DurationVar(&o.AnswerWithin, "answer-within", 5*time.Second, "every buyer must get an answer to the hold within this time of the release")
 	fs.DurationVar(&o.ConfirmWait, "confirm-timeout", 2*time.Minute, "how long orders may take to be confirmed")
-	fs.IntVar(&o.Customers, "customers", 0, "customer accounts to prepare (holds: 2000, login: 200; others derive it)")
-	fs.IntVar(&o.Capacity, "capacity", 10000000, "holds: capacity of the ticket type (the API allows at most 10,000,000)")
-	fs.IntVar(&o.HoldsPerCust, "holds-per-customer", 4, "live holds one customer may have (the server's ONSALE_MAX_HOLDS_PER_CUSTOMER, default 4)")
-	fs.IntVar(&o.Orders, "orders", 10000, "confirm: orders queued behind the paused provider")
-	fs.Float64Var(&o.LatencyMS, "latency-ms", 0, "checkout: the provider latency the server runs with (ONSALE_SIMULATED_LATENCY; read from --provider when 0, else 50)")
-	fs.IntVar(&o.Argon2MemKiB, "argon2-memory-kib", 19456, "login: the server's ONSALE_ARGON2_MEMORY_KIB")
-	fs.IntVar(&o.Argon2Time, "argon2-time", 2, "login: the server's ONSALE_ARGON2_TIME")
-	fs.IntVar(&o.Argon2Threads, "argon2-threads", 1, "login: the server's ONSALE_ARGON2_THREADS")
-	fs.DurationVar(&o.Argon2For, "argon2-seconds", 3*time.Second, "login: how long the raw argon2id hash rate is measured")
-	fs.IntVar(&o.LightWorkers, "light-workers", 50, "login: workers (and customers) of the light hold load")
-	fs.IntVar(&o.MaxStreams, "max-streams", 4000, "checkout: order event streams open at once (more orders wait for a slot; their confirmation time is then the server's)")
-	fs.IntVar(&o.Streams, "streams", 19000, "streams: concurrent order event streams")
-	fs.DurationVar(&o.HoldFor, "hold-for", 60*time.Second, "streams: how long the streams are held open")
+	fs.IntVar(&o.Customers, "customers", 0, "customer accounts to prepare")
+	fs.IntVar(&o.Capacity, "capacity", 10000000, "capacity of the ticket type (the API allows at most 10,000,000)")
+	fs.IntVar(&o.HoldsPerCust, "holds-per-customer", 4, "live holds one customer may have on the run's ticket type: at most the servers' ONSALE_MAX_HOLDS_PER_TICKET_TYPE (default 4) and ONSALE_MAX_HOLDS_PER_CUSTOMER (live holds across all ticket types, default 8); the tool prepares enough customers to stay within it")
+	fs.IntVar(&o.StreamsPerCus, "streams-per-customer", 8, "order event streams one customer may keep open on one server (the servers' limit, 8 by default); the tool prepares enough customers to stay within it")
+	fs.IntVar(&o.Orders, "orders", 10000, "orders queued behind the paused provider")
+	fs.Float64Var(&o.LatencyMS, "latency-ms", 0, "the provider latency the server runs with (ONSALE_SIMULATED_LATENCY; read from --provider when 0, else 50)")
+	fs.IntVar(&o.Argon2MemKiB, "argon2-memory-kib", 19456, "the server's ONSALE_ARGON2_MEMORY_KIB")
+	fs.IntVar(&o.Argon2Time, "argon2-time", 2, "the server's ONSALE_ARGON2_TIME")
+	fs.IntVar(&o.Argon2Threads, "argon2-threads", 1, "the server's ONSALE_ARGON2_THREADS")
+	fs.DurationVar(&o.Argon2For, "argon2-seconds", 3*time.Second, "how long the raw argon2id hash rate is measured")
+	fs.IntVar(&o.LightWorkers, "light-workers", 50, "workers (and customers) of the light hold load")
+	fs.IntVar(&o.MaxStreams, "max-streams", 4000, "order event streams open at once (more orders wait for a slot; their confirmation time is then the server's)")
+	fs.IntVar(&o.Streams, "streams", 19000, "concurrent order event streams")
+	fs.DurationVar(&o.HoldFor, "hold-for", 60*time.Second, "how long the streams are held open")
+	for name, v := range sc.defaults {
+		f := fs.Lookup(name)
+		if err := f.Value.Set(v); err != nil {
+			panic(fmt.Sprintf("scenario %s: default --%s=%s: %v", sc.name, name, v, err)) // a mistake in the table above
+		}
+		f.DefValue = v
+	}
 	return fs, targets, sourceIPs
 }
 
-// parseArgs reads "<scenario> [flags]".
-func parseArgs(args []string, stderr io.Writer) (string, *Options, error) {
+// printUsage writes the tool's help: how to call it and one line per scenario.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `usage: load <scenario> --target URL --organizer EMAIL:PASSWORD [flags]
+       load <scenario> --help     the scenario's flags
+
+Drives one or several running onsale servers through a scenario and reports throughput and
+latency percentiles as ratios to a baseline measured in the same run (the tool serving
+{"ok":true} to itself with the same client settings). docs/benchmarks.md has the commands.
+
+scenarios:
+`)
+	for _, s := range scenarios() {
+		fmt.Fprintf(w, "  %-10s  %s\n", s.name, s.about)
+	}
+}
+
+// printScenarioUsage writes a scenario's help: what it measures, its own flags and the common
+// ones, with the scenario's defaults.
+func printScenarioUsage(w io.Writer, sc scenario, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: load %s --target URL --organizer EMAIL:PASSWORD [flags]\n\n%s: %s\n", sc.name, sc.name, sc.about)
+	for _, part := range []struct {
+		title string
+		names []string
+	}{{"flags of " + sc.name, sc.flags}, {"common flags", commonFlags}} {
+		fmt.Fprintf(w, "\n%s:\n", part.title)
+		sub := flag.NewFlagSet(sc.name, flag.ContinueOnError)
+		sub.SetOutput(w)
+		for _, name := range part.names {
+			f := fs.Lookup(name)
+			sub.Var(f.Value, f.Name, f.Usage)
+			sub.Lookup(name).DefValue = f.DefValue
+		}
+		sub.PrintDefaults()
+	}
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
+}
+
+// parseArgs reads "<scenario> [flags]". A request for help prints it on stdout and returns
+// flag.ErrHelp; a flag another scenario reads but this one does not is accepted with a warning on
+// stderr.
+func parseArgs(args []string, stdout, stderr io.Writer) (string, *Options, error) {
+	if len(args) == 0 {
+		return "", nil, errors.New("no scenario given (load --help lists them)")
+	}
+	if isHelp(args[0]) {
+		if len(args) > 1 {
+			if sc, ok := findScenario(args[1]); ok {
+				fs, _, _ := newFlagSet(&Options{}, sc)
+				printScenarioUsage(stdout, sc, fs)
+				return "", nil, flag.ErrHelp
+			}
+		}
+		printUsage(stdout)
+		return "", nil, flag.ErrHelp
+	}
+	sc, ok := findScenario(args[0])
+	if !ok {
+		if strings.HasPrefix(args[0], "-") {
+			return "", nil, fmt.Errorf("no scenario given before %s (load --help lists them)", args[0])
+		}
+		return "", nil, fmt.Errorf("unknown scenario %q (load --help lists them)", args[0])
+	}
 	o := &Options{}
-	fs, targets, sourceIPs := newFlagSet(o, stderr)
-	usage := func() {
-		fmt.Fprintf(stderr, "usage: load <scenario> --target URL [flags]\nscenarios: %s\nflags:\n", strings.Join(scenarioNames(), ", "))
-		fs.PrintDefaults()
-	}
-	fs.Usage = usage
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		usage()
-		return "", nil, errors.New("no scenario given")
-	}
-	scenario := args[0]
-	if _, ok := scenarios[scenario]; !ok {
-		usage()
-		return "", nil, fmt.Errorf("unknown scenario %q", scenario)
-	}
+	fs, targets, sourceIPs := newFlagSet(o, sc)
 	if err := fs.Parse(args[1:]); err != nil {
-		return "", nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printScenarioUsage(stdout, sc, fs)
+			return "", nil, err
+		}
+		return "", nil, fmt.Errorf("%w (load %s --help lists its flags)", err, sc.name)
 	}
 	if fs.NArg() > 0 {
 		return "", nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for name, v := range scenarioDefaults[scenario] {
-		if !set[name] {
-			if err := fs.Set(name, v); err != nil {
-				return "", nil, err
-			}
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(commonFlags, f.Name) && !slices.Contains(sc.flags, f.Name) {
+			fmt.Fprintf(stderr, "load: --%s has no effect on %s\n", f.Name, sc.name)
 		}
-	}
+	})
 	o.Targets = []string(*targets)
 	for i, t := range o.Targets {
 		o.Targets[i] = strings.TrimRight(t, "/")
 	}
 	o.Provider = strings.TrimRight(o.Provider, "/")
-	if *sourceIPs != "" {
-		for _, s := range strings.Split(*sourceIPs, ",") {
-			ip := net.ParseIP(strings.TrimSpace(s))
-			if ip == nil {
-				return "", nil, fmt.Errorf("--source-ips: %q is not an IP address", s)
-			}
-			o.SourceIPs = append(o.SourceIPs, ip)
-		}
+	var err error
+	if o.SourceIPs, o.SourceAuto, err = parseSources(*sourceIPs); err != nil {
+		return "", nil, err
 	}
-	return scenario, o, o.validate(scenario)
+	return sc.name, o, o.validate(sc)
 }
 
-func (o *Options) validate(scenario string) error {
+func (o *Options) validate(sc scenario) error {
 	var errs []error
 	if len(o.Targets) == 0 {
 		errs = append(errs, errors.New("at least one --target is required"))
@@ -200,7 +282,7 @@ func (o *Options) validate(scenario string) error {
 	if o.Connections < 1 {
 		errs = append(errs, errors.New("--connections must be 1 or more"))
 	}
-	if o.Duration <= 0 && scenario != "flash-sale" && scenario != "confirm" {
+	if o.Duration <= 0 && slices.Contains(sc.flags, "duration") {
 		errs = append(errs, errors.New("--duration must be positive"))
 	}
 	if o.Rate < 0 {
@@ -211,6 +293,9 @@ func (o *Options) validate(scenario string) error {
 	}
 	if o.HoldsPerCust < 1 {
 		errs = append(errs, errors.New("--holds-per-customer must be 1 or more"))
+	}
+	if o.StreamsPerCus < 1 {
+		errs = append(errs, errors.New("--streams-per-customer must be 1 or more"))
 	}
 	if len(o.Password) < 8 {
 		errs = append(errs, errors.New("--password must have 8 characters or more"))
@@ -223,7 +308,7 @@ func (o *Options) validate(scenario string) error {
 	if o.Capacity < 1 || o.Capacity > 10000000 {
 		errs = append(errs, errors.New("--capacity must be from 1 to 10000000 (the API's limit)"))
 	}
-	switch scenario {
+	switch sc.name {
 	case "flash-sale":
 		if o.Buyers < 1 || o.Tickets < 1 || o.Tickets > 10000000 {
 			errs = append(errs, errors.New("--buyers must be 1 or more and --tickets from 1 to 10000000"))
@@ -273,14 +358,19 @@ func main() {
 	os.Exit(code)
 }
 
-// run is the command without the process globals: 0 when every invariant held, 1 when one
-// failed or the run could not complete, 2 on a usage error.
+// run is the command without the process globals: 0 when every invariant held (or help was
+// asked for), 1 when one failed or the run could not complete, 2 on a usage error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	scenario, o, err := parseArgs(args, stderr)
+	if len(args) == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	scenario, o, err := parseArgs(args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "load: %v\n", err)
-		}
+		fmt.Fprintf(stderr, "load: %v\n", err)
 		return 2
 	}
 	res, err := execute(ctx, scenario, o, stdout, stderr)
@@ -305,8 +395,10 @@ func execute(ctx context.Context, scenario string, o *Options, stdout, stderr io
 		return nil, err
 	}
 	defer e.close()
-	res, err := scenarios[scenario](ctx, e)
+	sc, _ := findScenario(scenario)
+	res, err := sc.run(ctx, e)
 	if res != nil {
+		res.noteSources(e)
 		res.finish(e)
 		res.PrintTable(stdout)
 		if o.JSONFile != "" {

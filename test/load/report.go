@@ -9,11 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
 )
 
 // Check is one invariant (pass, fail or not checked) or one performance target (met, not met or
@@ -110,7 +105,7 @@ func (r *Result) NotChecked(name, why string) {
 	r.Invariants = append(r.Invariants, Check{Name: name, Status: "not checked", Detail: why})
 }
 
-// Target records a performance target of the issue, met or not.
+// Target records a performance target (a figure the scenario is meant to reach), met or not.
 func (r *Result) Target(name string, met bool, format string, args ...any) {
 	st := "met"
 	if !met {
@@ -249,7 +244,7 @@ func (r *Result) PrintTable(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s: %s\n", strings.ToUpper(c.Status), c.Name, c.Detail)
 	}
 	if len(r.Goals) > 0 {
-		fmt.Fprintln(w, "\ntargets of the issue (figures from a shared machine are provisional)")
+		fmt.Fprintln(w, "\nperformance targets (figures from a shared machine are provisional)")
 		for _, c := range r.Goals {
 			fmt.Fprintf(w, "  %-12s %s: %s\n", strings.ToUpper(c.Status), c.Name, c.Detail)
 		}
@@ -265,38 +260,4 @@ func (r *Result) PrintTable(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "\nresult: PASS (every invariant checked held)\n")
 	}
-}
-
-// WritePlot draws p50 and p99 per second of each phase as a PNG.
-func (r *Result) WritePlot(path string) error {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("onsale load: %s (run %s)", r.Scenario, r.RunID)
-	p.X.Label.Text = "seconds"
-	p.Y.Label.Text = "latency (ms)"
-	p.Legend.Top = true
-	var lines []any
-	for _, ph := range r.Phases {
-		if len(ph.Series) == 0 {
-			continue
-		}
-		p50, p99 := make(plotter.XYs, 0, len(ph.Series)), make(plotter.XYs, 0, len(ph.Series))
-		for _, pt := range ph.Series {
-			if pt.Requests == 0 {
-				continue
-			}
-			p50 = append(p50, plotter.XY{X: float64(pt.Second), Y: pt.P50})
-			p99 = append(p99, plotter.XY{X: float64(pt.Second), Y: pt.P99})
-		}
-		if len(p50) == 0 {
-			continue
-		}
-		lines = append(lines, ph.Name+" p50", p50, ph.Name+" p99", p99)
-	}
-	if len(lines) == 0 {
-		lines = append(lines, "no data", plotter.XYs{{X: 0, Y: 0}})
-	}
-	if err := plotutil.AddLinePoints(p, lines...); err != nil {
-		return err
-	}
-	return p.Save(10*vg.Inch, 5*vg.Inch, path)
 }

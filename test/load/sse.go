@@ -26,16 +26,17 @@ type statusData struct {
 	At           time.Time `json:"at"`
 }
 
-// openStream opens GET /v1/orders/{id}/events; the caller reads and closes the body. The stream
-// lives as long as ctx (the client's request timeout does not apply).
-func openStream(ctx context.Context, c *Client, target, orderID, token string) (*http.Response, error) {
+// openStream opens GET /v1/orders/{id}/events for cu, from cu's source address; the caller reads
+// and closes the body. The stream lives as long as ctx (the client's request timeout does not
+// apply).
+func openStream(ctx context.Context, c *Client, target, orderID string, cu Customer) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target+"/v1/orders/"+orderID+"/events", nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.hc.Do(req)
+	req.Header.Set("Authorization", "Bearer "+cu.Token)
+	resp, err := c.route(cu.From).hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -96,8 +97,8 @@ func readEvents(r io.Reader, fn func(sseEvent) bool) error {
 // followOrder streams an order's status until it is final; it returns the final status and when
 // it arrived, or an error if the stream ended first. When the final status is the stream's first
 // event (the order was final before the stream opened), the time is the server's "at".
-func followOrder(ctx context.Context, c *Client, target, orderID, token string) (statusData, time.Time, error) {
-	resp, err := openStream(ctx, c, target, orderID, token)
+func followOrder(ctx context.Context, c *Client, target, orderID string, cu Customer) (statusData, time.Time, error) {
+	resp, err := openStream(ctx, c, target, orderID, cu)
 	if err != nil {
 		return statusData{}, time.Time{}, err
 	}

@@ -40,10 +40,11 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 		return nil, err
 	}
 	res.SetSale(s)
-	customers, _, err := e.prepareCustomers(ctx, "watcher", e.customersFor(n))
+	customers, _, err := e.prepareCustomers(ctx, "watcher", e.customersFor(n, n))
 	if err != nil {
 		return nil, err
 	}
+	res.noteHoldCaps(ceilDiv(n, len(customers)))
 	orderRec := NewRecorder("order (preparation)")
 	orders, placeEl, err := e.placeOrders(ctx, s, customers, n, orderRec)
 	if err != nil {
@@ -58,7 +59,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 	}
 	rssBefore := before.RSS
 
-	sc := NewClient(o.Targets, 0, o.SourceIPs, 0)
+	sc := e.client(0, 0)
 	defer sc.Close()
 	holdCtx, endHold := context.WithCancel(ctx)
 	defer endHold()
@@ -79,7 +80,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 		streamWG.Go(func() {
 			start := time.Now()
 			target := o.Targets[i%len(o.Targets)]
-			resp, err := openStream(holdCtx, sc, target, ord.OrderID, ord.Token)
+			resp, err := openStream(holdCtx, sc, target, ord.OrderID, ord.Customer)
 			if err != nil {
 				openFailed.Add(1)
 				openRec.Record(start, Outcome{Err: err})
@@ -140,7 +141,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 		if k%4 == 0 {
 			ord := orders[k%len(orders)]
 			t = time.Now()
-			lightRec.Record(t, e.admin.Do(ctx, Request{Method: http.MethodGet, Target: ord.Target, Path: "/v1/orders/" + ord.OrderID, Token: ord.Token}).Outcome())
+			lightRec.Record(t, e.admin.Do(ctx, Request{Method: http.MethodGet, Target: ord.Target, Path: "/v1/orders/" + ord.OrderID, Token: ord.Token, From: ord.From}).Outcome())
 		}
 		if !time.Now().Before(sample) {
 			m, err := e.memory(ctx)
