@@ -203,12 +203,19 @@ func (a *App) startHTTP(ctx context.Context) error {
 	specYAML := func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", api.Spec)
 	}
+	docs := func(c echo.Context) error { return c.HTMLBlob(http.StatusOK, api.DocsPage) }
+	redoc := func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "public, max-age=3600")
+		return c.Blob(http.StatusOK, "text/javascript; charset=utf-8", api.RedocScript)
+	}
 	metrics := echo.WrapHandler(a.tel.Handler())
 	if err := a.http.Register(
 		httpserver.Route{Method: http.MethodGet, Path: "/livez", Handler: a.health.Livez},
 		httpserver.Route{Method: http.MethodGet, Path: "/readyz", Handler: a.health.Readyz},
 		httpserver.Route{Method: http.MethodGet, Path: "/metrics", Handler: metrics, Unvalidated: true},
 		httpserver.Route{Method: http.MethodGet, Path: "/openapi.yaml", Handler: specYAML},
+		httpserver.Route{Method: http.MethodGet, Path: "/docs", Handler: docs},
+		httpserver.Route{Method: http.MethodGet, Path: api.RedocScriptPath, Handler: redoc},
 	); err != nil {
 		return err
 	}

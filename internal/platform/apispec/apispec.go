@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -147,7 +148,7 @@ func (s *Spec) RequestValidator(method, echoPath string) (echo.MiddlewareFunc, e
 
 // toProblem maps a validation failure to a problem: malformed JSON is 400, a body of the wrong
 // media type 415, a well-formed body that breaks the schema 422 (listing the fields), and a bad
-// header, query or path parameter 400.
+// header, query or path parameter 400 (naming it and saying what it accepts).
 func toProblem(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -191,11 +192,7 @@ func toProblem(err error) error {
 			}
 		case re.Parameter != nil:
 			kind = problem.ErrBadRequest
-			msg := "invalid value"
-			if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
-				msg = "required"
-			}
-			fields = append(fields, problem.FieldError{Field: re.Parameter.In + ":" + re.Parameter.Name, Message: msg})
+			fields = append(fields, problem.FieldError{Field: re.Parameter.In + ":" + re.Parameter.Name, Message: parameterMessage(re)})
 		}
 	}
 	if kind == nil {
@@ -206,6 +203,96 @@ func toProblem(err error) error {
 		detail = "the request body has invalid fields"
 	}
 	return kind.WithDetail("%s", detail).WithFields(fields...)
+}
+
+// parameterMessage says what a refused header, query or path parameter accepts, so the client
+// can fix its request without reading the document: "must be " and the rule from the parameter's
+// schema (see acceptedValues); "required" alone when the rule says nothing.
+func parameterMessage(re *openapi3filter.RequestError) string {
+	var rule string
+	if ref := re.Parameter.Schema; ref != nil && ref.Value != nil {
+		rule = acceptedValues(ref.Value)
+	}
+	switch {
+	case errors.Is(re.Err, openapi3filter.ErrInvalidRequired) && rule == "":
+		return "required"
+	case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
+		return "required; must be " + rule
+	case rule == "":
+		return "invalid value"
+	}
+	return "must be " + rule
+}
+
+// acceptedValues puts a parameter schema's rule in words. The schema's description wins, so a
+// schema whose pattern says more than its words can (printable ASCII, say) describes itself, as
+// a phrase that completes "must be": "1 to 255 printable ASCII characters (0x21 to 0x7E, no
+// spaces)". Otherwise the words come from its enum, type, format, bounds, lengths and pattern.
+func acceptedValues(s *openapi3.Schema) string {
+	if d := strings.TrimSuffix(strings.TrimSpace(s.Description), "."); d != "" {
+		return d
+	}
+	if len(s.Enum) > 0 {
+		values := make([]string, len(s.Enum))
+		for i, v := range s.Enum {
+			values[i] = fmt.Sprint(v)
+		}
+		return "one of " + strings.Join(values, ", ")
+	}
+	var words []string
+	switch {
+	case s.Type.Is(openapi3.TypeInteger):
+		words = append(words, "an integer")
+	case s.Type.Is(openapi3.TypeNumber):
+		words = append(words, "a number")
+	case s.Type.Is(openapi3.TypeBoolean):
+		return "true or false"
+	case s.Format == "uuid":
+		words = append(words, "a UUID")
+	case s.Format == "date-time":
+		words = append(words, "an RFC 3339 date-time")
+	case s.Type.Is(openapi3.TypeString):
+		words = append(words, "a string")
+	}
+	if r := numberRange(s); r != "" {
+		words = append(words, r)
+	}
+	switch max := s.MaxLength; {
+	case max != nil && s.MinLength > 0:
+		words = append(words, fmt.Sprintf("of %d to %d characters", s.MinLength, *max))
+	case max != nil:
+		words = append(words, fmt.Sprintf("of at most %d characters", *max))
+	case s.MinLength > 0:
+		words = append(words, fmt.Sprintf("of at least %d characters", s.MinLength))
+	}
+	if s.Pattern != "" {
+		words = append(words, "matching "+s.Pattern)
+	}
+	return strings.Join(words, " ")
+}
+
+// numberRange puts minimum and maximum (inclusive or exclusive, in 3.0 or 3.1 form) in words.
+func numberRange(s *openapi3.Schema) string {
+	bound := func(v *float64, exclusive openapi3.ExclusiveBound, incl, excl string) (string, bool) {
+		switch {
+		case exclusive.Value != nil:
+			return excl + " " + strconv.FormatFloat(*exclusive.Value, 'f', -1, 64), false
+		case v != nil && exclusive.IsTrue():
+			return excl + " " + strconv.FormatFloat(*v, 'f', -1, 64), false
+		case v != nil:
+			return incl + " " + strconv.FormatFloat(*v, 'f', -1, 64), true
+		}
+		return "", false
+	}
+	lo, loIncl := bound(s.Min, s.ExclusiveMin, "at least", "above")
+	hi, hiIncl := bound(s.Max, s.ExclusiveMax, "at most", "below")
+	switch {
+	case loIncl && hiIncl:
+		return "from " + strconv.FormatFloat(*s.Min, 'f', -1, 64) + " to " + strconv.FormatFloat(*s.Max, 'f', -1, 64)
+	case lo != "" && hi != "":
+		return lo + " and " + hi
+	}
+	return lo + hi
 }
 
 func schemaField(se *openapi3.SchemaError) problem.FieldError {

@@ -4,11 +4,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/onsale-dev/onsale/api"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
 
@@ -60,6 +62,38 @@ paths:
               schema:
                 type: object
                 required: [type, status]
+  /v1/orders:
+    get:
+      operationId: listOrders
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          schema:
+            type: string
+            description: 1 to 64 printable ASCII characters (0x21 to 0x7E).
+            minLength: 1
+            maxLength: 64
+            pattern: "^[\\x21-\\x7E]+$"
+        - name: limit
+          in: query
+          schema:
+            type: integer
+            minimum: 1
+            maximum: 100
+        - name: cursor
+          in: query
+          schema:
+            type: string
+            maxLength: 20
+        - name: X-Channel
+          in: header
+          required: true
+          schema:
+            type: string
+            enum: [web, app]
+      responses:
+        "200":
+          description: the orders
   /v1/holds/{hold_id}:
     get:
       operationId: getHold
@@ -161,6 +195,7 @@ func TestOperations(t *testing.T) {
 		{Method: "POST", Path: "/v1/events/{event_id}/holds", ID: "createHold"},
 		{Method: "DELETE", Path: "/v1/holds/{hold_id}", ID: "releaseHold"},
 		{Method: "GET", Path: "/v1/holds/{hold_id}", ID: "getHold"},
+		{Method: "GET", Path: "/v1/orders", ID: "listOrders"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Operations:\n got %+v\nwant %+v", got, want)
@@ -186,6 +221,11 @@ func TestRoute(t *testing.T) {
 
 func validate(t *testing.T, s *Spec, method, echoPath, target, body string, params map[string]string) error {
 	t.Helper()
+	return validateWithHeader(t, s, method, echoPath, target, body, params, nil)
+}
+
+func validateWithHeader(t *testing.T, s *Spec, method, echoPath, target, body string, params, header map[string]string) error {
+	t.Helper()
 	mw, err := s.RequestValidator(method, echoPath)
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +234,9 @@ func validate(t *testing.T, s *Spec, method, echoPath, target, body string, para
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	c := e.NewContext(req, httptest.NewRecorder())
 	c.SetPath(echoPath)
@@ -252,6 +295,76 @@ func TestRequestValidator(t *testing.T) {
 	// Operations without parameters or body pass straight through.
 	if err := validate(t, s, http.MethodGet, "/livez", "/livez", "", nil); err != nil {
 		t.Fatalf("livez: %v", err)
+	}
+}
+
+// A refused parameter says what it accepts, in the document's words: the schema's description
+// when it has one, else its type, bounds, lengths, pattern or values.
+func TestParameterProblemsSayWhatIsAccepted(t *testing.T) {
+	t.Parallel()
+	s := load(t)
+	ok := map[string]string{"X-Channel": "web"}
+	with := func(k, v string) map[string]string {
+		h := map[string]string{"X-Channel": "web"}
+		h[k] = v
+		return h
+	}
+	if err := validateWithHeader(t, s, http.MethodGet, "/v1/orders", "/v1/orders?limit=5", "", nil, with("Idempotency-Key", "k-1")); err != nil {
+		t.Fatalf("valid request refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name, target string
+		header       map[string]string
+		field, want  string
+	}{
+		{"description", "/v1/orders", with("Idempotency-Key", "7f3c…"), "header:Idempotency-Key", "must be 1 to 64 printable ASCII characters (0x21 to 0x7E)"},
+		{"too long", "/v1/orders", with("Idempotency-Key", strings.Repeat("k", 65)), "header:Idempotency-Key", "must be 1 to 64 printable ASCII characters (0x21 to 0x7E)"},
+		{"integer bounds", "/v1/orders?limit=0", ok, "query:limit", "must be an integer from 1 to 100"},
+		{"not an integer", "/v1/orders?limit=ten", ok, "query:limit", "must be an integer from 1 to 100"},
+		{"length", "/v1/orders?cursor=" + strings.Repeat("c", 21), ok, "query:cursor", "must be a string of at most 20 characters"},
+		{"enum", "/v1/orders", map[string]string{"X-Channel": "fax"}, "header:X-Channel", "must be one of web, app"},
+		{"required", "/v1/orders", nil, "header:X-Channel", "required; must be one of web, app"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validateWithHeader(t, s, http.MethodGet, "/v1/orders", tc.target, "", nil, tc.header)
+			pe := problem.As(err)
+			if pe == nil || !pe.Is(problem.ErrBadRequest) {
+				t.Fatalf("err = %v; want bad-request", err)
+			}
+			if !slices.Contains(pe.Fields, problem.FieldError{Field: tc.field, Message: tc.want}) {
+				t.Fatalf("fields %+v; want %s: %q", pe.Fields, tc.field, tc.want)
+			}
+		})
+	}
+}
+
+// The published document's Idempotency-Key, on the holds and the orders alike, refuses a key
+// that is not printable ASCII by saying which characters and how many are allowed.
+func TestPublishedIdempotencyKeyRule(t *testing.T) {
+	t.Parallel()
+	s, err := Load(api.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var messages []string
+	for _, path := range []string{"/v1/holds", "/v1/orders", "/v1/events"} {
+		err := validateWithHeader(t, s, http.MethodPost, path, path, `{}`, nil, map[string]string{"Idempotency-Key": "7f3c…"})
+		pe := problem.As(err)
+		if pe == nil || !pe.Is(problem.ErrBadRequest) {
+			t.Fatalf("%s: err = %v; want bad-request", path, err)
+		}
+		i := slices.IndexFunc(pe.Fields, func(f problem.FieldError) bool { return f.Field == "header:Idempotency-Key" })
+		if i < 0 {
+			t.Fatalf("%s: fields %+v do not name header:Idempotency-Key", path, pe.Fields)
+		}
+		msg := pe.Fields[i].Message
+		if !strings.Contains(msg, "ASCII") || !strings.Contains(msg, "255") {
+			t.Errorf("%s: %q does not say which characters and how many are allowed", path, msg)
+		}
+		messages = append(messages, msg)
+	}
+	if messages[0] != messages[1] || messages[0] != messages[2] {
+		t.Errorf("the operations describe different rules for one key: %q", messages)
 	}
 }
 
