@@ -206,11 +206,13 @@ func (h *Handler) createEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	status := http.StatusCreated
 	if !created {
+		status = http.StatusOK
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/events/"+e.ID.String())
-	return c.JSON(http.StatusCreated, toEventJSON(e))
+	return c.JSON(status, toEventJSON(e))
 }
 
 func (h *Handler) listEvents(c echo.Context) error {
@@ -343,10 +345,12 @@ func (h *Handler) createTicketType(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	status := http.StatusCreated
 	if !created {
+		status = http.StatusOK
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
-	return c.JSON(http.StatusCreated, toTicketTypeJSON(t))
+	return c.JSON(status, toTicketTypeJSON(t))
 }
 
 func (h *Handler) patchTicketType(c echo.Context) error {
