@@ -80,7 +80,7 @@ func (a *App) startPayment(ctx context.Context) error {
 	background := payment.BoundedStore(store, a.cfg.DBMaxConns/4)
 	pm.relay = payment.NewRelay(background, pub, clk, log, cfg.StaleAfter)
 	pm.relay.ReconcileUnless(func() bool { return guarded.State() != gobreaker.StateClosed })
-	proc, err := payment.NewProcessor(background, a.inventory.mod, guarded, bus, clk, log, meter)
+	proc, err := payment.NewProcessor(background, a.inventory.mod, guarded, bus, clk, log, meter, max(8, cfg.Workers/8))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -598,7 +599,7 @@ func TestProcessConfirmFailureHealsOnRedelivery(t *testing.T) {
 	tt := s.TicketType(3)
 	o := pendingOrder(t, s, tt, 2)
 	store := &errStore{OrderStore: s.Store, fail: true}
-	proc, err := payment.NewProcessor(store, s.Inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter())
+	proc, err := payment.NewProcessor(store, s.Inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter(), 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,5 +616,63 @@ func TestProcessConfirmFailureHealsOnRedelivery(t *testing.T) {
 	}
 	if l := s.Sim.Ledger(false); l.Charges != 1 {
 		t.Fatalf("ledger %+v", l)
+	}
+}
+
+// countingInventory records how many commits run at once.
+type countingInventory struct {
+	inventory.Service
+	running, most atomic.Int64
+}
+
+func (c *countingInventory) CommitHold(ctx context.Context, h inventory.Hold, orderID uuid.UUID) ([]inventory.Ticket, error) {
+	n := c.running.Add(1)
+	defer c.running.Add(-1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	time.Sleep(5 * time.Millisecond) // long enough for the others to pile up
+	return c.Service.CommitHold(ctx, h, orderID)
+}
+
+func TestProcessSettlesAFewAtOnce(t *testing.T) {
+	t.Parallel()
+	s := processorStack(t, paymenttest.Options{Mode: quick()})
+	tt := s.TicketType(100)
+	var orders []uuid.UUID
+	for range 24 {
+		u := s.NewCustomer()
+		o, _, err := s.Module.CreateOrder(context.Background(), u.ID, s.Hold(u, tt, 1).ID, uuid.NewString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders = append(orders, o.ID)
+	}
+	inv := &countingInventory{Service: s.Inv}
+	proc, err := payment.NewProcessor(s.Store, inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A wave of charges answered together, as a slow provider answers them.
+	var wg sync.WaitGroup
+	for _, id := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The breaker may refuse a call while it ramps; the worker would deliver it again.
+			for attempt := 1; attempt <= 50; attempt++ {
+				if d := proc.Process(context.Background(), id, attempt); d.Action == payment.Done {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			t.Errorf("order %s not settled in 50 attempts", id)
+		}()
+	}
+	wg.Wait()
+	if got := inv.most.Load(); got != 3 {
+		t.Fatalf("%d payments settled at once, want at most 3 (and the bound reached)", got)
+	}
+	if sold := s.Sold(tt); sold != len(orders) {
+		t.Fatalf("sold %d, want %d", sold, len(orders))
 	}
 }

@@ -329,7 +329,7 @@ func NewStack(t testing.TB, o Options) *Stack {
 	s.Hub = payment.NewHub()
 	background := payment.BoundedStore(s.Store, o.PGConns/4)
 	s.Relay = payment.NewRelay(background, s.Publisher, s.Clock, log, s.Cfg.StaleAfter)
-	s.Processor, err = payment.NewProcessor(background, s.Inv, s.Guarded, s.Bus, s.Clock, log, meter)
+	s.Processor, err = payment.NewProcessor(background, s.Inv, s.Guarded, s.Bus, s.Clock, log, meter, max(8, s.Cfg.Workers/8))
 	if err != nil {
 		t.Fatalf("processor: %v", err)
 	}
