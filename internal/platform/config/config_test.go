@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -438,5 +439,33 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(tc.a, tc.b); got != tc.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+func TestRedactError(t *testing.T) {
+	t.Parallel()
+	base := errors.New("dial tcp 127.0.0.1:1: connection refused")
+	raw := "nats://user:S3cretPw@127.0.0.1:1"
+	wrapped := fmt.Errorf("connect %s (password S3cretPw, escaped S3cret%%50w): %w", raw, base)
+	got := RedactError(wrapped, raw)
+	if strings.Contains(got.Error(), "S3cretPw") {
+		t.Errorf("RedactError = %q shows the password", got)
+	}
+	if !strings.Contains(got.Error(), "nats://user:****@127.0.0.1:1") || !errors.Is(got, base) {
+		t.Errorf("RedactError = %q lost the server or the chain", got)
+	}
+	// A token given as the user, escaped in the URL; a secret query value.
+	raw = "nats://t%40k3n@h:4222,nats://h2:4222?token=Q9q9"
+	got = RedactError(fmt.Errorf("bad token t@k3n or t%%40k3n, or Q9q9"), raw)
+	for _, s := range []string{"t@k3n", "t%40k3n", "Q9q9"} {
+		if strings.Contains(got.Error(), s) {
+			t.Errorf("RedactError = %q shows %q", got, s)
+		}
+	}
+	if err := errors.New("nothing secret"); RedactError(err, raw) != err {
+		t.Error("an error without credentials was replaced")
+	}
+	if RedactError(nil, raw) != nil {
+		t.Error("nil became an error")
 	}
 }

@@ -113,3 +113,67 @@ func secretParam(name string) bool {
 	}
 	return false
 }
+
+// RedactError returns err with every credential of raw (a URL it may quote: the whole URL, its
+// password, a token given as its user, secret query values) masked in its message, for errors
+// that libraries build from a connection URL. errors.Is and errors.As still see err's chain.
+func RedactError(err error, raw string) error {
+	if err == nil || raw == "" {
+		return err
+	}
+	msg := err.Error()
+	redacted := strings.ReplaceAll(msg, raw, RedactURL(raw))
+	for _, s := range urlSecrets(raw) {
+		redacted = strings.ReplaceAll(redacted, s, mask)
+	}
+	if redacted == msg {
+		return err
+	}
+	return &redactedError{msg: redacted, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// urlSecrets lists the credentials in raw, as written and unescaped.
+func urlSecrets(raw string) []string {
+	var out []string
+	add := func(s string) {
+		if s == "" {
+			return
+		}
+		out = append(out, s)
+		if u, err := url.PathUnescape(s); err == nil && u != s && u != "" {
+			out = append(out, u)
+		}
+	}
+	for _, part := range strings.Split(raw, ",") {
+		rest := part
+		if i := strings.Index(rest, "://"); i >= 0 {
+			rest = rest[i+3:]
+		}
+		if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+			userinfo := rest[:i]
+			if user, pass, ok := strings.Cut(userinfo, ":"); ok {
+				add(pass)
+			} else {
+				add(user)
+			}
+			rest = rest[i+1:]
+		}
+		if _, q, ok := strings.Cut(rest, "?"); ok {
+			q, _, _ = strings.Cut(q, "#")
+			for _, p := range strings.Split(q, "&") {
+				if k, v, ok := strings.Cut(p, "="); ok && secretParam(k) {
+					add(v)
+				}
+			}
+		}
+	}
+	return out
+}
