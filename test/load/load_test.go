@@ -169,6 +169,7 @@ func freeAddr(t *testing.T) string {
 type server struct {
 	base     string // API
 	provider string // the simulated provider's API on the debug listener
+	metrics  string // the debug listener, which serves /metrics
 	log      string
 }
 
@@ -215,7 +216,7 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 		}
 		logFile.Close()
 	})
-	s := &server{base: "http://" + addr, provider: "http://" + debug + "/provider", log: logPath}
+	s := &server{base: "http://" + addr, provider: "http://" + debug + "/provider", metrics: "http://" + debug, log: logPath}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.base + "/livez")
@@ -247,7 +248,7 @@ func tail(path string) string {
 // and the figures are sane.
 func smoke(t *testing.T, s *server, args ...string) *Result {
 	t.Helper()
-	full := append(args, "--target", s.base, "--organizer", "org@load.test:organizer password", "--quiet")
+	full := append(args, "--target", s.base, "--metrics", s.metrics, "--organizer", "org@load.test:organizer password", "--quiet")
 	scenario, o, err := parseArgs(full, io.Discard)
 	if err != nil {
 		t.Fatalf("parse %q: %v", full, err)

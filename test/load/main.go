@@ -56,6 +56,7 @@ type Options struct {
 	JSONFile     string
 	PlotFile     string
 	Provider     string
+	Metrics      []string // where each target serves /metrics, in Targets order; empty: the targets
 	DatabaseURL  string
 	SourceIPs    []net.IP
 	Timeout      time.Duration
@@ -114,6 +115,7 @@ func newFlagSet(o *Options, stderr io.Writer) (*flag.FlagSet, *stringList, *stri
 	fs.StringVar(&o.JSONFile, "json", "", "write the result as JSON to this file")
 	fs.StringVar(&o.PlotFile, "plot", "", "write a PNG of the p50/p99 latency per second to this file")
 	fs.StringVar(&o.Provider, "provider", "", "simulated provider API base, e.g. http://127.0.0.1:6060/provider (ledger and pause switch)")
+	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order)")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL of the servers: also check the invariants in the database")
 	fs.StringVar(sourceIPs, "source-ips", "", "comma-separated local addresses to bind outgoing connections to, round-robin (e.g. 127.0.0.2,127.0.0.3)")
 	fs.DurationVar(&o.Timeout, "timeout", 15*time.Second, "deadline of one request")
@@ -180,6 +182,9 @@ func parseArgs(args []string, stderr io.Writer) (string, *Options, error) {
 		o.Targets[i] = strings.TrimRight(t, "/")
 	}
 	o.Provider = strings.TrimRight(o.Provider, "/")
+	for i, m := range o.Metrics {
+		o.Metrics[i] = strings.TrimRight(m, "/")
+	}
 	if *sourceIPs != "" {
 		for _, s := range strings.Split(*sourceIPs, ",") {
 			ip := net.ParseIP(strings.TrimSpace(s))
@@ -196,6 +201,9 @@ func (o *Options) validate(scenario string) error {
 	var errs []error
 	if len(o.Targets) == 0 {
 		errs = append(errs, errors.New("at least one --target is required"))
+	}
+	if len(o.Metrics) > 0 && len(o.Metrics) != len(o.Targets) {
+		errs = append(errs, errors.New("--metrics: give one per --target, in the same order, or none"))
 	}
 	if o.Connections < 1 {
 		errs = append(errs, errors.New("--connections must be 1 or more"))
