@@ -169,7 +169,7 @@ func freeAddr(t *testing.T) string {
 type server struct {
 	base     string // API
 	provider string // the simulated provider's API on the debug listener
-	metrics  string // the debug listener, which serves /metrics
+	metrics  string // the debug listener, where the server serves /metrics
 	log      string
 }
 
@@ -216,7 +216,8 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 		}
 		logFile.Close()
 	})
-	s := &server{base: "http://" + addr, provider: "http://" + debug + "/provider", metrics: "http://" + debug, log: logPath}
+	s := &server{base: "http://" + addr, provider: "http://" + debug + "/provider", log: logPath}
+	s.metrics = "http://" + debug
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.base + "/livez")
@@ -248,11 +249,12 @@ func tail(path string) string {
 // and the figures are sane.
 func smoke(t *testing.T, s *server, args ...string) *Result {
 	t.Helper()
-	full := append(args, "--target", s.base, "--metrics", s.metrics, "--organizer", "org@load.test:organizer password", "--quiet")
+	full := append(args, "--target", s.base, "--organizer", "org@load.test:organizer password", "--quiet")
 	scenario, o, err := parseArgs(full, io.Discard)
 	if err != nil {
 		t.Fatalf("parse %q: %v", full, err)
 	}
+	o.Metrics = []string{s.metrics} // as --metrics would: with ONSALE_DEBUG_ADDR, /metrics is served there only
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -48,6 +48,7 @@ func scenarioNames() []string {
 // Options are the command line's settings.
 type Options struct {
 	Targets      []string
+	Metrics      []string // where each target serves /metrics, in Targets order; empty: the targets
 	Connections  int
 	Duration     time.Duration
 	Rate         float64
@@ -56,7 +57,6 @@ type Options struct {
 	JSONFile     string
 	PlotFile     string
 	Provider     string
-	Metrics      []string // where each target serves /metrics, in Targets order; empty: the targets
 	DatabaseURL  string
 	SourceIPs    []net.IP
 	Timeout      time.Duration
@@ -115,7 +115,6 @@ func newFlagSet(o *Options, stderr io.Writer) (*flag.FlagSet, *stringList, *stri
 	fs.StringVar(&o.JSONFile, "json", "", "write the result as JSON to this file")
 	fs.StringVar(&o.PlotFile, "plot", "", "write a PNG of the p50/p99 latency per second to this file")
 	fs.StringVar(&o.Provider, "provider", "", "simulated provider API base, e.g. http://127.0.0.1:6060/provider (ledger and pause switch)")
-	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order)")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL of the servers: also check the invariants in the database")
 	fs.StringVar(sourceIPs, "source-ips", "", "comma-separated local addresses to bind outgoing connections to, round-robin (e.g. 127.0.0.2,127.0.0.3)")
 	fs.DurationVar(&o.Timeout, "timeout", 15*time.Second, "deadline of one request")
@@ -123,6 +122,7 @@ func newFlagSet(o *Options, stderr io.Writer) (*flag.FlagSet, *stringList, *stri
 	fs.DurationVar(&o.BaselineDur, "baseline-duration", 0, "length of the baseline run (0: min(duration, 5s))")
 	fs.BoolVar(&o.FailOnTarget, "fail-on-target", false, "exit non-zero also when a performance target is missed")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
+	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order)")
 
 	fs.IntVar(&o.Buyers, "buyers", 50000, "flash-sale: buyers released at once")
 	fs.IntVar(&o.Tickets, "tickets", 1000, "flash-sale: tickets on sale")
@@ -182,9 +182,6 @@ func parseArgs(args []string, stderr io.Writer) (string, *Options, error) {
 		o.Targets[i] = strings.TrimRight(t, "/")
 	}
 	o.Provider = strings.TrimRight(o.Provider, "/")
-	for i, m := range o.Metrics {
-		o.Metrics[i] = strings.TrimRight(m, "/")
-	}
 	if *sourceIPs != "" {
 		for _, s := range strings.Split(*sourceIPs, ",") {
 			ip := net.ParseIP(strings.TrimSpace(s))

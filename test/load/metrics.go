@@ -27,7 +27,7 @@ func (e *env) scrapeAll(ctx context.Context) ([]metrics, error) {
 	out := make([]metrics, len(e.o.Targets))
 	for i, t := range e.o.Targets {
 		if len(e.o.Metrics) > 0 {
-			t = e.o.Metrics[i]
+			t = strings.TrimRight(e.o.Metrics[i], "/")
 		}
 		m, err := e.scrape(ctx, t)
 		if err != nil {
