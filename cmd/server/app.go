@@ -207,6 +207,7 @@ func (a *App) startHTTP(ctx context.Context) error {
 	specYAML := func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", api.Spec)
 	}
+	metrics := echo.WrapHandler(a.tel.Handler())
 	if err := a.http.Register(
 		httpserver.Route{Method: http.MethodGet, Path: "/livez", Handler: a.health.Livez},
 		httpserver.Route{Method: http.MethodGet, Path: "/readyz", Handler: a.health.Readyz},
@@ -217,8 +218,7 @@ func (a *App) startHTTP(ctx context.Context) error {
 	// /metrics is public only without an internal listener (ONSALE_DEBUG_ADDR), as in
 	// development; otherwise it is served there and this port answers 404 for it.
 	if a.cfg.DebugAddr == "" {
-		metrics := httpserver.Route{Method: http.MethodGet, Path: "/metrics", Handler: echo.WrapHandler(a.tel.Handler()), Unvalidated: true}
-		if err := a.http.Register(metrics); err != nil {
+		if err := a.http.Register(httpserver.Route{Method: http.MethodGet, Path: "/metrics", Handler: metrics, Unvalidated: true}); err != nil {
 			return err
 		}
 	}
