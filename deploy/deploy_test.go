@@ -63,6 +63,7 @@ var exportedMetrics = set(
 	"onsale_inventory_commit_batch_size_bucket", "onsale_inventory_commit_batch_size_sum", "onsale_inventory_commit_batch_size_count",
 	"onsale_payment_orders_created_total", "onsale_payment_orders_total", "onsale_payment_breaker_state",
 	"onsale_payment_queue_pending", "onsale_payment_queue_ack_pending", "onsale_payment_outbox_backlog",
+	"onsale_payment_dead_lettered_total",
 	"target_info",
 	// Go collector.
 	"go_gc_duration_seconds", "go_gc_duration_seconds_count", "go_gc_duration_seconds_sum", "go_gc_gogc_percent",
@@ -78,6 +79,9 @@ var exportedMetrics = set(
 	"process_open_fds", "process_resident_memory_bytes", "process_start_time_seconds", "process_virtual_memory_bytes",
 	"process_virtual_memory_max_bytes",
 )
+
+// prometheusMetrics are the series Prometheus makes itself for every target it scrapes.
+var prometheusMetrics = set("up", "scrape_duration_seconds", "scrape_samples_scraped")
 
 // knownLabels are the label names a query may filter or group by: the server's own, the OTel
 // scope and resource labels, and what Prometheus adds (job, instance) or histograms have (le).
@@ -586,6 +590,87 @@ func TestDeploymentProbesAndPorts(t *testing.T) {
 	}
 }
 
+// TestImagesPinned: every image names a version or a digest. :latest (or no tag, which means
+// latest) lets replicas of one Deployment run different builds and leaves a rollback nothing to
+// go back to.
+func TestImagesPinned(t *testing.T) {
+	m := loadManifests(t)
+	for _, d := range m.deployments {
+		spec := d.Spec.Template.Spec
+		for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+			ref := c.Image
+			if _, digest, ok := strings.Cut(ref, "@"); ok {
+				if !strings.HasPrefix(digest, "sha256:") {
+					t.Errorf("%s/%s: image %q has a malformed digest", d.Name, c.Name, ref)
+				}
+				continue
+			}
+			name := ref[strings.LastIndex(ref, "/")+1:]
+			_, tag, ok := strings.Cut(name, ":")
+			if !ok || tag == "" || tag == "latest" {
+				t.Errorf("%s/%s: image %q is not pinned to a version tag or a digest", d.Name, c.Name, ref)
+			}
+		}
+	}
+}
+
+// TestMetricsOnInternalPort: the server serves /metrics and pprof on ONSALE_DEBUG_ADDR, a named
+// container port that Prometheus scrapes and the Service does not expose; the compose replicas
+// do the same for their Prometheus.
+func TestMetricsOnInternalPort(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	env := containerEnv(t, m, c)
+	addr := env["ONSALE_DEBUG_ADDR"].value
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("ONSALE_DEBUG_ADDR=%q: want host:port (the internal listener for /metrics): %v", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		t.Errorf("ONSALE_DEBUG_ADDR=%s is loopback: Prometheus cannot scrape /metrics there", addr)
+	}
+	port, _ := strconv.Atoi(portStr)
+	var internal *corev1.ContainerPort
+	for i := range c.Ports {
+		if int(c.Ports[i].ContainerPort) == port {
+			internal = &c.Ports[i]
+		}
+	}
+	if internal == nil || internal.Name == "" || internal.Name == "http" {
+		t.Fatalf("no named container port %d for ONSALE_DEBUG_ADDR (ports %v)", port, c.Ports)
+	}
+	ann := d.Spec.Template.Annotations
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" ||
+		(ann["prometheus.io/port"] != portStr && ann["prometheus.io/port"] != internal.Name) {
+		t.Errorf("the pod's prometheus.io annotations %v do not point at /metrics on port %d", ann, port)
+	}
+	for _, svc := range m.services {
+		for _, p := range svc.Spec.Ports {
+			if (p.TargetPort.Type == intstr.String && p.TargetPort.StrVal == internal.Name) ||
+				(p.TargetPort.Type == intstr.Int && int(p.TargetPort.IntVal) == port) || int(p.Port) == port {
+				t.Errorf("Service %s exposes the internal port %d (metrics and pprof)", svc.Name, port)
+			}
+		}
+	}
+
+	cf := loadCompose(t)
+	jobs := scrapeJobs(t)
+	job, ok := jobs["onsale"]
+	if !ok || job.path != "/metrics" {
+		t.Fatalf("prometheus.yml has no job onsale scraping /metrics: %+v", jobs)
+	}
+	for _, name := range []string{"onsale-1", "onsale-2", "onsale-3"} {
+		_, p, err := net.SplitHostPort(cf.Services[name].env("ONSALE_DEBUG_ADDR"))
+		if err != nil {
+			t.Errorf("%s: ONSALE_DEBUG_ADDR=%q: %v", name, cf.Services[name].env("ONSALE_DEBUG_ADDR"), err)
+			continue
+		}
+		if !slices.Contains(job.targets, name+":"+p) {
+			t.Errorf("prometheus.yml does not scrape %s:%s (targets %v)", name, p, job.targets)
+		}
+	}
+}
+
 func TestDeploymentResources(t *testing.T) {
 	m := loadManifests(t)
 	_, c := m.theDeployment(t)
@@ -992,11 +1077,16 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	if h.Spec.MaxReplicas < 3 {
 		t.Errorf("maxReplicas %d is below minReplicas", h.Spec.MaxReplicas)
 	}
-	want := map[corev1.ResourceName]int32{corev1.ResourceCPU: 70, corev1.ResourceMemory: 80}
+	// CPU only: the Go runtime keeps the heap it grew (GOGC 400, GOMEMLIMIT), so memory says
+	// little about load, and a memory target would scale out and never back in.
+	want := map[corev1.ResourceName]int32{corev1.ResourceCPU: 70}
 	got := map[corev1.ResourceName]int32{}
 	for _, mt := range h.Spec.Metrics {
 		if mt.Type != autoscalingv2.ResourceMetricSourceType || mt.Resource == nil {
 			continue
+		}
+		if mt.Resource.Name == corev1.ResourceMemory {
+			t.Error("the HPA scales on memory, which the Go runtime does not give back: it would never scale in")
 		}
 		if mt.Resource.Target.Type != autoscalingv2.UtilizationMetricType || mt.Resource.Target.AverageUtilization == nil {
 			t.Errorf("%s target is not an average utilization", mt.Resource.Name)
@@ -1326,6 +1416,71 @@ func checkNginx(t *testing.T, replicas []string) {
 	if !streams {
 		t.Error("no location for /v1/orders/{id}/events")
 	}
+
+	// Metrics and profiles are refused from outside; the API is still proxied.
+	locs := nginxLocations(conf)
+	for _, uri := range []string{"/metrics", "/metrics/", "/debug/pprof/", "/debug/pprof/profile", "/debug/vars"} {
+		l := selectLocation(locs, uri)
+		if l == nil || !regexp.MustCompile(`(return\s+(403|404)|deny\s+all)\s*;`).MatchString(l.body) || strings.Contains(l.body, "proxy_pass") {
+			t.Errorf("GET %s from outside is not refused (location %v)", uri, l)
+		}
+	}
+	for _, uri := range []string{"/v1/events", "/readyz", "/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events", "/metricsx", "/v1/metrics"} {
+		if l := selectLocation(locs, uri); l == nil || !strings.Contains(l.body, "proxy_pass") {
+			t.Errorf("GET %s is not proxied (location %v)", uri, l)
+		}
+	}
+}
+
+// nginxLocation is one location block of nginx.conf (bodies without nested blocks).
+type nginxLocation struct {
+	modifier, path, body string
+}
+
+func (l *nginxLocation) String() string { return "location " + l.modifier + " " + l.path }
+
+func nginxLocations(conf string) []nginxLocation {
+	var out []nginxLocation
+	for _, m := range regexp.MustCompile(`(?s)location\s+(=|~\*|~|\^~)?\s*(\S+)\s*\{(.*?)\}`).FindAllStringSubmatch(conf, -1) {
+		out = append(out, nginxLocation{modifier: m[1], path: m[2], body: m[3]})
+	}
+	return out
+}
+
+// selectLocation picks the location nginx uses for uri: an exact match; else the longest prefix
+// if it is ^~; else the first matching regular expression in order; else the longest prefix.
+func selectLocation(locs []nginxLocation, uri string) *nginxLocation {
+	var prefix *nginxLocation
+	for i := range locs {
+		l := &locs[i]
+		switch l.modifier {
+		case "=":
+			if l.path == uri {
+				return l
+			}
+		case "", "^~":
+			if strings.HasPrefix(uri, l.path) && (prefix == nil || len(l.path) > len(prefix.path)) {
+				prefix = l
+			}
+		}
+	}
+	if prefix != nil && prefix.modifier == "^~" {
+		return prefix
+	}
+	for i := range locs {
+		l := &locs[i]
+		if l.modifier != "~" && l.modifier != "~*" {
+			continue
+		}
+		expr := l.path
+		if l.modifier == "~*" {
+			expr = "(?i)" + expr
+		}
+		if re, err := regexp.Compile(expr); err == nil && re.MatchString(uri) {
+			return l
+		}
+	}
+	return prefix
 }
 
 // ---- Prometheus alert rules ----
@@ -1406,11 +1561,73 @@ func TestAlertRules(t *testing.T) {
 	for _, want := range []string{
 		"onsale_http_errors_total", "http_server_request_duration_seconds_bucket", "onsale_payment_breaker_state",
 		"onsale_payment_queue_pending", "onsale_payment_outbox_backlog", "onsale_http_shed_total", "process_start_time_seconds",
+		"up", "onsale_payment_dead_lettered_total",
 	} {
 		if !used[want] {
 			t.Errorf("no alert watches %s", want)
 		}
 	}
+
+	// "No replica is up" needs an expression that also fires when there is no series at all:
+	// absent(...), since up == 0 alone says nothing once every target is gone.
+	noneUp := false
+	jobs := scrapeJobs(t)
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if regexp.MustCompile(`absent\(\s*up\{`).MatchString(r.Expr) {
+				noneUp = true
+			}
+			for _, m := range regexp.MustCompile(`\bjob\s*=\s*"([^"]*)"`).FindAllStringSubmatch(r.Expr, -1) {
+				if _, ok := jobs[m[1]]; !ok {
+					t.Errorf("%s: job %q is not a scrape job of prometheus/prometheus.yml", r.Alert, m[1])
+				}
+			}
+		}
+	}
+	if !noneUp {
+		t.Error("no alert fires when no replica is up (absent(up{...} == 1))")
+	}
+}
+
+// promConfig is the part of prometheus.yml the checks read.
+type promConfig struct {
+	RuleFiles     []string `yaml:"rule_files"`
+	ScrapeConfigs []struct {
+		JobName       string `yaml:"job_name"`
+		MetricsPath   string `yaml:"metrics_path"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+// scrapeJobs returns prometheus.yml's scrape jobs by name, with their metrics path and targets.
+func scrapeJobs(t *testing.T) map[string]struct {
+	path    string
+	targets []string
+} {
+	t.Helper()
+	data, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc promConfig
+	if err := yamlv3.Unmarshal(data, &pc); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	jobs := map[string]struct {
+		path    string
+		targets []string
+	}{}
+	for _, sc := range pc.ScrapeConfigs {
+		j := jobs[sc.JobName]
+		j.path = sc.MetricsPath
+		for _, st := range sc.StaticConfigs {
+			j.targets = append(j.targets, st.Targets...)
+		}
+		jobs[sc.JobName] = j
+	}
+	return jobs
 }
 
 // operationsAnchors returns the anchors GitHub makes for docs/operations.md's headings.
@@ -1533,7 +1750,7 @@ func checkQuery(t *testing.T, where, expr string, used map[string]bool) {
 	}
 	for _, m := range metrics {
 		used[m] = true
-		if !exportedMetrics[m] {
+		if !exportedMetrics[m] && !prometheusMetrics[m] {
 			t.Errorf("%s: %s is not a metric the server exports", where, m)
 		}
 	}

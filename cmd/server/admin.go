@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -26,41 +27,90 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 )
 
-const adminUsage = `usage:
-  server admin create-user --email E --role organizer|staff|customer [--name N]
-        password from ONSALE_ADMIN_PASSWORD or the first line of standard input;
-        needs ONSALE_DATABASE_URL (embedded mode keeps accounts in memory: use
-        ONSALE_BOOTSTRAP_ORGANIZER / ONSALE_BOOTSTRAP_STAFF there)
-  server admin gen-keys [--add-to FILE]
-        print a JWK set with a new Ed25519 signing key (appended to FILE's keys,
-        for rotation), for ONSALE_JWT_KEYS_FILE or ONSALE_TICKET_KEYS_FILE
-  server admin simulate-provider [--addr 127.0.0.1:9090]
-        serve the simulated payment provider's HTTP API (for ONSALE_PROVIDER_URL),
-        behaving as the ONSALE_SIMULATED_* settings say
-`
+// adminCommand is one operator subcommand: server admin NAME [flags].
+type adminCommand struct {
+	name    string
+	flags   string // its flags, for the usage
+	summary string // one line, for server --help
+	details string // what else to know, for server admin's usage
+	run     func(ctx context.Context, args []string, x adminIO) error
+}
+
+// adminIO is what a subcommand may use of the process.
+type adminIO struct {
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// adminCommands lists the subcommands, in the order usage shows them.
+func adminCommands() []adminCommand {
+	return []adminCommand{
+		{
+			name: "create-user", flags: "--email E --role organizer|staff|customer [--name N]",
+			summary: "create an account in the database (password from ONSALE_ADMIN_PASSWORD or stdin)",
+			details: `password from ONSALE_ADMIN_PASSWORD or the first line of standard input;
+needs ONSALE_DATABASE_URL (embedded mode keeps accounts in memory: use
+ONSALE_BOOTSTRAP_ORGANIZER / ONSALE_BOOTSTRAP_STAFF there)`,
+			run: func(ctx context.Context, args []string, x adminIO) error {
+				return createUser(ctx, args, x.getenv, x.stdin, x.stdout, x.stderr)
+			},
+		},
+		{
+			name: "gen-keys", flags: "[--add-to FILE]",
+			summary: "print a JWK set with a new Ed25519 signing key (for the key files; --add-to rotates)",
+			details: `print a JWK set with a new Ed25519 signing key (appended to FILE's keys,
+for rotation), for ONSALE_JWT_KEYS_FILE or ONSALE_TICKET_KEYS_FILE`,
+			run: func(_ context.Context, args []string, x adminIO) error { return genKeys(args, x.stdout, x.stderr) },
+		},
+		{
+			name: "simulate-provider", flags: "[--addr 127.0.0.1:9090]",
+			summary: "serve the simulated payment provider's HTTP API (for ONSALE_PROVIDER_URL in tests and demos)",
+			details: `serve the simulated payment provider's HTTP API (for ONSALE_PROVIDER_URL),
+behaving as the ONSALE_SIMULATED_* settings say`,
+			run: func(ctx context.Context, args []string, x adminIO) error {
+				return simulateProvider(ctx, args, x.getenv, x.stdout, x.stderr)
+			},
+		},
+	}
+}
+
+// adminUsage describes every subcommand.
+func adminUsage() string {
+	var b strings.Builder
+	b.WriteString("usage:\n")
+	for _, c := range adminCommands() {
+		fmt.Fprintf(&b, "  server admin %s %s\n", c.name, c.flags)
+		for _, line := range strings.Split(c.details, "\n") {
+			fmt.Fprintf(&b, "        %s\n", line)
+		}
+	}
+	return b.String()
+}
 
 // runAdmin runs the small operator subcommands.
 func runAdmin(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, adminUsage)
+		fmt.Fprint(stderr, adminUsage())
 		return 2
 	}
-	var err error
 	switch args[0] {
-	case "create-user":
-		err = createUser(ctx, args[1:], getenv, stdin, stdout, stderr)
-	case "gen-keys":
-		err = genKeys(args[1:], stdout, stderr)
-	case "simulate-provider":
-		err = simulateProvider(ctx, args[1:], getenv, stdout, stderr)
-	default:
-		fmt.Fprint(stderr, adminUsage)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, adminUsage())
+		return 0
+	}
+	i := slices.IndexFunc(adminCommands(), func(c adminCommand) bool { return c.name == args[0] })
+	if i < 0 {
+		fmt.Fprintf(stderr, "onsale admin: unknown command %q\n%s", args[0], adminUsage())
 		return 2
 	}
+	err := adminCommands()[i].run(ctx, args[1:], adminIO{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
 	var usage usageError
 	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // the flag package printed the command's flags
 	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "onsale admin: %v\n%s", err, adminUsage)
+		fmt.Fprintf(stderr, "onsale admin: %v\n%s", err, adminUsage())
 		return 2
 	case err != nil:
 		fmt.Fprintf(stderr, "onsale admin: %v\n", err)
@@ -69,7 +119,10 @@ func runAdmin(ctx context.Context, args []string, getenv func(string) string, st
 	return 0
 }
 
+// usageError is a mistake in a subcommand's arguments: the usage follows the message.
 type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 func createUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("create-user", flag.ContinueOnError)

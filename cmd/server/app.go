@@ -43,7 +43,7 @@ type App struct {
 	redis rueidis.Client   // nil: memory adapters play Redis's role
 	pg    *pgxpool.Pool    // nil: memory adapters play PostgreSQL's role
 	nats  *natsclient.Conn // external or embedded
-	debug *http.Server     // pprof, when configured
+	debug *http.Server     // the internal listener (metrics, pprof), when configured
 
 	auth      *authModule
 	inventory *inventoryModule
@@ -165,6 +165,9 @@ func (a *App) startDebug(ctx context.Context) error {
 		return nil
 	}
 	mux := http.NewServeMux()
+	// Metrics and profiles tell an outsider a lot (routes, load, goroutine stacks) and profiles
+	// cost CPU, so with this listener configured they are served here only.
+	mux.Handle("GET /metrics", a.tel.Handler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -175,7 +178,8 @@ func (a *App) startDebug(ctx context.Context) error {
 		mux.Handle("/provider/", http.StripPrefix("/provider", simulated.Handler(a.payment.simulated)))
 	}
 	// Listen here, not in the goroutine: an address that cannot be had fails the start rather
-	// than leaving the process without the pprof and drill endpoints its operator asked for.
+	// than leaving the process without the metrics, pprof and drill endpoints its operator asked
+	// for.
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", a.cfg.DebugAddr)
 	if err != nil {
 		return fmt.Errorf("debug listener (ONSALE_DEBUG_ADDR): %w", err)
@@ -186,7 +190,7 @@ func (a *App) startDebug(ctx context.Context) error {
 			a.log.Error("debug server", "err", err)
 		}
 	}()
-	a.log.Info("debug server listening (pprof)", "addr", a.cfg.DebugAddr)
+	a.log.Info("internal listener: /metrics and pprof", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -212,12 +216,18 @@ func (a *App) startHTTP(ctx context.Context) error {
 	if err := a.http.Register(
 		httpserver.Route{Method: http.MethodGet, Path: "/livez", Handler: a.health.Livez},
 		httpserver.Route{Method: http.MethodGet, Path: "/readyz", Handler: a.health.Readyz},
-		httpserver.Route{Method: http.MethodGet, Path: "/metrics", Handler: metrics, Unvalidated: true},
 		httpserver.Route{Method: http.MethodGet, Path: "/openapi.yaml", Handler: specYAML},
 		httpserver.Route{Method: http.MethodGet, Path: "/docs", Handler: docs},
 		httpserver.Route{Method: http.MethodGet, Path: api.RedocScriptPath, Handler: redoc},
 	); err != nil {
 		return err
+	}
+	// /metrics is public only without an internal listener (ONSALE_DEBUG_ADDR), as in
+	// development; otherwise it is served there and this port answers 404 for it.
+	if a.cfg.DebugAddr == "" {
+		if err := a.http.Register(httpserver.Route{Method: http.MethodGet, Path: "/metrics", Handler: metrics, Unvalidated: true}); err != nil {
+			return err
+		}
 	}
 	for _, routes := range [][]httpserver.Route{a.auth.handler.Routes(), a.inventory.handler.Routes(), a.payment.handler.Routes()} {
 		if err := a.http.Register(routes...); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +28,9 @@ type Config struct {
 	NATSURL         string        `env:"ONSALE_NATS_URL" yaml:"nats_url" secret:"true" help:"NATS with JetStream, e.g. nats://127.0.0.1:4222; empty runs an embedded server"`
 	DrainDelay      time.Duration `env:"ONSALE_DRAIN_DELAY" yaml:"drain_delay" default:"5s" help:"after SIGTERM, how long readiness fails before the server stops accepting"`
 	ShutdownTimeout time.Duration `env:"ONSALE_SHUTDOWN_TIMEOUT" yaml:"shutdown_timeout" default:"25s" help:"the whole shutdown, drain delay included, must finish within this"`
-	DebugAddr       string        `env:"ONSALE_DEBUG_ADDR" yaml:"debug_addr" help:"address for pprof (keep it private, e.g. 127.0.0.1:6060); empty disables"`
+	DebugAddr       string        `env:"ONSALE_DEBUG_ADDR" yaml:"debug_addr" help:"internal listener for /metrics and pprof, off the public port (keep it private: 127.0.0.1:6060, or a pod port no Service exposes); empty serves /metrics on the API port and no pprof"`
+
+	AllowSimulatedProvider bool `env:"ONSALE_ALLOW_SIMULATED_PROVIDER" yaml:"allow_simulated_provider" default:"false" help:"let ONSALE_ENV=production run without ONSALE_PROVIDER_URL, on the in-process simulated provider: orders are confirmed and nobody is charged (demos only)"`
 
 	HTTP      httpserver.Config
 	Log       logging.Config
@@ -65,6 +68,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("ONSALE_ENV=production needs %s: without them state stays in this process, "+
 				"replicas behind a load balancer would each sell the same tickets, and each would sign tokens the others reject", strings.Join(missing, ", ")))
 		}
+		if c.Payment.ProviderURL == "" && !c.AllowSimulatedProvider {
+			errs = append(errs, errors.New("ONSALE_ENV=production needs ONSALE_PROVIDER_URL: without it the in-process simulated provider "+
+				"confirms every order and no money moves; for a demo that means it, set ONSALE_ALLOW_SIMULATED_PROVIDER=true"))
+		}
 	default:
 		errs = append(errs, config.Invalid("ONSALE_ENV", c.Env, "want development or production"))
 	}
@@ -101,14 +108,21 @@ func checkURL(name, raw string) error {
 		return nil
 	}
 	want := schemes[name]
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if ok && rest != "" {
-		for _, s := range want {
-			if scheme == s {
-				return nil
-			}
+	items := []string{raw}
+	if name == "ONSALE_NATS_URL" { // NATS takes a comma-separated list of servers
+		items = strings.Split(raw, ",")
+	}
+	// The value may hold a password, so it is not repeated; nor is url.Parse's error, which
+	// quotes it.
+	for _, item := range items {
+		item = strings.TrimSpace(item)
+		scheme, rest, ok := strings.Cut(item, "://")
+		if !ok || rest == "" || !slices.Contains(want, scheme) {
+			return config.Invalid(name, "", "want a URL starting with "+strings.Join(want, ":// or ")+"://")
+		}
+		if _, err := url.Parse(item); err != nil {
+			return config.Invalid(name, "", "not a valid URL (a password with @, /, ?, # or % in it must be percent-encoded)")
 		}
 	}
-	// The value may hold a password, so it is not repeated.
-	return config.Invalid(name, "", "want a URL starting with "+strings.Join(want, ":// or ")+"://")
+	return nil
 }

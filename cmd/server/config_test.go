@@ -15,6 +15,15 @@ func envMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// envList is m as os.Environ would list it, for run.
+func envList(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(envMap(nil), "")
@@ -190,7 +199,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 func TestRunPrintConfig(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	env := envMap(map[string]string{
+	env := envList(map[string]string{
 		"ONSALE_DATABASE_URL": "postgres://onsale:s3cr3t-pw@db.internal:5432/onsale?sslmode=disable",
 		"ONSALE_REDIS_URL":    "redis://:r3dis-pw@cache:6379/0",
 		"ONSALE_DRAIN_DELAY":  "2s",
@@ -206,8 +215,8 @@ func TestRunPrintConfig(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"ONSALE_DATABASE_URL=postgres://onsale:xxxxx@db.internal:5432/onsale\n",
-		"ONSALE_REDIS_URL=redis://:xxxxx@cache:6379/0\n",
+		"ONSALE_DATABASE_URL=postgres://onsale:****@db.internal:5432/onsale?sslmode=disable\n",
+		"ONSALE_REDIS_URL=redis://****@cache:6379/0\n",
 		"ONSALE_DRAIN_DELAY=2s\n",
 		"ONSALE_ENV=development\n",
 		"ONSALE_HTTP_ADDR=:8080\n",
@@ -228,7 +237,7 @@ func TestRunBadConfig(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"--print-config"},
-		envMap(map[string]string{"ONSALE_HTTP_WRITE_TIMEOUT": "forever"}), strings.NewReader(""), &stdout, &stderr)
+		envList(map[string]string{"ONSALE_HTTP_WRITE_TIMEOUT": "forever"}), strings.NewReader(""), &stdout, &stderr)
 	if code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
@@ -240,7 +249,7 @@ func TestRunBadConfig(t *testing.T) {
 	}
 
 	stderr.Reset()
-	if code := run(context.Background(), []string{"--no-such-flag"}, envMap(nil), strings.NewReader(""), &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"--no-such-flag"}, nil, strings.NewReader(""), &stdout, &stderr); code != 2 {
 		t.Fatalf("unknown flag: exit code %d, want 2", code)
 	}
 }

@@ -62,7 +62,13 @@ func (a *App) startPayment(ctx context.Context) error {
 		pm.simulated = simulated.New(simulated.Mode{Latency: cfg.SimLatency, Slow: cfg.SimSlow,
 			DeclineRate: cfg.SimDeclineRate, ErrorRate: cfg.SimErrorRate, Outage: cfg.SimOutage})
 		provider = pm.simulated
-		log.Warn("payments are simulated: no money moves (set ONSALE_PROVIDER_URL for a provider)")
+		if a.cfg.Env == "production" { // allowed by ONSALE_ALLOW_SIMULATED_PROVIDER, or validation would have stopped it
+			log.Warn("PRODUCTION ON THE SIMULATED PAYMENT PROVIDER (ONSALE_ALLOW_SIMULATED_PROVIDER=true): every order is confirmed " +
+				"and nobody is charged; set ONSALE_PROVIDER_URL to take real payments")
+		} else {
+			log.Warn("payments are simulated: no money moves (set ONSALE_PROVIDER_URL for a provider)")
+		}
+		a.health.Warn("simulated provider: payments are simulated, every order is confirmed and no money moves (ONSALE_PROVIDER_URL is not set)")
 	}
 	guarded, err := payment.NewGuardedProvider(provider, cfg, meter, log)
 	if err != nil {

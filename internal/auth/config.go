@@ -14,7 +14,7 @@ type Config struct {
 	Argon2MemoryKiB int `env:"ONSALE_ARGON2_MEMORY_KIB" yaml:"argon2_memory_kib" default:"19456" help:"argon2id memory per hash in KiB (OWASP: 19456)"`
 	Argon2Time      int `env:"ONSALE_ARGON2_TIME" yaml:"argon2_time" default:"2" help:"argon2id passes (OWASP: 2)"`
 	Argon2Threads   int `env:"ONSALE_ARGON2_THREADS" yaml:"argon2_threads" default:"1" help:"argon2id lanes (OWASP: 1)"`
-	HashWorkers     int `env:"ONSALE_HASH_WORKERS" yaml:"hash_workers" default:"0" help:"password hashes computed at once; 0 means one per CPU"`
+	HashWorkers     int `env:"ONSALE_HASH_WORKERS" yaml:"hash_workers" default:"0" help:"password hashes computed at once; 0 means half the CPUs (GOMAXPROCS/2, at least 1), leaving the rest to requests during a login storm"`
 	HashQueue       int `env:"ONSALE_HASH_QUEUE" yaml:"hash_queue" default:"64" help:"password hashes allowed to wait; beyond it login and register answer 503 at once"`
 
 	AccessTTL     time.Duration `env:"ONSALE_ACCESS_TTL" yaml:"access_ttl" default:"15m" help:"lifetime of access tokens"`
@@ -48,7 +48,7 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Invalid("ONSALE_ARGON2_THREADS", fmt.Sprint(c.Argon2Threads), "want 1 to 255"))
 	}
 	if c.HashWorkers < 0 {
-		errs = append(errs, config.Invalid("ONSALE_HASH_WORKERS", fmt.Sprint(c.HashWorkers), "want 0 (one per CPU) or more"))
+		errs = append(errs, config.Invalid("ONSALE_HASH_WORKERS", fmt.Sprint(c.HashWorkers), "want 0 (half the CPUs) or more"))
 	}
 	if c.HashQueue < 1 {
 		errs = append(errs, config.Invalid("ONSALE_HASH_QUEUE", fmt.Sprint(c.HashQueue), "want 1 or more"))

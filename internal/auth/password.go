@@ -31,10 +31,11 @@ type hashJob struct {
 	done chan struct{}
 }
 
-// NewHasher starts workers hashing with the configured parameters. workers 0 means one per CPU.
+// NewHasher starts workers hashing with the configured parameters. workers 0 means
+// DefaultHashWorkers.
 func NewHasher(memoryKiB, iterations, threads, workers, queue int) (*Hasher, error) {
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = DefaultHashWorkers()
 	}
 	h := &Hasher{
 		params: &argon2id.Params{
@@ -56,10 +57,22 @@ func NewHasher(memoryKiB, iterations, threads, workers, queue int) (*Hasher, err
 	return h, nil
 }
 
+// DefaultHashWorkers is the hash pool's size when none is configured: half of GOMAXPROCS, at
+// least one. A worker holds a Go P (one of GOMAXPROCS, which follows the container's CPU limit)
+// for the whole of a hash, and the process does not add Ps for them: more Ps than CPUs would
+// have the CPU quota throttle every request. So during a login storm the workers must leave Ps
+// free, or requests (holds, checkouts, the logins' own I/O) would wait for one; half keeps logins
+// going at half the CPUs while the other half serves everything else. With one CPU the single
+// worker and the requests share it, and the worker's lowered thread priority lets the kernel run
+// requests first.
+func DefaultHashWorkers() int {
+	return max(1, runtime.GOMAXPROCS(0)/2)
+}
+
 // work runs on its own OS thread of lowered priority: when requests and hashes compete for the
 // CPUs the kernel serves the requests first, and when nothing else runs the hashes get it all.
-// (The process adds one Go P per worker, see cmd/server, so a hashing worker never keeps a request
-// waiting for a P.)
+// The pool is smaller than GOMAXPROCS (see DefaultHashWorkers), so a hashing worker does not keep
+// a request waiting for a P.
 func (h *Hasher) work() {
 	runtime.LockOSThread() // never unlocked: the thread ends with the worker
 	lowerThreadPriority()

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -418,5 +419,17 @@ func BenchmarkHasherVerify(b *testing.B) {
 		if match, _, err := h.Verify(ctx, "correct horse battery staple", hash); err != nil || !match {
 			b.Fatalf("match %v err %v", match, err)
 		}
+	}
+}
+
+// TestDefaultHashWorkersLeaveRequestsAP: the default pool never takes every P (each worker
+// holds one for a whole hash), so requests still run during a login storm, and has at least one
+// worker.
+func TestDefaultHashWorkersLeaveRequestsAP(t *testing.T) {
+	t.Parallel()
+	procs := runtime.GOMAXPROCS(0)
+	w := DefaultHashWorkers()
+	if w < 1 || (procs > 1 && w >= procs) || w < procs/2 {
+		t.Fatalf("GOMAXPROCS %d: %d hash workers by default; want at least 1, fewer than GOMAXPROCS, about half", procs, w)
 	}
 }

@@ -16,7 +16,7 @@ type Config struct {
 	AckWait        time.Duration `env:"ONSALE_PAYMENT_ACK_WAIT" yaml:"payment_ack_wait" default:"30s" help:"time a worker has to finish a payment before it is redelivered (kept alive while working)"`
 	MaxDeliver     int           `env:"ONSALE_PAYMENT_MAX_DELIVER" yaml:"payment_max_deliver" default:"20" help:"attempts at a payment before it is dead-lettered and its order failed"`
 	ProviderTO     time.Duration `env:"ONSALE_PROVIDER_TIMEOUT" yaml:"provider_timeout" default:"10s" help:"deadline of one call to the payment provider"`
-	ProviderURL    string        `env:"ONSALE_PROVIDER_URL" yaml:"provider_url" help:"payment provider API; empty uses the in-process simulated provider"`
+	ProviderURL    string        `env:"ONSALE_PROVIDER_URL" yaml:"provider_url" secret:"true" help:"payment provider API (user:password@ in it is sent as basic auth); empty uses the in-process simulated provider, which production refuses unless ONSALE_ALLOW_SIMULATED_PROVIDER=true"`
 	IdempotencyTTL time.Duration `env:"ONSALE_IDEMPOTENCY_TTL" yaml:"idempotency_ttl" default:"24h" help:"how long an order's Idempotency-Key is remembered"`
 	TicketKeysFile string        `env:"ONSALE_TICKET_KEYS_FILE" yaml:"ticket_keys_file" help:"JWK set of Ed25519 keys that sign ticket codes (the last one signs); empty generates one under the data directory"`
 	StreamPrefix   string        `env:"ONSALE_NATS_PREFIX" yaml:"nats_prefix" help:"prefix of the JetStream stream and subject names (to share a NATS between deployments)"`
@@ -68,7 +68,7 @@ func (c Config) Validate() error {
 	}
 	if c.ProviderURL != "" {
 		if u, err := url.Parse(c.ProviderURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, config.Invalid("ONSALE_PROVIDER_URL", c.ProviderURL, "want an http(s) URL"))
+			errs = append(errs, config.Invalid("ONSALE_PROVIDER_URL", config.RedactURL(c.ProviderURL), "want an http(s) URL"))
 		}
 	}
 	if c.BreakerMinRequests < 1 {

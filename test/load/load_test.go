@@ -363,6 +363,7 @@ func freeAddr(t *testing.T) string {
 type server struct {
 	base     string // API
 	provider string // the simulated provider's API on the debug listener
+	metrics  string // the debug listener, where the server serves /metrics
 	log      string
 }
 
@@ -411,6 +412,7 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 		logFile.Close()
 	})
 	s := &server{base: "http://" + addr, provider: "http://" + debug + "/provider", log: logPath}
+	s.metrics = "http://" + debug
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.base + "/livez")
@@ -447,6 +449,7 @@ func smoke(t *testing.T, s *server, args ...string) *Result {
 	if err != nil {
 		t.Fatalf("parse %q: %v", full, err)
 	}
+	o.Metrics = []string{s.metrics} // as --metrics would: with ONSALE_DEBUG_ADDR, /metrics is served there only
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -36,7 +36,7 @@ type scenario struct {
 }
 
 // commonFlags are read by every scenario (or by several: the help says which).
-var commonFlags = []string{"target", "organizer", "password", "connections", "timeout", "source-ips", "prep-workers",
+var commonFlags = []string{"target", "metrics", "organizer", "password", "connections", "timeout", "source-ips", "prep-workers",
 	"provider", "database-url", "baseline-duration", "json", "plot", "fail-on-target", "quiet"}
 
 // scenarios lists the scenarios in the order the help shows them.
@@ -85,6 +85,7 @@ func findScenario(name string) (scenario, bool) {
 // Options are the command line's settings.
 type Options struct {
 	Targets      []string
+	Metrics      []string // where each target serves /metrics, in Targets order; empty: the targets
 	Connections  int
 	Duration     time.Duration
 	Rate         float64
@@ -151,6 +152,7 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 	fs.DurationVar(&o.BaselineDur, "baseline-duration", 0, "length of the baseline run (0: min(duration, 5s))")
 	fs.BoolVar(&o.FailOnTarget, "fail-on-target", false, "exit non-zero also when a performance target is missed")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
+	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order)")
 
 	fs.IntVar(&o.Buyers, "buyers", 50000, "buyers released at once")
 	fs.IntVar(&o.Tickets, "tickets", 1000, "tickets on sale")
@@ -278,6 +280,9 @@ func (o *Options) validate(sc scenario) error {
 	var errs []error
 	if len(o.Targets) == 0 {
 		errs = append(errs, errors.New("at least one --target is required"))
+	}
+	if len(o.Metrics) > 0 && len(o.Metrics) != len(o.Targets) {
+		errs = append(errs, errors.New("--metrics: give one per --target, in the same order, or none"))
 	}
 	if o.Connections < 1 {
 		errs = append(errs, errors.New("--connections must be 1 or more"))

@@ -21,10 +21,14 @@ func (e *env) scrape(ctx context.Context, target string) (metrics, error) {
 	return metrics(r.Body), nil
 }
 
-// scrapeAll reads /metrics from every target.
+// scrapeAll reads /metrics from every target (from its --metrics URL when given: a server with
+// ONSALE_DEBUG_ADDR serves /metrics there only).
 func (e *env) scrapeAll(ctx context.Context) ([]metrics, error) {
 	out := make([]metrics, len(e.o.Targets))
 	for i, t := range e.o.Targets {
+		if len(e.o.Metrics) > 0 {
+			t = strings.TrimRight(e.o.Metrics[i], "/")
+		}
 		m, err := e.scrape(ctx, t)
 		if err != nil {
 			return nil, err

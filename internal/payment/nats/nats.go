@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -219,6 +220,8 @@ type Worker struct {
 	stopping bool
 	slots    chan struct{}
 	inFlight sync.WaitGroup
+
+	deadLettered atomic.Int64 // requests this worker gave up on, for the metric
 }
 
 // NewWorker returns a worker; Start runs it.
@@ -256,7 +259,8 @@ func (w *Worker) Start(ctx context.Context) error {
 }
 
 // RegisterMetrics reports the queue's depth: requests waiting for a worker and requests being
-// worked on (across all replicas), read from the consumer's state at most every two seconds.
+// worked on (across all replicas), read from the consumer's state at most every two seconds; and
+// the requests this replica dead-lettered.
 func (w *Worker) RegisterMetrics(meter metric.Meter) error {
 	var (
 		mu      sync.Mutex
@@ -294,6 +298,15 @@ func (w *Worker) RegisterMetrics(meter metric.Meter) error {
 		metric.WithInt64Callback(func(ctx context.Context, o metric.Int64Observer) error {
 			_, a := read(ctx)
 			o.Observe(a)
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	_, err = meter.Int64ObservableCounter("onsale.payment.dead_lettered",
+		metric.WithDescription("Payment requests this replica gave up on and dead-lettered (unreadable, no such order, or out of attempts)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(w.deadLettered.Load())
 			return nil
 		}))
 	return err
@@ -444,6 +457,7 @@ func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, orderID uuid.UU
 }
 
 func (w *Worker) deadLetter(msg jetstream.Msg, attempt int, reason string) {
+	w.deadLettered.Add(1) // counted even if the copy below fails: the request is given up either way
 	m := nats.NewMsg(w.n.DeadSubject)
 	m.Data = msg.Data()
 	m.Header.Set("Onsale-Reason", reason)

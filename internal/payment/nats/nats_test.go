@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/onsale-dev/onsale/internal/payment"
 	paynats "github.com/onsale-dev/onsale/internal/payment/nats"
@@ -646,6 +648,59 @@ func TestBusRoundTrip(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("no second status event")
+		}
+	})
+}
+
+// TestWorkerCountsDeadLetters: every request the worker gives up on shows in the
+// onsale.payment.dead_lettered counter, which the alert on dead letters watches.
+func TestWorkerCountsDeadLetters(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, e *env) {
+		reader := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+		unknown := uuid.New()
+		proc := &fakeProc{decide: func(order uuid.UUID, _ int) payment.Decision {
+			if order == unknown {
+				return payment.Decision{Action: payment.Discard, Reason: "no such order"}
+			}
+			return payment.Decision{Action: payment.Done}
+		}}
+		w := e.worker(t, proc, workerConfig())
+		if err := w.RegisterMetrics(mp.Meter("payment")); err != nil {
+			t.Fatal(err)
+		}
+		counter := func() int64 {
+			t.Helper()
+			var rm metricdata.ResourceMetrics
+			if err := reader.Collect(context.Background(), &rm); err != nil {
+				t.Fatal(err)
+			}
+			for _, sm := range rm.ScopeMetrics {
+				for _, m := range sm.Metrics {
+					if m.Name != "onsale.payment.dead_lettered" {
+						continue
+					}
+					data, ok := m.Data.(metricdata.Sum[int64])
+					if !ok || !data.IsMonotonic || len(data.DataPoints) != 1 {
+						t.Fatalf("dead-letter counter: %+v", m.Data)
+					}
+					return data.DataPoints[0].Value
+				}
+			}
+			t.Fatal("no onsale.payment.dead_lettered metric")
+			return -1
+		}
+		if n := counter(); n != 0 {
+			t.Fatalf("%d dead letters counted before any", n)
+		}
+		e.publish(t, uuid.New())
+		e.publishRaw(t, []byte("not json"))
+		e.publish(t, unknown)
+		testenv.Eventually(t, 10*time.Second, func() bool { return e.streamMsgs(t, e.names.DeadStream) == 2 }, "want 2 dead letters")
+		if n := counter(); n != 2 {
+			t.Fatalf("%d dead letters counted, want 2", n)
 		}
 	})
 }

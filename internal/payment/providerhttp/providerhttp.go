@@ -13,6 +13,7 @@ import (
 
 	"github.com/onsale-dev/onsale/internal/payment"
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
+	"github.com/onsale-dev/onsale/internal/platform/config"
 )
 
 // Client calls the provider at a base URL.
@@ -42,7 +43,8 @@ func (c *Client) post(ctx context.Context, path string, body, out any) (int, err
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("provider %s: %w", path, err)
+		// The error quotes the URL; a token given as its user must not reach the logs.
+		return 0, fmt.Errorf("provider %s: %w", path, config.RedactError(err, c.base))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusCreated && out != nil {

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -39,18 +38,14 @@ type Field struct {
 }
 
 // Value renders the field's current value. A secret is masked; a secret URL keeps everything
-// but its password, so operators can still see where it points.
+// but its credentials (see RedactURL), so operators can still see where it points.
 func (f Field) Value() string {
 	s := render(f.value)
 	if !f.Secret || s == "" {
 		return s
 	}
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
-		if _, hasPassword := u.User.Password(); !hasPassword && u.RawQuery == "" {
-			return s
-		}
-		u.RawQuery = ""
-		return u.Redacted()
+	if strings.Contains(s, "://") {
+		return RedactURL(s)
 	}
 	return "****"
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -268,10 +269,11 @@ func TestSecretMasking(t *testing.T) {
 		name, value, want string
 		hidden            string
 	}{
-		{"url with password", "postgres://onsale:s3cr3t@db.internal:5432/onsale?sslmode=disable", "postgres://onsale:xxxxx@db.internal:5432/onsale", "s3cr3t"},
-		{"redis url with password only", "redis://:p4ss@cache:6379/0", "redis://:xxxxx@cache:6379/0", "p4ss"},
-		{"url without password", "nats://nats:4222", "nats://nats:4222", ""},
-		{"url with secret in query", "redis://cache:6379/0?password=q1", "redis://cache:6379/0", "q1"},
+		{"url with password", "postgres://onsale:s3cr3t@db.internal:5432/onsale?sslmode=disable", "postgres://onsale:****@db.internal:5432/onsale?sslmode=disable", "s3cr3t"},
+		{"redis url with password only", "redis://:p4ss@cache:6379/0", "redis://****@cache:6379/0", "p4ss"},
+		{"url with a bare token as user", "nats://tok3n@nats:4222", "nats://****@nats:4222", "tok3n"},
+		{"url without credentials", "nats://nats:4222", "nats://nats:4222", ""},
+		{"url with secret in query", "redis://cache:6379/0?password=q1", "redis://cache:6379/0?password=****", "q1"},
 		{"not a url", "sk_live_abcdef", "****", "sk_live_abcdef"},
 		{"empty", "", "", ""},
 	}
@@ -321,7 +323,7 @@ func TestPrint(t *testing.T) {
 		"ONSALE_T_COUNT=3\n",
 		"ONSALE_T_BIG=9000000000\n",
 		"ONSALE_T_WAIT=2m0s\n",
-		"ONSALE_T_DB_URL=postgres://onsale:xxxxx@db:5432/onsale\n",
+		"ONSALE_T_DB_URL=postgres://onsale:****@db:5432/onsale\n",
 		"ONSALE_T_TOKEN=****\n",
 		"ONSALE_T_RATIO=0.5\n",
 		"ONSALE_T_TAGS=a,b\n",
@@ -348,5 +350,122 @@ func TestInvalid(t *testing.T) {
 	}
 	if got := Invalid("ONSALE_T_X", "", "want a path").Error(); got != "ONSALE_T_X: want a path" {
 		t.Errorf("Invalid without value = %q", got)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in, want string
+		hidden   []string
+	}{
+		{"", "", nil},
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222", nil},
+		{"nats://tok3n@127.0.0.1:1", "nats://****@127.0.0.1:1", []string{"tok3n"}},
+		{"nats://user:S3cretPw@127.0.0.1:1", "nats://user:****@127.0.0.1:1", []string{"S3cretPw"}},
+		{"redis://u:R3disPw@127.0.0.1:1/0", "redis://u:****@127.0.0.1:1/0", []string{"R3disPw"}},
+		{"redis://:R3disPw@cache:6379/0", "redis://****@cache:6379/0", []string{"R3disPw"}},
+		{"postgres://u:PgPw99@127.0.0.1:1/x?sslmode=disable", "postgres://u:****@127.0.0.1:1/x?sslmode=disable", []string{"PgPw99"}},
+		{"postgres://db/x?sslmode=require&password=Qp1&sslpassword=Qp2", "postgres://db/x?sslmode=require&password=****&sslpassword=****", []string{"Qp1", "Qp2"}},
+		{"http://acct:Pr0vPw@127.0.0.1:1", "http://acct:****@127.0.0.1:1", []string{"Pr0vPw"}},
+		{"https://otel:OtlpPw@collector:4318/v1/traces#x", "https://otel:****@collector:4318/v1/traces#x", []string{"OtlpPw"}},
+		{"https://collector/v1/traces?api_key=K9&x=1", "https://collector/v1/traces?api_key=****&x=1", []string{"K9"}},
+		// A list of NATS servers: each is redacted.
+		{"nats://a:Pa1@n1:4222,nats://b:Pb2@n2:4222", "nats://a:****@n1:4222,nats://b:****@n2:4222", []string{"Pa1", "Pb2"}},
+		// A raw @ and comma in the password; an unparseable escape (masked by text).
+		{"postgres://u:p@ss,w0rd@db:5432/x", "postgres://u:****@db:5432/x", []string{"p@ss", "w0rd"}},
+		{"redis://u:Bad%zzPw@cache:6379", "redis://****@cache:6379", []string{"Bad", "zzPw"}},
+	}
+	for _, tc := range cases {
+		got := RedactURL(tc.in)
+		if got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		for _, h := range tc.hidden {
+			if strings.Contains(got, h) {
+				t.Errorf("RedactURL(%q) = %q shows %q", tc.in, got, h)
+			}
+		}
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	t.Parallel()
+	environ := []string{
+		"PATH=/usr/bin",
+		"ONSALE_T_NAME=known",
+		"ONSALE_T_NAEM=transposed",
+		"ONSALE_TCOUNT=3",
+		"onsale_t_wait=5s",
+		"ONSALE_T_SOMETHING_ELSE=1",
+		"ONSALE_T_SOMETHING_ELSE=twice",
+		"ONSALE_TEST_REDIS_URL=redis://x",
+		"ONSALE_TAGS",
+		"ONSALE_NOTHING_LIKE_IT=1",
+	}
+	ignore := func(name string) bool { return strings.HasPrefix(name, "ONSALE_TEST_") }
+	got := UnknownEnv(&sample{}, environ, "ONSALE_", ignore)
+	want := []Unknown{
+		{Name: "ONSALE_NOTHING_LIKE_IT", Suggestion: ""},
+		{Name: "ONSALE_TAGS", Suggestion: "ONSALE_T_TAGS"},
+		{Name: "ONSALE_TCOUNT", Suggestion: "ONSALE_T_COUNT"},
+		{Name: "ONSALE_T_NAEM", Suggestion: "ONSALE_T_NAME"},
+		{Name: "ONSALE_T_SOMETHING_ELSE", Suggestion: ""},
+		{Name: "onsale_t_wait", Suggestion: "ONSALE_T_WAIT"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("UnknownEnv:\n got %+v\nwant %+v", got, want)
+	}
+	if s := got[2].String(); s != "unknown setting ONSALE_TCOUNT; did you mean ONSALE_T_COUNT?" {
+		t.Errorf("String() = %q", s)
+	}
+	if s := got[4].String(); !strings.Contains(s, "ONSALE_T_SOMETHING_ELSE") || strings.Contains(s, "did you mean") {
+		t.Errorf("String() without a suggestion = %q", s)
+	}
+	if got := UnknownEnv(&sample{}, []string{"ONSALE_T_NAME=x", "HOME=/"}, "ONSALE_", nil); len(got) != 0 {
+		t.Errorf("known settings reported: %+v", got)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "abc", 3}, {"HOLD_TTL", "HOLD_TTL", 0}, {"HOLDTTL", "HOLD_TTL", 1},
+		{"HOLD_TLT", "HOLD_TTL", 1}, {"kitten", "sitting", 3}, {"REDIS_ULR", "REDIS_URL", 1},
+	} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestRedactError(t *testing.T) {
+	t.Parallel()
+	base := errors.New("dial tcp 127.0.0.1:1: connection refused")
+	raw := "nats://user:S3cretPw@127.0.0.1:1"
+	wrapped := fmt.Errorf("connect %s (password S3cretPw, escaped S3cret%%50w): %w", raw, base)
+	got := RedactError(wrapped, raw)
+	if strings.Contains(got.Error(), "S3cretPw") {
+		t.Errorf("RedactError = %q shows the password", got)
+	}
+	if !strings.Contains(got.Error(), "nats://user:****@127.0.0.1:1") || !errors.Is(got, base) {
+		t.Errorf("RedactError = %q lost the server or the chain", got)
+	}
+	// A token given as the user, escaped in the URL; a secret query value.
+	raw = "nats://t%40k3n@h:4222,nats://h2:4222?token=Q9q9"
+	got = RedactError(fmt.Errorf("bad token t@k3n or t%%40k3n, or Q9q9"), raw)
+	for _, s := range []string{"t@k3n", "t%40k3n", "Q9q9"} {
+		if strings.Contains(got.Error(), s) {
+			t.Errorf("RedactError = %q shows %q", got, s)
+		}
+	}
+	if err := errors.New("nothing secret"); RedactError(err, raw) != err {
+		t.Error("an error without credentials was replaced")
+	}
+	if RedactError(nil, raw) != nil {
+		t.Error("nil became an error")
 	}
 }

@@ -6,6 +6,7 @@ package health
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ type CheckResult struct {
 type Report struct {
 	Status string        `json:"status"` // ready, unready or draining
 	Checks []CheckResult `json:"checks"`
+	// Warnings are standing facts an operator must not miss, such as payments going to the
+	// simulated provider. They do not affect readiness.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Ready tells whether the report allows traffic.
@@ -45,10 +49,11 @@ type Health struct {
 	reuse    time.Duration
 	draining atomic.Bool
 
-	mu     sync.Mutex
-	checks []check
-	last   Report
-	lastAt time.Time
+	mu       sync.Mutex
+	checks   []check
+	warnings []string
+	last     Report
+	lastAt   time.Time
 }
 
 // New returns a Health whose checks each get timeout to answer (500 ms is the promise).
@@ -61,6 +66,15 @@ func (h *Health) Add(name string, fn CheckFunc) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.checks = append(h.checks, check{name, fn})
+	h.lastAt = time.Time{}
+}
+
+// Warn adds a warning to every readiness report from now on, without making the process unready:
+// for a state that serves requests but that whoever looks at /readyz must know about.
+func (h *Health) Warn(msg string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.warnings = append(h.warnings, msg)
 	h.lastAt = time.Time{}
 }
 
@@ -87,7 +101,7 @@ func (h *Health) Check(ctx context.Context) Report {
 		}()
 	}
 	wg.Wait()
-	rep := Report{Status: "ready", Checks: results}
+	rep := Report{Status: "ready", Checks: results, Warnings: slices.Clone(h.warnings)}
 	for _, r := range results {
 		if r.Status != "ok" {
 			rep.Status = "unready"

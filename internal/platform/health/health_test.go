@@ -195,3 +195,26 @@ func TestReadyzNotCacheable(t *testing.T) {
 		t.Fatalf("Cache-Control = %q", got)
 	}
 }
+
+// TestWarningsShowWithoutChangingReadiness: a warning is in every report, ready or not, and
+// does not make a ready process unready.
+func TestWarningsShowWithoutChangingReadiness(t *testing.T) {
+	t.Parallel()
+	h := New(promise)
+	h.Add("redis", ok)
+	code, body := probe(t, h.Readyz, "/readyz")
+	if _, ok := body["warnings"]; ok || code != http.StatusOK {
+		t.Fatalf("readyz without warnings = %d %v", code, body)
+	}
+	h.Warn("payments go to the simulated provider: no money moves")
+	code, body = probe(t, h.Readyz, "/readyz")
+	warnings, _ := body["warnings"].([]any)
+	if code != http.StatusOK || body["status"] != "ready" || len(warnings) != 1 || warnings[0] != "payments go to the simulated provider: no money moves" {
+		t.Fatalf("readyz with a warning = %d %v", code, body)
+	}
+	h.Add("nats", func(context.Context) error { return errors.New("down") })
+	code, body = probe(t, h.Readyz, "/readyz")
+	if warnings, _ := body["warnings"].([]any); code != http.StatusServiceUnavailable || len(warnings) != 1 {
+		t.Fatalf("readyz unready with a warning = %d %v", code, body)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/onsale-dev/onsale/internal/platform/config"
 )
 
 // Conn is a NATS connection with its JetStream context and, in embedded mode, the server.
@@ -26,11 +28,11 @@ type Conn struct {
 }
 
 // Connect dials an external NATS server. Once connected it reconnects forever, so a NATS restart
-// is an outage to ride out, not a crash.
+// is an outage to ride out, not a crash. url's credentials never reach an error or a log line.
 func Connect(url, name string, log *slog.Logger) (*Conn, error) {
-	nc, err := nats.Connect(url, options(name, log)...)
+	nc, err := nats.Connect(url, options(name, url, log)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect nats %s: %w", config.RedactURL(url), config.RedactError(err, url))
 	}
 	return wrap(nc, nil)
 }
@@ -54,7 +56,7 @@ func StartEmbedded(dataDir, name string, log *slog.Logger) (*Conn, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 10s")
 	}
-	nc, err := nats.Connect("", append(options(name, log), nats.InProcessServer(ns))...)
+	nc, err := nats.Connect("", append(options(name, "", log), nats.InProcessServer(ns))...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded nats: connect: %w", err)
@@ -74,7 +76,9 @@ func wrap(nc *nats.Conn, ns *server.Server) (*Conn, error) {
 	return &Conn{NC: nc, JS: js, embedded: ns}, nil
 }
 
-func options(name string, log *slog.Logger) []nats.Option {
+// options are the connection's settings; url (empty when embedded) is only used to mask its
+// credentials in the errors logged, should a library error ever quote it.
+func options(name, url string, log *slog.Logger) []nats.Option {
 	return []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -83,18 +87,19 @@ func options(name string, log *slog.Logger) []nats.Option {
 		nats.Timeout(3 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("nats disconnected", "err", err)
+				log.Warn("nats disconnected", "err", config.RedactError(err, url))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			// Not ConnectedUrlRedacted: it keeps a token given as the user name.
+			log.Info("nats reconnected", "url", config.RedactURL(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
 			}
-			log.Warn("nats async error", "subject", subject, "err", err)
+			log.Warn("nats async error", "subject", subject, "err", config.RedactError(err, url))
 		}),
 	}
 }

@@ -18,14 +18,24 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
 
-// Open connects a pool to url with at most maxConns connections and checks it answers.
+// Open connects a pool to url with at most maxConns connections and checks it answers. url's
+// credentials never reach the errors it returns.
 func Open(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
+	pool, err := open(ctx, url, maxConns)
+	if err != nil {
+		return nil, config.RedactError(err, url)
+	}
+	return pool, nil
+}
+
+func open(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("parse database url: %w", err)
+		return nil, fmt.Errorf("parse database url %s: %w", config.RedactURL(url), err)
 	}
 	cfg.MaxConns = int32(maxConns)
 	cfg.MinIdleConns = min(int32(maxConns), 2)

@@ -10,13 +10,17 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/onsale-dev/onsale/internal/platform/config"
 )
 
-// Open connects to the Redis at url (redis://[user:password@]host:port[/db]).
+// Open connects to the Redis at url (redis://[user:password@]host:port[/db]). url's credentials
+// never reach the errors it returns.
 func Open(url string) (rueidis.Client, error) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+		// url.Parse's errors quote the whole URL.
+		return nil, fmt.Errorf("parse redis url %s: %w", config.RedactURL(url), config.RedactError(err, url))
 	}
 	opt.Dialer = net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	opt.ConnWriteTimeout = 2 * time.Second
@@ -25,7 +29,7 @@ func Open(url string) (rueidis.Client, error) {
 	opt.CacheSizeEachConn = 16 << 20
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("connect redis: %w", err)
+		return nil, fmt.Errorf("connect redis %s: %w", config.RedactURL(url), config.RedactError(err, url))
 	}
 	return c, nil
 }

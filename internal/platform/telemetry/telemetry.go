@@ -5,6 +5,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,11 +23,13 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/onsale-dev/onsale/internal/platform/config"
 )
 
 // Config selects where traces go.
 type Config struct {
-	OTLPEndpoint string  `env:"ONSALE_OTLP_ENDPOINT" yaml:"otlp_endpoint" help:"OTLP/HTTP trace collector, e.g. http://otel-collector:4318; empty exports nothing"`
+	OTLPEndpoint string  `env:"ONSALE_OTLP_ENDPOINT" yaml:"otlp_endpoint" secret:"true" help:"OTLP/HTTP trace collector, e.g. http://otel-collector:4318 (user:password@ in it is sent as basic auth); empty exports nothing"`
 	SampleRatio  float64 `env:"ONSALE_TRACE_SAMPLE_RATIO" yaml:"trace_sample_ratio" default:"0.1" help:"fraction of new traces exported (0..1); incoming sampled traces are always kept"`
 }
 
@@ -38,7 +41,7 @@ func (c Config) Validate() error {
 	if c.OTLPEndpoint != "" {
 		u, err := url.Parse(c.OTLPEndpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("ONSALE_OTLP_ENDPOINT=%q: want an http(s) URL such as http://collector:4318", c.OTLPEndpoint)
+			return fmt.Errorf("ONSALE_OTLP_ENDPOINT=%q: want an http(s) URL such as http://collector:4318", config.RedactURL(c.OTLPEndpoint))
 		}
 	}
 	return nil
@@ -84,9 +87,16 @@ func New(ctx context.Context, c Config, serviceName, version string) (*Telemetry
 		if u.Path != "" && u.Path != "/" {
 			hopts = append(hopts, otlptracehttp.WithURLPath(u.Path))
 		}
+		// WithEndpoint takes host:port only: credentials in the URL travel as a header instead,
+		// and so never appear in the exporter's own error messages.
+		if u.User != nil {
+			pass, _ := u.User.Password()
+			basic := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pass))
+			hopts = append(hopts, otlptracehttp.WithHeaders(map[string]string{"Authorization": "Basic " + basic}))
+		}
 		te, err := otlptracehttp.New(ctx, hopts...)
 		if err != nil {
-			return nil, fmt.Errorf("otlp exporter: %w", err)
+			return nil, fmt.Errorf("otlp exporter %s: %w", config.RedactURL(c.OTLPEndpoint), config.RedactError(err, c.OTLPEndpoint))
 		}
 		opts = append(opts,
 			sdktrace.WithBatcher(te),

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -70,5 +71,34 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{SampleRatio: 0.5, OTLPEndpoint: "http://collector:4318"}).Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+// TestOTLPCredentials: user:password@ in the endpoint reaches the collector as basic auth, and a
+// rejected endpoint's error does not repeat the password.
+func TestOTLPCredentials(t *testing.T) {
+	auth := make(chan string, 10)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer collector.Close()
+	endpoint := strings.Replace(collector.URL, "http://", "http://otel:OtlpPw@", 1)
+	tel, err := New(context.Background(), Config{OTLPEndpoint: endpoint, SampleRatio: 1}, "onsale-test", "v0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tel.Tracers.Tracer("test").Start(context.Background(), "x")
+	span.End()
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := <-auth, "Basic "+base64.StdEncoding.EncodeToString([]byte("otel:OtlpPw")); got != want {
+		t.Errorf("Authorization = %q, want %q", got, want)
+	}
+
+	err = Config{SampleRatio: 1, OTLPEndpoint: "ftp://otel:OtlpPw@collector:4318"}.Validate()
+	if err == nil || strings.Contains(err.Error(), "OtlpPw") || !strings.Contains(err.Error(), "ONSALE_OTLP_ENDPOINT") {
+		t.Errorf("Validate of an ftp endpoint with a password: %v", err)
 	}
 }
