@@ -76,7 +76,18 @@ func (a *Authenticator) StillActive(ctx context.Context, p Principal) error {
 
 // Require lets a request through only with a valid token whose role is one of roles (any role
 // when none are given), and puts the Principal in the request context.
-func (a *Authenticator) Require(roles ...Role) echo.MiddlewareFunc {
+func (a *Authenticator) Require(roles ...Role) echo.MiddlewareFunc { return Require(a, roles...) }
+
+// TokenChecker is what Require needs: whatever turns an Authorization header into a Principal.
+// Other modules declare their own port with this method; the local Authenticator and one built on
+// auth's published keys (in a process without the auth module) both satisfy it.
+type TokenChecker interface {
+	Authenticate(ctx context.Context, header string) (Principal, error)
+}
+
+// Require is middleware that lets a request through only with a token a accepts, whose role is
+// one of roles (any role when none are given), and puts the Principal in the request context.
+func Require(a TokenChecker, roles ...Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()

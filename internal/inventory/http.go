@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -20,13 +21,20 @@ import (
 // Handler serves the inventory module's HTTP API: decode, call the module, encode.
 type Handler struct {
 	m         *Module
-	authn     *auth.Authenticator
+	authn     Authenticator
 	limitHold echo.MiddlewareFunc
+}
+
+// Authenticator is what inventory needs of the auth module: checking a request's access token.
+// The auth module satisfies it in process; a process without it checks tokens against auth's
+// published keys and shared sessions.
+type Authenticator interface {
+	Authenticate(ctx context.Context, header string) (auth.Principal, error)
 }
 
 // NewHandler returns the handler. limitHold, when not nil, runs first on POST /v1/holds (a
 // per-client-address rate limit).
-func NewHandler(m *Module, authn *auth.Authenticator, limitHold echo.MiddlewareFunc) *Handler {
+func NewHandler(m *Module, authn Authenticator, limitHold echo.MiddlewareFunc) *Handler {
 	if limitHold == nil {
 		limitHold = func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
@@ -35,8 +43,8 @@ func NewHandler(m *Module, authn *auth.Authenticator, limitHold echo.MiddlewareF
 
 // Routes lists the module's routes.
 func (h *Handler) Routes() []httpserver.Route {
-	organizer := []echo.MiddlewareFunc{h.authn.Require(auth.RoleOrganizer)}
-	customer := []echo.MiddlewareFunc{h.authn.Require(auth.RoleCustomer)}
+	organizer := []echo.MiddlewareFunc{auth.Require(h.authn, auth.RoleOrganizer)}
+	customer := []echo.MiddlewareFunc{auth.Require(h.authn, auth.RoleCustomer)}
 	return []httpserver.Route{
 		{Method: http.MethodPost, Path: "/v1/events", Handler: h.createEvent, Middleware: organizer},
 		{Method: http.MethodGet, Path: "/v1/events", Handler: h.listEvents},

@@ -2,9 +2,10 @@
 // availability, holds (short reservations made in one atomic step that can never oversell), and
 // the commit that turns a paid hold into sold tickets.
 //
-// The root package holds the domain types, the Service the payment module calls, the ports the
-// module needs (Store for the truth in PostgreSQL, HoldStore for live holds in Redis, Catalog for
-// the cross-replica catalogue cache) and their errors. Adapters live in sub-packages named for
+// The root package holds the domain types, the Module with the operations other modules call
+// (payment declares what it needs of them as its own port), the ports the module needs (Store
+// for the truth in PostgreSQL, HoldStore for live holds in Redis, Catalog for the cross-replica
+// catalogue cache) and their errors. Adapters live in sub-packages named for
 // their technology; inventory/holdstest and inventory/storetest are the suites they all pass.
 package inventory
 
@@ -269,24 +270,6 @@ type Catalog interface {
 	Get(ctx context.Context, eventID uuid.UUID) (c Catalogue, ok bool, err error)
 	// Put stores c unless a newer version is there.
 	Put(ctx context.Context, c Catalogue) error
-}
-
-// Service is what the payment module may ask of inventory.
-type Service interface {
-	// GetHold returns a hold; ErrHoldNotFound.
-	GetHold(ctx context.Context, holdID string) (Hold, error)
-	// CheckoutHold records that orderID checked the hold out and keeps it until at least until
-	// (to cover the payment window); from then on its customer can no longer release it.
-	// Idempotent for the same order; ErrHoldOrdered for another, ErrHoldNotLive when it lapsed.
-	CheckoutHold(ctx context.Context, holdID string, orderID uuid.UUID, until time.Time) (Hold, error)
-	// CommitHold sells the hold for orderID and returns its tickets. Idempotent by hold id: a
-	// repeat returns the same tickets. ErrSoldOut when the hold lapsed and its tickets are gone.
-	CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]Ticket, error)
-	// ReleaseHold gives the tickets back, checked out or not (the order's payment failed);
-	// idempotent.
-	ReleaseHold(ctx context.Context, holdID string) error
-	// SoldTickets returns the tickets a hold was sold as, or none if it was not.
-	SoldTickets(ctx context.Context, holdID string) ([]Ticket, error)
 }
 
 // The module's errors; each has a stable problem type.

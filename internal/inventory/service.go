@@ -35,7 +35,8 @@ type Deps struct {
 	Meter     metric.Meter
 }
 
-// Module is the inventory module: the Service for payment plus what its HTTP API needs.
+// Module is the inventory module: the operations payment needs of holds and sales (its
+// Inventory port), plus what its HTTP API and internal API need.
 type Module struct {
 	cfg       Config
 	d         Deps
@@ -44,8 +45,6 @@ type Module struct {
 	loads     singleflight.Group
 	m         metrics
 }
-
-var _ Service = (*Module)(nil)
 
 type metrics struct {
 	created, rejected, released, expired, hits, misses, commits metric.Int64Counter
@@ -753,7 +752,7 @@ func (m *Module) uncount(ctx context.Context, customer uuid.UUID, id string) {
 	}
 }
 
-// GetHold implements Service.
+// GetHold returns a hold; ErrHoldNotFound.
 func (m *Module) GetHold(ctx context.Context, id string) (Hold, error) {
 	h, err := m.d.Holds.Get(ctx, id, m.d.Clock.Now())
 	if err != nil {
@@ -762,7 +761,9 @@ func (m *Module) GetHold(ctx context.Context, id string) (Hold, error) {
 	return h, nil
 }
 
-// CheckoutHold implements Service.
+// CheckoutHold records that orderID checked the hold out and keeps it until at least until
+// (to cover the payment window); from then on its customer can no longer release it.
+// Idempotent for the same order; ErrHoldOrdered for another, ErrHoldNotLive when it lapsed.
 func (m *Module) CheckoutHold(ctx context.Context, id string, orderID uuid.UUID, until time.Time) (Hold, error) {
 	now := m.d.Clock.Now()
 	h, err := m.d.Holds.Checkout(ctx, id, orderID, until, now)
@@ -776,7 +777,8 @@ func (m *Module) CheckoutHold(ctx context.Context, id string, orderID uuid.UUID,
 	return h, nil
 }
 
-// ReleaseHold implements Service.
+// ReleaseHold gives the tickets back, checked out or not (the order's payment failed);
+// idempotent.
 func (m *Module) ReleaseHold(ctx context.Context, id string) error {
 	now := m.d.Clock.Now()
 	h, err := m.d.Holds.Get(ctx, id, now)
@@ -791,7 +793,7 @@ func (m *Module) ReleaseHold(ctx context.Context, id string) error {
 	return nil
 }
 
-// SoldTickets implements Service.
+// SoldTickets returns the tickets a hold was sold as, or none if it was not.
 func (m *Module) SoldTickets(ctx context.Context, holdID string) ([]Ticket, error) {
 	ts, err := m.d.Store.Tickets(ctx, holdID)
 	if err != nil {
@@ -800,7 +802,7 @@ func (m *Module) SoldTickets(ctx context.Context, holdID string) ([]Ticket, erro
 	return ts, nil
 }
 
-// CommitHold implements Service: claim the hold in the hold store (reserving again if it
+// CommitHold sells the hold for orderID and returns its tickets, idempotently by hold id: claim the hold in the hold store (reserving again if it
 // lapsed), sell it in the store (batched per ticket type), then record the sale in the hold
 // store. Each step is idempotent, so a retry after any failure completes the same sale.
 func (m *Module) CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]Ticket, error) {

@@ -21,7 +21,7 @@ import (
 type Handler struct {
 	m       *Module
 	hub     *Hub
-	authn   *auth.Authenticator
+	authn   Authenticator
 	streams func() context.Context // ends when the server shuts down
 	keys    []byte
 
@@ -31,7 +31,7 @@ type Handler struct {
 
 // NewHandler returns the handler. streams gives the context that ends when the server starts
 // shutting down, so open event streams close and their clients reconnect elsewhere.
-func NewHandler(m *Module, hub *Hub, authn *auth.Authenticator, streams func() context.Context) (*Handler, error) {
+func NewHandler(m *Module, hub *Hub, authn Authenticator, streams func() context.Context) (*Handler, error) {
 	keys, err := m.d.Signer.PublicKeys()
 	if err != nil {
 		return nil, err
@@ -41,8 +41,8 @@ func NewHandler(m *Module, hub *Hub, authn *auth.Authenticator, streams func() c
 
 // Routes lists the module's routes.
 func (h *Handler) Routes() []httpserver.Route {
-	customer := []echo.MiddlewareFunc{h.authn.Require(auth.RoleCustomer)}
-	staff := []echo.MiddlewareFunc{h.authn.Require(auth.RoleStaff)}
+	customer := []echo.MiddlewareFunc{auth.Require(h.authn, auth.RoleCustomer)}
+	staff := []echo.MiddlewareFunc{auth.Require(h.authn, auth.RoleStaff)}
 	return []httpserver.Route{
 		{Method: http.MethodPost, Path: "/v1/orders", Handler: h.createOrder, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders", Handler: h.listOrders, Middleware: customer},

@@ -23,7 +23,7 @@ import (
 // Deps are the module's ports and tools.
 type Deps struct {
 	Store     OrderStore
-	Inventory inventory.Service
+	Inventory Inventory
 	Relay     *Relay
 	Hub       *Hub
 	Signer    *TicketSigner

@@ -14,7 +14,7 @@ import (
 
 // stallingInventory stalls the first GetHold until released.
 type stallingInventory struct {
-	inventory.Service
+	payment.Inventory
 	once             sync.Once
 	entered, release chan struct{}
 }
@@ -24,7 +24,7 @@ func (s *stallingInventory) GetHold(ctx context.Context, id string) (inventory.H
 		close(s.entered)
 		<-s.release
 	})
-	return s.Service.GetHold(ctx, id)
+	return s.Inventory.GetHold(ctx, id)
 }
 
 // A request and its retry (same key, same hold) race; the retry wins, and the order's payment
@@ -47,7 +47,7 @@ func TestCreateOrderRetryRacingPayment(t *testing.T) {
 			s := processorStack(t, paymenttest.Options{Mode: c.mode})
 			tt := s.TicketType(5)
 			h := s.Hold(s.Customer, tt, 1)
-			inv := &stallingInventory{Service: s.Inv, entered: make(chan struct{}), release: make(chan struct{})}
+			inv := &stallingInventory{Inventory: s.Inv, entered: make(chan struct{}), release: make(chan struct{})}
 			slow, err := payment.New(s.Cfg, payment.Deps{Store: s.Store, Inventory: inv, Relay: s.Relay, Hub: s.Hub,
 				Signer: s.Signer, Clock: s.Clock, Log: discardLog(), Meter: noopMeter()})
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
@@ -190,6 +191,35 @@ type Publisher interface {
 // StatusBus carries status changes to every replica, for live order streams.
 type StatusBus interface {
 	Publish(ctx context.Context, ev StatusEvent) error
+}
+
+// Authenticator is what payment needs of the auth module: checking a request's access token,
+// and whether the session behind a long-lived stream is still live. The auth module satisfies it
+// in process; a process without it checks tokens against auth's published keys and shared
+// sessions.
+type Authenticator interface {
+	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	StillActive(ctx context.Context, p auth.Principal) error
+}
+
+// Inventory is what payment needs of the inventory module: read a hold, check it out, sell it,
+// give it back. The inventory module satisfies it in process; a client of inventory's internal
+// API satisfies it when inventory runs elsewhere. Errors keep their identity either way
+// (inventory.ErrHoldNotFound, ErrHoldNotLive, ErrHoldOrdered, ErrSoldOut), and a failure to
+// reach inventory is a problem of kind Unavailable, which the callers retry.
+type Inventory interface {
+	// GetHold returns a hold; inventory.ErrHoldNotFound. Safe to retry.
+	GetHold(ctx context.Context, holdID string) (inventory.Hold, error)
+	// CheckoutHold binds the hold to orderID and keeps it until at least until. Idempotent for
+	// the same order; inventory.ErrHoldOrdered for another, ErrHoldNotLive when it lapsed.
+	CheckoutHold(ctx context.Context, holdID string, orderID uuid.UUID, until time.Time) (inventory.Hold, error)
+	// CommitHold sells the hold for orderID and returns its tickets. Idempotent by hold id.
+	// inventory.ErrSoldOut when the hold lapsed and its tickets are gone.
+	CommitHold(ctx context.Context, h inventory.Hold, orderID uuid.UUID) ([]inventory.Ticket, error)
+	// ReleaseHold gives the tickets back; idempotent.
+	ReleaseHold(ctx context.Context, holdID string) error
+	// SoldTickets returns the tickets a hold was sold as, or none. Safe to retry.
+	SoldTickets(ctx context.Context, holdID string) ([]inventory.Ticket, error)
 }
 
 // Service is what other modules (or a future split-out process) may ask of payment.

@@ -40,7 +40,7 @@ type Decision struct {
 // id — so a request delivered twice, or after a crash at any point, completes the same order once.
 type Processor struct {
 	store    OrderStore
-	inv      inventory.Service
+	inv      Inventory
 	provider *GuardedProvider
 	bus      StatusBus
 	clock    clock.Clock
@@ -54,7 +54,7 @@ type Processor struct {
 }
 
 // NewProcessor assembles a processor that settles at most settleAtOnce charged payments at once.
-func NewProcessor(store OrderStore, inv inventory.Service, provider *GuardedProvider, bus StatusBus,
+func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bus StatusBus,
 	clk clock.Clock, log *slog.Logger, meter metric.Meter, settleAtOnce int) (*Processor, error) {
 	outcomes, err := meter.Int64Counter("onsale.payment.orders", metric.WithDescription("Orders that reached a status, by status and reason."))
 	if err != nil {

@@ -621,7 +621,7 @@ func TestProcessConfirmFailureHealsOnRedelivery(t *testing.T) {
 
 // countingInventory records how many commits run at once.
 type countingInventory struct {
-	inventory.Service
+	payment.Inventory
 	running, most atomic.Int64
 }
 
@@ -631,7 +631,7 @@ func (c *countingInventory) CommitHold(ctx context.Context, h inventory.Hold, or
 	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
 	}
 	time.Sleep(5 * time.Millisecond) // long enough for the others to pile up
-	return c.Service.CommitHold(ctx, h, orderID)
+	return c.Inventory.CommitHold(ctx, h, orderID)
 }
 
 func TestProcessSettlesAFewAtOnce(t *testing.T) {
@@ -647,7 +647,7 @@ func TestProcessSettlesAFewAtOnce(t *testing.T) {
 		}
 		orders = append(orders, o.ID)
 	}
-	inv := &countingInventory{Service: s.Inv}
+	inv := &countingInventory{Inventory: s.Inv}
 	proc, err := payment.NewProcessor(s.Store, inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter(), 3)
 	if err != nil {
 		t.Fatal(err)
