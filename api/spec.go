@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed openapi.yaml
 var Spec []byte
+
+// InternalSpec is the OpenAPI 3.1 document of the internal API, what onsale's processes ask of
+// one another when modules run apart; it is served on the internal listener only.
+//
+//go:embed internal.yaml
+var InternalSpec []byte

@@ -139,7 +139,7 @@ func createUser(ctx context.Context, args []string, getenv func(string) string, 
 	if !auth.Role(*role).Valid() {
 		return usageError{fmt.Errorf("unknown role %q", *role)}
 	}
-	cfg, err := loadConfig(getenv, "")
+	cfg, err := loadConfig(getenv, "", "")
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func simulateProvider(ctx context.Context, args []string, getenv func(string) st
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := loadConfig(getenv, "")
+	cfg, err := loadConfig(getenv, "", "")
 	if err != nil {
 		return err
 	}

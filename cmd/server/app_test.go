@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsale-dev/onsale/api"
+	"github.com/onsale-dev/onsale/internal/app"
 	"github.com/onsale-dev/onsale/internal/platform/apispec"
 	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
@@ -24,7 +26,7 @@ import (
 
 // startApp assembles and starts the whole process in-process with env on top of test defaults,
 // and stops it when the test ends. It returns the app and its base URL.
-func startApp(t *testing.T, env map[string]string) (*App, string) {
+func startApp(t *testing.T, env map[string]string) (*app.Process, string) {
 	t.Helper()
 	all := map[string]string{
 		"ONSALE_HTTP_ADDR":         "127.0.0.1:0",
@@ -38,37 +40,41 @@ func startApp(t *testing.T, env map[string]string) (*App, string) {
 	for k, v := range env {
 		all[k] = v
 	}
-	cfg, err := loadConfig(envMap(all), "")
+	cfg, err := loadConfig(envMap(all), "", "")
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	app, err := NewApp(context.Background(), cfg, logging.Discard())
+	proc, err := app.New(context.Background(), cfg, logging.Discard(), app.Options{})
 	if err != nil {
 		t.Fatalf("new app: %v", err)
 	}
-	if err := app.Start(context.Background()); err != nil {
+	if err := proc.Start(context.Background()); err != nil {
 		t.Fatalf("start app: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := app.Stop(ctx); err != nil {
+		if err := proc.Stop(ctx); err != nil {
 			t.Errorf("stop app: %v", err)
 		}
 	})
-	return app, "http://" + app.Addr()
+	return proc, "http://" + proc.Addr()
 }
 
 // TestSpecAndRoutesAgree fails when the server has a route the published document lacks, or the
 // document has an operation no route serves.
 func TestSpecAndRoutesAgree(t *testing.T) {
-	app, _ := startApp(t, nil)
+	proc, _ := startApp(t, nil)
 	served := map[string]bool{}
-	for _, r := range app.http.Routes() {
+	for _, r := range proc.Public().Routes() {
 		served[r.Method+" "+apispec.OpenAPIPath(r.Path)] = true
 	}
 	documented := map[string]bool{}
-	for _, op := range app.spec.Operations() {
+	spec, err := apispec.Load(api.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range spec.Operations() {
 		documented[op.Method+" "+op.Path] = true
 		if !served[op.Method+" "+op.Path] {
 			t.Errorf("the document has %s %s (%s) but no route serves it", op.Method, op.Path, op.ID)
@@ -222,7 +228,7 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read README: %v", err)
 	}
-	for _, f := range config.Fields(&Config{}) {
+	for _, f := range config.Fields(&app.Config{}) {
 		if !regexp.MustCompile("`" + f.Env + "`").Match(readme) {
 			t.Errorf("README.md does not document %s", f.Env)
 		}
@@ -235,7 +241,7 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 
 // TestExampleConfigLoads keeps configs/example.yaml valid.
 func TestExampleConfigLoads(t *testing.T) {
-	if _, err := loadConfig(envMap(nil), "../../configs/example.yaml"); err != nil {
+	if _, err := loadConfig(envMap(nil), "../../configs/example.yaml", ""); err != nil {
 		t.Fatalf("configs/example.yaml: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/onsale-dev/onsale/internal/app"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +14,7 @@ import (
 // BenchmarkHoldRequest measures one hold and its release through the whole in-process stack
 // (edge middleware, authentication, request validation, the hold store) in embedded mode.
 func BenchmarkHoldRequest(b *testing.B) {
-	app := startAppB(b)
-	h := app.http.Handler()
+	h := startAppB(b).Public().Handler()
 	org := loginB(b, h, "org@example.com", "organizer password")
 	ev := callB(b, h, "POST", "/v1/events", org, `{"name":"Bench","venue":"Hall","starts_at":"2031-01-01T20:00:00Z"}`, 201)
 	tt := callB(b, h, "POST", "/v1/events/"+ev+"/ticket-types", org, `{"name":"GA","price_cents":100,"currency":"EUR","capacity":1000000,"max_per_order":1}`, 201)
@@ -29,24 +29,24 @@ func BenchmarkHoldRequest(b *testing.B) {
 	}
 }
 
-func startAppB(b *testing.B) *App {
+func startAppB(b *testing.B) *app.Process {
 	cfg, err := loadConfig(envMap(map[string]string{
 		"ONSALE_HTTP_ADDR": "127.0.0.1:0", "ONSALE_DATA_DIR": b.TempDir(), "ONSALE_DRAIN_DELAY": "0s",
 		"ONSALE_ARGON2_MEMORY_KIB": "1024", "ONSALE_ARGON2_TIME": "1", "ONSALE_ACCESS_LOG": "false",
 		"ONSALE_BOOTSTRAP_ORGANIZER": "org@example.com:organizer password", "ONSALE_MAX_HOLDS_PER_CUSTOMER": "1000000",
-	}), "")
+	}), "", "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := NewApp(b.Context(), cfg, logging.Discard())
+	proc, err := app.New(b.Context(), cfg, logging.Discard(), app.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := app.Start(b.Context()); err != nil {
+	if err := proc.Start(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = app.Stop(context.Background()) })
-	return app
+	b.Cleanup(func() { _ = proc.Stop(context.Background()) })
+	return proc
 }
 
 func callB(b *testing.B, h http.Handler, method, path, token, body string, want int) string {
@@ -84,8 +84,7 @@ func loginB(b *testing.B, h http.Handler, email, pw string) string {
 // BenchmarkSoldOutRequest measures the commonest answer of a flash sale: a hold refused as sold
 // out, through the whole in-process stack.
 func BenchmarkSoldOutRequest(b *testing.B) {
-	app := startAppB(b)
-	h := app.http.Handler()
+	h := startAppB(b).Public().Handler()
 	org := loginB(b, h, "org@example.com", "organizer password")
 	ev := callB(b, h, "POST", "/v1/events", org, `{"name":"Bench","venue":"Hall","starts_at":"2031-01-01T20:00:00Z"}`, 201)
 	tt := callB(b, h, "POST", "/v1/events/"+ev+"/ticket-types", org, `{"name":"GA","price_cents":100,"currency":"EUR","capacity":1,"max_per_order":1}`, 201)

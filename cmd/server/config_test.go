@@ -26,7 +26,7 @@ func envList(m map[string]string) []string {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(envMap(nil), "")
+	cfg, err := loadConfig(envMap(nil), "", "")
 	if err != nil {
 		t.Fatalf("defaults refused: %v", err)
 	}
@@ -44,7 +44,7 @@ func TestLoadConfigProductionNeedsExternalServices(t *testing.T) {
 		"ONSALE_NATS_URL":     "nats://nats:4222",
 	}
 
-	_, err := loadConfig(envMap(map[string]string{"ONSALE_ENV": "production"}), "")
+	_, err := loadConfig(envMap(map[string]string{"ONSALE_ENV": "production"}), "", "")
 	if err == nil {
 		t.Fatal("production without external services accepted")
 	}
@@ -67,7 +67,7 @@ func TestLoadConfigProductionNeedsExternalServices(t *testing.T) {
 				env[k] = v
 			}
 		}
-		_, err := loadConfig(envMap(env), "")
+		_, err := loadConfig(envMap(env), "", "")
 		if err == nil {
 			t.Fatalf("production without %s accepted", missing)
 		}
@@ -83,7 +83,7 @@ func TestLoadConfigProductionNeedsExternalServices(t *testing.T) {
 	for k, v := range urls {
 		env[k] = v
 	}
-	if _, err := loadConfig(envMap(env), ""); err != nil {
+	if _, err := loadConfig(envMap(env), "", ""); err != nil {
 		for name := range urls {
 			if strings.Contains(err.Error(), name) {
 				t.Errorf("production with every URL set still complains about %s:\n%s", name, err)
@@ -120,7 +120,7 @@ func TestLoadConfigBadValuesNameTheVariable(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := loadConfig(envMap(map[string]string{tc.env: tc.value}), "")
+			cfg, err := loadConfig(envMap(map[string]string{tc.env: tc.value}), "", "")
 			if err == nil {
 				t.Fatalf("accepted; config %+v", cfg)
 			}
@@ -143,16 +143,16 @@ func TestLoadConfigShutdownMustOutlastDrain(t *testing.T) {
 		if pair[1] == "25s" {
 			delete(env, "ONSALE_SHUTDOWN_TIMEOUT")
 		}
-		_, err := loadConfig(envMap(env), "")
+		_, err := loadConfig(envMap(env), "", "")
 		if err == nil || !strings.Contains(err.Error(), "ONSALE_SHUTDOWN_TIMEOUT") || !strings.Contains(err.Error(), "ONSALE_DRAIN_DELAY") {
 			t.Errorf("drain %s, shutdown %s: err = %v; want it to name both variables", pair[0], pair[1], err)
 		}
 	}
-	cfg, err := loadConfig(envMap(map[string]string{"ONSALE_DRAIN_DELAY": "10s", "ONSALE_SHUTDOWN_TIMEOUT": "11s"}), "")
+	cfg, err := loadConfig(envMap(map[string]string{"ONSALE_DRAIN_DELAY": "10s", "ONSALE_SHUTDOWN_TIMEOUT": "11s"}), "", "")
 	if err != nil || cfg.DrainDelay != 10*time.Second || cfg.ShutdownTimeout != 11*time.Second {
 		t.Fatalf("drain 10s, shutdown 11s: %v", err)
 	}
-	if _, err := loadConfig(envMap(map[string]string{"ONSALE_DRAIN_DELAY": "0s"}), ""); err != nil {
+	if _, err := loadConfig(envMap(map[string]string{"ONSALE_DRAIN_DELAY": "0s"}), "", ""); err != nil {
 		t.Fatalf("no drain delay refused: %v", err)
 	}
 }
@@ -164,7 +164,7 @@ func TestLoadConfigReportsEveryBadValue(t *testing.T) {
 		"ONSALE_DB_MAX_CONNS": "many",
 		"ONSALE_REDIS_URL":    "nope",
 		"ONSALE_LOG_FORMAT":   "xml",
-	}), "")
+	}), "", "")
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -181,7 +181,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte("drain_delay: 1s\ndb_max_conns: 8\nhttp_addr: 127.0.0.1:9000\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(envMap(map[string]string{"ONSALE_DRAIN_DELAY": "2s"}), file)
+	cfg, err := loadConfig(envMap(map[string]string{"ONSALE_DRAIN_DELAY": "2s"}), file, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte("drian_delay: 1s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadConfig(envMap(nil), file); err == nil || !strings.Contains(err.Error(), "drian_delay") {
+	if _, err := loadConfig(envMap(nil), file, ""); err == nil || !strings.Contains(err.Error(), "drian_delay") {
 		t.Fatalf("misspelt key: err = %v", err)
 	}
 }

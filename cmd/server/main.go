@@ -1,11 +1,12 @@
-// Command server runs onsale: the whole ticketing API in one process. With nothing configured it
-// runs embedded (memory adapters, an in-process NATS server); with ONSALE_REDIS_URL,
+// Command server runs onsale: the whole ticketing API in one process, or some of its modules
+// (--modules) with the others reached in their own processes. With nothing configured it runs
+// embedded (memory adapters, an in-process NATS server); with ONSALE_REDIS_URL,
 // ONSALE_DATABASE_URL and ONSALE_NATS_URL it uses the real services and can run as many
 // identical replicas behind a load balancer.
 //
 // Usage:
 //
-//	server [--config FILE] [--print-config] [--version]
+//	server [--config FILE] [--modules all|auth,inventory,payment] [--list-modules] [--print-config] [--version]
 //	server admin create-user --email E --role organizer|staff|customer [--name N]
 //	server admin gen-keys [--add-to FILE]
 //	server admin simulate-provider [--addr 127.0.0.1:9090]
@@ -27,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/onsale-dev/onsale/internal/app"
 	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 )
@@ -48,6 +50,8 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	fs.Usage = func() {} // printed below: to stdout for --help, to stderr after a mistake
 	configFile := fs.String("config", "", "YAML file with settings (the environment overrides it)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration, secrets masked, and exit")
+	modules := fs.String("modules", "", "modules this process runs: all, or a comma list of auth, inventory, payment (default: ONSALE_MODULES, else all)")
+	listModules := fs.Bool("list-modules", false, "print each module, what it depends on and whether it runs here or elsewhere with these settings, and exit")
 	showVersion := fs.Bool("version", false, "print the version and the commit it was built from, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -67,7 +71,7 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		return 0
 	}
 	unknown := unknownSettings(environ)
-	cfg, err := loadConfig(getenv, *configFile)
+	cfg, err := loadConfig(getenv, *configFile, *modules)
 	if err == nil && cfg.Env == "production" && len(unknown) > 0 {
 		err = errors.New("ONSALE_ENV=production refuses to start with unknown settings: a misspelt setting would silently keep its default")
 	}
@@ -77,6 +81,12 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 			fmt.Fprintln(stderr, u)
 		}
 		return 2
+	}
+	if *listModules {
+		if err := app.ListModules(stdout, cfg); err != nil {
+			return 1
+		}
+		return 0
 	}
 	if *printConfig {
 		for _, u := range unknown {
@@ -121,7 +131,7 @@ func envLookup(environ []string) func(string) string {
 // ONSALE_ADMIN_PASSWORD, and the variables Kubernetes injects for a Service named onsale
 // (ONSALE_SERVICE_HOST, ONSALE_PORT_80_TCP... unless the pod sets enableServiceLinks: false).
 func unknownSettings(environ []string) []config.Unknown {
-	return config.UnknownEnv(&Config{}, environ, "ONSALE_", func(name string) bool {
+	return config.UnknownEnv(&app.Config{}, environ, "ONSALE_", func(name string) bool {
 		return strings.HasPrefix(name, "ONSALE_TEST_") || name == "ONSALE_ADMIN_PASSWORD" ||
 			name == "ONSALE_PORT" || strings.HasPrefix(name, "ONSALE_PORT_") ||
 			name == "ONSALE_SERVICE_HOST" || name == "ONSALE_SERVICE_PORT" || strings.HasPrefix(name, "ONSALE_SERVICE_PORT_")
@@ -197,10 +207,14 @@ func describeBuild(v string, bi *debug.BuildInfo) string {
 	return v + " (" + strings.Join(parts, ", ") + ")"
 }
 
-func loadConfig(getenv func(string) string, file string) (*Config, error) {
-	cfg := &Config{}
+// loadConfig reads the settings; modules, when not empty, overrides ONSALE_MODULES.
+func loadConfig(getenv func(string) string, file, modules string) (*app.Config, error) {
+	cfg := &app.Config{}
 	if err := config.Load(cfg, getenv, file); err != nil {
 		return nil, err
+	}
+	if modules != "" {
+		cfg.Modules = modules
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -209,7 +223,7 @@ func loadConfig(getenv func(string) string, file string) (*Config, error) {
 }
 
 // serve runs the app until SIGTERM or SIGINT, then shuts it down gracefully.
-func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *app.Config, log *slog.Logger) error {
 	// GOMAXPROCS is left as the runtime chose it: the container's CPU limit (or GOMAXPROCS from
 	// the environment), and the runtime keeps following the limit if it changes. Raising it
 	// would let the process run more threads at once than the CPUs it is given, and the CPU
@@ -223,26 +237,40 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		debug.SetGCPercent(400)
 	}
 
-	app, err := NewApp(ctx, cfg, log)
+	proc, err := app.New(ctx, cfg, log, app.Options{Version: buildVersion()})
 	if err != nil {
 		return err
 	}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := app.Start(sigCtx); err != nil {
+	if err := proc.Start(sigCtx); err != nil {
 		return err
 	}
-	log.Info("onsale started", "addr", app.Addr(), "version", buildVersion(), "gomaxprocs", runtime.GOMAXPROCS(0))
+	log.Info("onsale started", "addr", proc.Addr(), "internal_addr", proc.InternalAddr(), "modules", placement(cfg),
+		"version", buildVersion(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	<-sigCtx.Done()
 	stop() // a second signal now kills the process the default way
 	log.Info("shutdown requested")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := app.Stop(shutdownCtx); err != nil {
+	if err := proc.Stop(shutdownCtx); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("shutdown did not finish within ONSALE_SHUTDOWN_TIMEOUT (%s): %w", cfg.ShutdownTimeout, err)
 		}
 		return err
 	}
 	return nil
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// placement renders where each module runs, for the start's log line.
+func placement(cfg *app.Config) string {
+	where := app.Placement(cfg)
+	parts := make([]string, 0, len(where))
+	for _, m := range app.ModuleNames() {
+		parts = append(parts, m+"="+where[m])
+	}
+	return strings.Join(parts, " ")
 }

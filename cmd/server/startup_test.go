@@ -435,7 +435,7 @@ func TestUnknownSettings(t *testing.T) {
 		"ONSALE_ENV": "production", "ONSALE_REDIS_URL": "redis://127.0.0.1:1/0", "ONSALE_DATABASE_URL": "postgres://u@127.0.0.1:1/x",
 		"ONSALE_NATS_URL": "nats://127.0.0.1:1", "ONSALE_JWT_KEYS_FILE": "/k/jwt.json", "ONSALE_TICKET_KEYS_FILE": "/k/tickets.json",
 		"ONSALE_PROVIDER_URL": "http://127.0.0.1:1",
-	}), ""); err != nil {
+	}), "", ""); err != nil {
 		t.Errorf("the production settings themselves are refused: %v", err)
 	}
 }

@@ -127,6 +127,25 @@ func (h *Handler) me(c echo.Context) error {
 	return c.JSON(http.StatusOK, toUserJSON(u))
 }
 
+// InternalRoutes lists what the module serves other processes on the internal listener: its
+// public keys, and whether a session is live (for processes sharing no session store).
+func (h *Handler) InternalRoutes() []httpserver.Route {
+	return []httpserver.Route{
+		{Method: http.MethodGet, Path: "/internal/v1/jwks.json", Handler: h.keys},
+		{Method: http.MethodGet, Path: "/internal/v1/sessions/:session_id", Handler: h.session},
+	}
+}
+
+func (h *Handler) session(c echo.Context) error {
+	active, err := h.authn.sessionActive(c.Request().Context(), c.Param("session_id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		Active bool `json:"active"`
+	}{active})
+}
+
 func (h *Handler) keys(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "public, max-age=300")
 	return c.Blob(http.StatusOK, "application/jwk-set+json", h.jwks)

@@ -16,14 +16,20 @@ import (
 // revocation check that the session store answers from its coherent local cache.
 type Authenticator struct {
 	verifier Verifier
-	sessions SessionStore
+	sessions SessionChecker
 	// ended remembers sessions this replica ended, so its own next request is refused without
 	// asking the store.
 	ended *lru.Cache[string, struct{}]
 }
 
+// SessionChecker tells whether a session is live: the module's SessionStore where auth runs;
+// where it does not, the shared session store read directly, or auth's internal API.
+type SessionChecker interface {
+	Active(ctx context.Context, sessionID string) (bool, error)
+}
+
 // NewAuthenticator returns an authenticator.
-func NewAuthenticator(v Verifier, s SessionStore) *Authenticator {
+func NewAuthenticator(v Verifier, s SessionChecker) *Authenticator {
 	ended, _ := lru.New[string, struct{}](10_000)
 	return &Authenticator{verifier: v, sessions: s, ended: ended}
 }
@@ -55,6 +61,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 		return Principal{}, ErrSessionEnded.WithDetail("the session has ended; log in again")
 	}
 	return Principal{UserID: c.UserID, Role: c.Role, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt}, nil
+}
+
+// sessionActive tells whether a session is live, as every request's check would.
+func (a *Authenticator) sessionActive(ctx context.Context, sessionID string) (bool, error) {
+	if a.ended.Contains(sessionID) {
+		return false, nil
+	}
+	active, err := a.sessions.Active(ctx, sessionID)
+	if err != nil {
+		return false, problem.Unavailablef(err, time.Second, "sessions cannot be checked right now")
+	}
+	return active, nil
 }
 
 // StillActive tells whether p's session is still live (not logged out, not revoked), for a

@@ -103,15 +103,16 @@ func (h Hold) Live(now time.Time) bool {
 }
 
 // Ticket is one sold ticket.
+// Its JSON form is the internal API's.
 type Ticket struct {
-	ID           uuid.UUID
-	TicketTypeID uuid.UUID
-	EventID      uuid.UUID
-	HoldID       string
-	OrderID      uuid.UUID
-	CustomerID   uuid.UUID
-	Seq          int // 1..quantity within its hold
-	CreatedAt    time.Time
+	ID           uuid.UUID `json:"id"`
+	TicketTypeID uuid.UUID `json:"ticket_type_id"`
+	EventID      uuid.UUID `json:"event_id"`
+	HoldID       string    `json:"hold_id"`
+	OrderID      uuid.UUID `json:"order_id"`
+	CustomerID   uuid.UUID `json:"customer_id"`
+	Seq          int       `json:"seq"` // 1..quantity within its hold
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // HoldRules are a ticket type's rules as the hold store enforces them.

@@ -10,6 +10,7 @@ package token
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -79,9 +80,15 @@ func (i *Issuer) Issue(c auth.Claims) (string, error) {
 	return string(signed), nil
 }
 
+// PublicKeys finds the public key a token's kid names: the process's own key set where auth runs,
+// or the set fetched from auth (FetchedKeys) where it does not.
+type PublicKeys interface {
+	PublicKey(kid string) (ed25519.PublicKey, bool)
+}
+
 // Verifier checks access tokens locally.
 type Verifier struct {
-	keys     *keyset.Set
+	keys     PublicKeys
 	issuer   string
 	audience string
 	clock    clock.Clock
@@ -91,7 +98,7 @@ type Verifier struct {
 var _ auth.Verifier = (*Verifier)(nil)
 
 // NewVerifier returns a verifier that remembers up to cacheSize verified tokens.
-func NewVerifier(keys *keyset.Set, iss, aud string, cacheSize int, clk clock.Clock) (*Verifier, error) {
+func NewVerifier(keys PublicKeys, iss, aud string, cacheSize int, clk clock.Clock) (*Verifier, error) {
 	cache, err := lru.New[[32]byte, auth.Claims](cacheSize)
 	if err != nil {
 		return nil, err

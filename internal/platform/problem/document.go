@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,4 +112,48 @@ func Write(w http.ResponseWriter, e *Error, instance, requestID string) error {
 	w.WriteHeader(d.Status)
 	_, err = w.Write(body)
 	return err
+}
+
+// KindOfStatus is the kind whose status is status: the inverse of Kind.Status, for problems that
+// came over the wire. An unknown status is Internal.
+func KindOfStatus(status int) Kind {
+	for k, s := range statuses {
+		if s == status {
+			return k
+		}
+	}
+	return Internal
+}
+
+// Decode turns a problem document another onsale process answered with back into the *Error it
+// was made from: the same kind and code, so errors.Is matches the sentinels a module declares
+// (a sold-out from a remote inventory is inventory.ErrSoldOut here too). Extension members come
+// back in Extra and Retry-After in RetryAfter. It returns nil when body is not a problem
+// document of this server's.
+func Decode(status int, header http.Header, body []byte) *Error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil
+	}
+	var d Document
+	if err := json.Unmarshal(body, &d); err != nil || !strings.HasPrefix(d.Type, TypeBase) {
+		return nil
+	}
+	e := &Error{Kind: KindOfStatus(status), Code: strings.TrimPrefix(d.Type, TypeBase), Title: d.Title, Detail: d.Detail, Fields: d.Errors}
+	if s, err := strconv.Atoi(header.Get("Retry-After")); err == nil && s > 0 {
+		e.RetryAfter = time.Duration(s) * time.Second
+	}
+	for k, v := range raw {
+		if slices.Contains(standardMembers, k) {
+			continue
+		}
+		var value any
+		if err := json.Unmarshal(v, &value); err == nil {
+			if e.Extra == nil {
+				e.Extra = map[string]any{}
+			}
+			e.Extra[k] = value
+		}
+	}
+	return e
 }

@@ -278,3 +278,32 @@ func TestUnavailablef(t *testing.T) {
 		t.Fatalf("Unavailablef = %+v", e)
 	}
 }
+
+func TestDecodeKeepsIdentity(t *testing.T) {
+	soldOut := New(Conflict, "sold-out", "Not enough tickets available")
+	sent := soldOut.WithDetail("only 3 tickets are available").WithExtra("available", 3).WithRetryAfter(2 * time.Second)
+	rec := httptest.NewRecorder()
+	if err := Write(rec, sent, "/v1/holds", "req-1"); err != nil {
+		t.Fatal(err)
+	}
+	got := Decode(rec.Code, rec.Header(), rec.Body.Bytes())
+	if got == nil {
+		t.Fatalf("not decoded: %s", rec.Body)
+	}
+	if !errors.Is(got, soldOut) || got.Kind != Conflict || got.Detail != sent.Detail || got.RetryAfter != 2*time.Second {
+		t.Fatalf("decoded %+v, want the sold-out problem with its detail and Retry-After", got)
+	}
+	if n, ok := got.Extra["available"].(float64); !ok || n != 3 {
+		t.Fatalf("extension members %v", got.Extra)
+	}
+	for _, body := range []string{`not json`, `{"type":"https://example.com/other","status":409}`, `[]`} {
+		if d := Decode(409, http.Header{}, []byte(body)); d != nil {
+			t.Fatalf("Decode(%s) = %+v, want nil", body, d)
+		}
+	}
+	for k := range statuses {
+		if KindOfStatus(k.Status()) != k {
+			t.Fatalf("KindOfStatus(%d) = %v, want %v", k.Status(), KindOfStatus(k.Status()), k)
+		}
+	}
+}

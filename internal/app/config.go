@@ -1,8 +1,9 @@
-package main
+package app
 
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,8 +18,10 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/telemetry"
 )
 
-// Config is the whole process's configuration: the platform's parts and each module's own.
+// Config is the whole process's configuration: the platform's parts, which modules run here and
+// where the others are, and each module's own section.
 type Config struct {
+	Modules         string        `env:"ONSALE_MODULES" yaml:"modules" default:"all" help:"modules this process runs: all, or a comma list of auth, inventory and payment (the --modules flag overrides it)"`
 	Env             string        `env:"ONSALE_ENV" yaml:"env" default:"development" help:"development or production; production refuses memory adapters"`
 	DataDir         string        `env:"ONSALE_DATA_DIR" yaml:"data_dir" default:"./data" help:"where embedded mode keeps its NATS store and generated keys"`
 	RedisURL        string        `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0; empty uses memory"`
@@ -32,12 +35,36 @@ type Config struct {
 
 	AllowSimulatedProvider bool `env:"ONSALE_ALLOW_SIMULATED_PROVIDER" yaml:"allow_simulated_provider" default:"false" help:"let ONSALE_ENV=production run without ONSALE_PROVIDER_URL, on the in-process simulated provider: orders are confirmed and nobody is charged (demos only)"`
 
+	Internal  InternalConfig
 	HTTP      httpserver.Config
 	Log       logging.Config
 	Telemetry telemetry.Config
 	Auth      auth.Config
 	Inventory inventory.Config
 	Payment   payment.Config
+}
+
+// InternalConfig says how this process and the others reach one another when modules run apart.
+type InternalConfig struct {
+	Addr         string        `env:"ONSALE_INTERNAL_ADDR" yaml:"internal_addr" help:"listener of the internal API, where other processes call the modules this one runs (keep it off the public network, e.g. a pod port no Service exposes publicly); empty: none"`
+	SecretFile   string        `env:"ONSALE_INTERNAL_SECRET_FILE" yaml:"internal_secret_file" help:"file holding the secret every process of the deployment presents on the internal API (32+ characters, e.g. openssl rand -hex 32); needed with ONSALE_INTERNAL_ADDR or any ONSALE_*_URL"`
+	Timeout      time.Duration `env:"ONSALE_INTERNAL_TIMEOUT" yaml:"internal_timeout" default:"5s" help:"longest a call to another process may take when the request behind it has no sooner deadline"`
+	AuthURL      string        `env:"ONSALE_AUTH_URL" yaml:"auth_url" help:"internal API of the auth module when this process does not run it, e.g. http://onsale-auth:9090 (a load-balanced address)"`
+	InventoryURL string        `env:"ONSALE_INVENTORY_URL" yaml:"inventory_url" help:"internal API of the inventory module when this process does not run it"`
+	PaymentURL   string        `env:"ONSALE_PAYMENT_URL" yaml:"payment_url" help:"internal API of the payment module when this process does not run it (nothing calls payment today; /readyz and --list-modules show it)"`
+}
+
+// URL is where the named module's internal API is, or "" when none is configured.
+func (c InternalConfig) URL(module string) string {
+	switch module {
+	case Auth:
+		return c.AuthURL
+	case Inventory:
+		return c.InventoryURL
+	case Payment:
+		return c.PaymentURL
+	}
+	return ""
 }
 
 // Embedded tells whether no external service is configured at all.
@@ -48,27 +75,39 @@ func (c *Config) Embedded() bool {
 // Validate checks every part; the errors name the variables at fault.
 func (c *Config) Validate() error {
 	var errs []error
+	local, err := ParseModules(c.Modules)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, c.checkPlacement(local))
 	switch c.Env {
 	case "development":
 	case "production":
+		// What each module running here keeps outside the process; a module elsewhere needs
+		// nothing of it here.
 		var missing []string
-		for name, v := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL} {
-			if v == "" {
+		need := func(ok bool, name string) {
+			if !ok && !slices.Contains(missing, name) {
 				missing = append(missing, name)
 			}
 		}
-		if c.Auth.KeysFile == "" {
-			missing = append(missing, "ONSALE_JWT_KEYS_FILE")
+		need(c.DatabaseURL != "", "ONSALE_DATABASE_URL")
+		if local[Auth] || local[Inventory] {
+			need(c.RedisURL != "", "ONSALE_REDIS_URL")
 		}
-		if c.Payment.TicketKeysFile == "" {
-			missing = append(missing, "ONSALE_TICKET_KEYS_FILE")
+		if local[Auth] {
+			need(c.Auth.KeysFile != "", "ONSALE_JWT_KEYS_FILE")
+		}
+		if local[Payment] {
+			need(c.NATSURL != "", "ONSALE_NATS_URL")
+			need(c.Payment.TicketKeysFile != "", "ONSALE_TICKET_KEYS_FILE")
 		}
 		if len(missing) > 0 {
 			slices.Sort(missing)
 			errs = append(errs, fmt.Errorf("ONSALE_ENV=production needs %s: without them state stays in this process, "+
 				"replicas behind a load balancer would each sell the same tickets, and each would sign tokens the others reject", strings.Join(missing, ", ")))
 		}
-		if c.Payment.ProviderURL == "" && !c.AllowSimulatedProvider {
+		if local[Payment] && c.Payment.ProviderURL == "" && !c.AllowSimulatedProvider {
 			errs = append(errs, errors.New("ONSALE_ENV=production needs ONSALE_PROVIDER_URL: without it the in-process simulated provider "+
 				"confirms every order and no money moves; for a demo that means it, set ONSALE_ALLOW_SIMULATED_PROVIDER=true"))
 		}
@@ -96,6 +135,49 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate(), c.Auth.Validate(), c.Inventory.Validate(), c.Payment.Validate())
 	return errors.Join(errs...)
 }
+
+// checkPlacement checks that every module running here finds the modules it depends on, here or
+// at a URL, and that the internal API has its secret wherever it is used.
+func (c *Config) checkPlacement(local map[string]bool) error {
+	var errs []error
+	for _, r := range Registrations() {
+		if !local[r.Name] {
+			continue
+		}
+		for _, dep := range r.DependsOn {
+			if !local[dep] && c.Internal.URL(dep) == "" {
+				errs = append(errs, fmt.Errorf("%s needs the %s module: run it here (--modules=%s,%s) or set %s to its internal API",
+					r.Name, dep, r.Name, dep, urlSetting(dep)))
+			}
+		}
+	}
+	for _, m := range ModuleNames() {
+		u := c.Internal.URL(m)
+		if u == "" {
+			continue
+		}
+		if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			errs = append(errs, config.Invalid(urlSetting(m), "", "want an http(s) URL of the module's internal API, such as http://onsale-"+m+":9090"))
+		}
+	}
+	usesInternal := c.Internal.Addr != "" || c.Internal.AuthURL != "" || c.Internal.InventoryURL != "" || c.Internal.PaymentURL != ""
+	if usesInternal && c.Internal.SecretFile == "" {
+		errs = append(errs, errors.New("ONSALE_INTERNAL_SECRET_FILE is needed when processes call one another (ONSALE_INTERNAL_ADDR or an ONSALE_*_URL is set): "+
+			"the internal API answers nobody without the deployment's shared secret"))
+	}
+	if c.Internal.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Internal.Addr); err != nil {
+			errs = append(errs, config.Invalid("ONSALE_INTERNAL_ADDR", c.Internal.Addr, "want host:port such as :9090 or 127.0.0.1:9090"))
+		}
+	}
+	if c.Internal.Timeout < 100*time.Millisecond {
+		errs = append(errs, config.Invalid("ONSALE_INTERNAL_TIMEOUT", c.Internal.Timeout.String(), "want 100ms or more"))
+	}
+	return errors.Join(errs...)
+}
+
+// urlSetting names the setting that says where a module is.
+func urlSetting(module string) string { return "ONSALE_" + strings.ToUpper(module) + "_URL" }
 
 var schemes = map[string][]string{
 	"ONSALE_REDIS_URL":    {"redis", "rediss"},

@@ -1,0 +1,68 @@
+package app
+
+import (
+	"context"
+
+	"github.com/onsale-dev/onsale/internal/inventory"
+	invclient "github.com/onsale-dev/onsale/internal/inventory/client"
+	invpostgres "github.com/onsale-dev/onsale/internal/inventory/postgres"
+	invredis "github.com/onsale-dev/onsale/internal/inventory/redis"
+	"github.com/onsale-dev/onsale/internal/platform/httpserver"
+	"github.com/onsale-dev/onsale/internal/platform/internalapi"
+)
+
+// InventoryModule is the inventory module as assembled in this process.
+type InventoryModule struct {
+	Module    *inventory.Module
+	Store     inventory.Store
+	Holds     inventory.HoldStore
+	Customers inventory.CustomerHolds
+	Handler   *inventory.Handler
+}
+
+func (p *Process) localInventory(ctx context.Context) ([]Runner, error) {
+	cfg := p.cfg.Inventory
+	d := inventory.Deps{
+		Clock: p.clock,
+		Log:   p.log.With("module", "inventory"),
+		Meter: p.meters.Meter("github.com/onsale-dev/onsale/internal/inventory"),
+	}
+	if p.PG != nil {
+		if err := invpostgres.Migrate(ctx, p.PG, p.log); err != nil {
+			return nil, err
+		}
+		d.Store = invpostgres.NewStore(p.PG)
+	} else {
+		d.Store = p.memory.catalogue
+	}
+	var report func(int)
+	if p.Redis != nil {
+		holds := invredis.NewHolds(p.Redis, p.cfg.RedisPrefix, cfg.HoldRecordKeep)
+		holds.Pruned = func(n int) { report(n) }
+		d.Holds = holds
+		d.Customers = invredis.NewCustomerHolds(p.Redis, p.cfg.RedisPrefix)
+		d.Catalog = invredis.NewCatalog(p.Redis, p.cfg.RedisPrefix, cfg.CatalogCacheTTL)
+	} else {
+		p.memory.holds.Pruned = func(n int) { report(n) }
+		d.Holds, d.Customers = p.memory.holds, p.memory.customerHolds
+	}
+	mod, err := inventory.New(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	report = mod.ExpiredHolds
+	p.Inventory = &InventoryModule{
+		Module: mod, Store: d.Store, Holds: d.Holds, Customers: d.Customers,
+		Handler: inventory.NewHandler(mod, p.authn, httpserver.LimitPerClient("holds", cfg.RateLimit, cfg.RateLimitBurst)),
+	}
+	p.inventory = mod
+	return nil, nil
+}
+
+// remoteInventory serves payment's Inventory port with a client of inventory's internal API.
+func (p *Process) remoteInventory(ctx context.Context, url string) error {
+	api := internalapi.NewClient(Inventory, url, p.secret, p.cfg.Internal.Timeout, p.prop)
+	p.inventory = invclient.New(api)
+	p.health.Add("inventory (remote, "+url+")", pingRemote(api))
+	return nil
+}
