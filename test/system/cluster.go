@@ -36,7 +36,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 	"github.com/onsale-dev/onsale/internal/platform/natsclient"
 	"github.com/onsale-dev/onsale/internal/platform/redisclient"
@@ -450,10 +449,44 @@ func StartProvider(t testing.TB, dir string, latency time.Duration) *Provider {
 
 var providerClient = &http.Client{Timeout: 10 * time.Second}
 
+// ProviderLedger is what the simulated provider's GET /ledger answers: everything it did. The
+// system tests read the provider over HTTP as any client would, so they keep their own copy of
+// its wire format.
+type ProviderLedger struct {
+	Charges       int             `json:"charges"`  // keys charged (money taken), refunded or not
+	Declines      int             `json:"declines"` // keys declined
+	Refunds       int             `json:"refunds"`  // charges given back
+	ChargedCents  int64           `json:"charged_cents"`
+	RefundedCents int64           `json:"refunded_cents"`
+	Calls         int             `json:"calls"` // charge and refund calls, failed ones included
+	Entries       []ProviderEntry `json:"entries,omitempty"`
+}
+
+// ProviderEntry is one charge key in the ledger.
+type ProviderEntry struct {
+	Key         string `json:"key"`
+	ChargeID    string `json:"charge_id,omitempty"`
+	AmountCents int64  `json:"amount_cents"`
+	Currency    string `json:"currency"`
+	Declined    bool   `json:"declined"`
+	Refunded    bool   `json:"refunded"`
+	ChargeCalls int    `json:"charge_calls"` // how many times the key was presented
+}
+
+// ProviderMode is the simulated provider's behaviour (GET and PUT /mode).
+type ProviderMode struct {
+	LatencyMS   int64   `json:"latency_ms"`
+	SlowMS      int64   `json:"slow_ms"`
+	DeclineRate float64 `json:"decline_rate"`
+	ErrorRate   float64 `json:"error_rate"`
+	Outage      bool    `json:"outage"`
+	Paused      bool    `json:"paused"`
+}
+
 // Ledger reads the provider's ledger with one entry per charge key.
-func (p *Provider) Ledger(t testing.TB) simulated.Ledger {
+func (p *Provider) Ledger(t testing.TB) ProviderLedger {
 	t.Helper()
-	var l simulated.Ledger
+	var l ProviderLedger
 	resp, err := providerClient.Get(p.URL + "/ledger?entries=1")
 	if err != nil {
 		t.Fatalf("read the provider ledger: %v", err)
@@ -466,9 +499,9 @@ func (p *Provider) Ledger(t testing.TB) simulated.Ledger {
 }
 
 // Mode reads the provider's behaviour.
-func (p *Provider) Mode(t testing.TB) simulated.ModeBody {
+func (p *Provider) Mode(t testing.TB) ProviderMode {
 	t.Helper()
-	var m simulated.ModeBody
+	var m ProviderMode
 	resp, err := providerClient.Get(p.URL + "/mode")
 	if err != nil {
 		t.Fatalf("read the provider mode: %v", err)
@@ -481,7 +514,7 @@ func (p *Provider) Mode(t testing.TB) simulated.ModeBody {
 }
 
 // SetMode changes the provider's behaviour (PUT /mode).
-func (p *Provider) SetMode(t testing.TB, m simulated.ModeBody) {
+func (p *Provider) SetMode(t testing.TB, m ProviderMode) {
 	t.Helper()
 	body, _ := json.Marshal(m)
 	req, _ := http.NewRequest(http.MethodPut, p.URL+"/mode", bytes.NewReader(body))

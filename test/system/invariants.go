@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 )
 
@@ -247,7 +246,7 @@ func CheckInvariants(t *testing.T, c *Cluster, eventID, ticketTypeID string, acc
 
 	ledger := c.Provider.Ledger(t)
 	f.LedgerEntries, f.LedgerCharges, f.LedgerRefunds, f.LedgerDeclines, f.LedgerCalls = len(ledger.Entries), ledger.Charges, ledger.Refunds, ledger.Declines, ledger.Calls
-	entries := map[string]simulated.Entry{}
+	entries := map[string]ProviderEntry{}
 	for _, e := range ledger.Entries {
 		if _, dup := entries[e.Key]; dup {
 			t.Errorf("INVARIANT no key charged twice: the ledger lists key %s twice", e.Key)

@@ -2,8 +2,8 @@
 // (RunOrderStore) and a harness that assembles a whole payment stack for tests (NewStack): the
 // real inventory module, an authenticator with logged-in users, a simulated provider behind the
 // circuit breaker, the JetStream queue, relay, worker, hub and the HTTP handler served through
-// apitest (so every response is checked against the published document). It wires the pieces
-// as cmd/server does.
+// apitest (so every response is checked against the published document). The stack is built by
+// internal/app from the modules' registrations, as cmd/server builds a process.
 package paymenttest
 
 import (
@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,28 +21,20 @@ import (
 	"github.com/redis/rueidis"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
-	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/onsale-dev/onsale/internal/app"
 	"github.com/onsale-dev/onsale/internal/auth"
-	authmemory "github.com/onsale-dev/onsale/internal/auth/memory"
-	"github.com/onsale-dev/onsale/internal/auth/token"
 	"github.com/onsale-dev/onsale/internal/inventory"
-	invmemory "github.com/onsale-dev/onsale/internal/inventory/memory"
-	invpostgres "github.com/onsale-dev/onsale/internal/inventory/postgres"
-	invredis "github.com/onsale-dev/onsale/internal/inventory/redis"
 	"github.com/onsale-dev/onsale/internal/payment"
-	paymemory "github.com/onsale-dev/onsale/internal/payment/memory"
 	paynats "github.com/onsale-dev/onsale/internal/payment/nats"
-	paypostgres "github.com/onsale-dev/onsale/internal/payment/postgres"
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/apitest"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 	"github.com/onsale-dev/onsale/internal/platform/natsclient"
-	"github.com/onsale-dev/onsale/internal/platform/pgpool"
-	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 	"github.com/onsale-dev/onsale/internal/platform/testenv"
 )
 
@@ -138,22 +129,28 @@ type User struct {
 	SessionID string
 }
 
-// identity is what replicas of one deployment share: users, keys and the payment provider.
+// identity is what replicas of one deployment share: the data directory with the signing keys,
+// the memory adapters (in memory), the services' places (real), the payment provider and the
+// users logged in.
 type identity struct {
-	keys     *keyset.Set // ticket-signing keys
-	issuer   *token.Issuer
-	sessions *authmemory.Sessions
-	authn    *auth.Authenticator
-	sim      *simulated.Provider
+	dataDir     string
+	memory      *app.Memory
+	redisPrefix string
+	pgURL       string
+	natsPrefix  string
+	nats        *natsclient.Conn // the embedded server's connection, shared
+	sim         *simulated.Provider
 
 	organizer, customer, customer2, staff User
 }
 
-// Stack is an assembled payment module with everything it needs.
+// Stack is an assembled payment module with everything it needs, built by internal/app as
+// cmd/server builds a process.
 type Stack struct {
 	t    testing.TB
 	opts Options
 	id   *identity
+	proc *app.Process
 
 	Cfg    payment.Config
 	InvCfg inventory.Config
@@ -191,8 +188,6 @@ type Stack struct {
 	PG          *pgxpool.Pool
 	Redis       rueidis.Client
 	RedisPrefix string
-	pgURL       string
-	natsPrefix  string
 
 	// Users logged in for the stack (shared by joined stacks).
 	Organizer, Customer, Customer2, Staff User
@@ -200,11 +195,21 @@ type Stack struct {
 	deliveriesMu sync.Mutex
 	deliveries   map[uuid.UUID]int
 
-	workerStarted atomic.Bool
-	relayStarted  atomic.Bool
-	killed        chan struct{} // closed by Kill
-	killOnce      sync.Once
-	gone          chan struct{} // closed when the test ends: a killed stack's calls return
+	killed   chan struct{} // closed by Kill
+	killOnce sync.Once
+	gone     chan struct{} // closed when the test ends: a killed stack's calls return
+}
+
+// testAuthConfig is the auth module's default configuration with cheap password hashing.
+func testAuthConfig(t testing.TB) auth.Config {
+	var cfg app.Config
+	if err := config.Load(&cfg, func(string) string { return "" }, ""); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	a := cfg.Auth
+	a.Argon2MemoryKiB, a.Argon2Time, a.HashWorkers = 64, 1, 2
+	a.RateLimit = 0 // every test user comes from one address
+	return a
 }
 
 // NewStack assembles a stack; everything stops when the test ends.
@@ -222,12 +227,6 @@ func NewStack(t testing.TB, o Options) *Stack {
 	if o.Inventory != nil {
 		o.Inventory(&s.InvCfg)
 	}
-	if err := s.Cfg.Validate(); err != nil {
-		t.Fatalf("payment config: %v", err)
-	}
-	if err := s.InvCfg.Validate(); err != nil {
-		t.Fatalf("inventory config: %v", err)
-	}
 	meters := o.Meters
 	if meters == nil {
 		meters = noop.NewMeterProvider()
@@ -239,192 +238,130 @@ func NewStack(t testing.TB, o Options) *Stack {
 	if o.PGConns == 0 {
 		o.PGConns = 8
 	}
+
+	// Where the state lives: shared with the stack this one joins.
 	if o.Join != nil {
 		if o.Join.opts.Backend != o.Backend || o.Join.opts.NATS != o.NATS {
 			t.Fatalf("a joined stack needs the same backend and NATS as the stack it joins")
 		}
 		s.id = o.Join.id
 	} else {
-		s.id = newIdentity(t, o.Mode)
+		s.id = &identity{dataDir: t.TempDir(), sim: simulated.New(o.Mode),
+			memory: app.NewMemory(s.Clock, s.InvCfg.HoldRecordKeep), natsPrefix: testenv.Unique("T")}
+		if o.Backend == Real {
+			_, s.id.redisPrefix = testenv.Redis(t) // its keys are deleted when the test ends
+			s.id.pgURL = testenv.PostgresURL(t)
+		}
+		switch o.NATS {
+		case Embedded:
+			s.id.nats = testenv.EmbeddedNATS(t)
+		case RealNATS:
+			// This connection only deletes the streams when the test ends (after everything
+			// else has stopped); each stack works on its own, which Kill may close.
+			testenv.NATS(t, s.id.natsPrefix)
+		}
 	}
-	s.Sim, s.Keys = s.id.sim, s.id.keys
-	s.Organizer, s.Customer, s.Customer2, s.Staff = s.id.organizer, s.id.customer, s.id.customer2, s.id.staff
+	s.Sim = s.id.sim
+	s.Cfg.StreamPrefix = s.id.natsPrefix
 
-	// Stores.
-	var catalog inventory.Catalog
-	switch {
-	case o.Backend == Memory && o.Join != nil:
-		s.InvStore, s.Holds, s.Customers, s.Store = o.Join.InvStore, o.Join.Holds, o.Join.Customers, o.Join.Store
-	case o.Backend == Memory:
-		s.InvStore, s.Holds, s.Store = invmemory.NewStore(), invmemory.NewHolds(s.InvCfg.HoldRecordKeep), paymemory.NewStore()
-		s.Customers = invmemory.NewCustomerHolds()
-	default:
-		if o.Join != nil {
-			s.pgURL, s.RedisPrefix = o.Join.pgURL, o.Join.RedisPrefix
-			c, err := redisclient.Open(testenv.RedisURL())
-			if err != nil {
-				t.Fatalf("redis: %v", err)
-			}
-			t.Cleanup(c.Close)
-			s.Redis = c
-		} else {
-			s.Redis, s.RedisPrefix = testenv.Redis(t)
-			s.pgURL = testenv.PostgresURL(t)
-		}
-		pool, err := pgpool.Open(ctx, s.pgURL, o.PGConns)
-		if err != nil {
-			t.Fatalf("open database: %v", err)
-		}
-		t.Cleanup(pool.Close)
-		s.PG = pool
-		if err := invpostgres.Migrate(ctx, pool, log); err != nil {
-			t.Fatalf("migrate inventory: %v", err)
-		}
-		if err := paypostgres.Migrate(ctx, pool, log); err != nil {
-			t.Fatalf("migrate payment: %v", err)
-		}
-		s.InvStore, s.Store = invpostgres.NewStore(pool), paypostgres.NewStore(pool)
-		s.Holds = invredis.NewHolds(s.Redis, s.RedisPrefix, s.InvCfg.HoldRecordKeep)
-		s.Customers = invredis.NewCustomerHolds(s.Redis, s.RedisPrefix)
-		catalog = invredis.NewCatalog(s.Redis, s.RedisPrefix, s.InvCfg.CatalogCacheTTL)
+	cfg := &app.Config{}
+	if err := config.Load(cfg, func(string) string { return "" }, ""); err != nil {
+		t.Fatalf("defaults: %v", err)
 	}
-	inv, err := inventory.New(s.InvCfg, inventory.Deps{Store: s.InvStore, Holds: s.Holds, Customers: s.Customers, Catalog: catalog,
-		Clock: s.Clock, Log: log, Meter: meters.Meter("inventory-test")})
-	if err != nil {
-		t.Fatalf("inventory: %v", err)
+	cfg.DataDir, cfg.DBMaxConns = s.id.dataDir, o.PGConns
+	cfg.Auth, cfg.Inventory, cfg.Payment = testAuthConfig(t), s.InvCfg, s.Cfg
+	if o.Backend == Real {
+		cfg.RedisURL, cfg.RedisPrefix, cfg.DatabaseURL = testenv.RedisURL(), s.id.redisPrefix, s.id.pgURL
 	}
-	s.Inv = inv
-
-	// NATS.
-	switch {
-	case o.NATS == Embedded && o.Join != nil:
-		s.NATS, s.natsPrefix = o.Join.NATS, o.Join.natsPrefix
-	case o.NATS == Embedded:
-		s.natsPrefix = testenv.Unique("T")
-		s.NATS = testenv.EmbeddedNATS(t)
-	case o.Join != nil:
-		s.natsPrefix = o.Join.natsPrefix
-		s.NATS = testenv.NATS(t, "") // the first replica deletes the streams
-	default:
-		s.natsPrefix = testenv.Unique("T")
-		// This connection only deletes the streams when the test ends (after everything else has
-		// stopped); the stack works on its own, which Kill may close.
-		testenv.NATS(t, s.natsPrefix)
-		s.NATS = testenv.NATS(t, "")
+	if o.NATS == RealNATS {
+		cfg.NATSURL = testenv.NATSURL()
 	}
-	s.Names = paynats.NamesFor(s.natsPrefix)
-	if err := paynats.Setup(ctx, s.NATS.JS, s.Names, s.Cfg.NATSReplicas); err != nil {
-		t.Fatalf("nats setup: %v", err)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
 	}
-
-	// The payment module, as cmd/server assembles it.
-	meter := meters.Meter("payment-test")
-	prop := propagation.TraceContext{}
-	s.Guarded, err = payment.NewGuardedProvider(&killSwitch{p: s.Sim, killed: s.killed, gone: s.gone}, s.Cfg, meter, log)
-	if err != nil {
-		t.Fatalf("guarded provider: %v", err)
-	}
-	s.Publisher = paynats.NewPublisher(s.NATS.JS, s.Names, prop)
-	s.Bus = paynats.NewBus(s.NATS.NC, s.Names)
-	s.Hub = payment.NewHub()
-	background := payment.BoundedStore(s.Store, o.PGConns/4)
-	s.Relay = payment.NewRelay(background, s.Publisher, s.Clock, log, s.Cfg.StaleAfter)
-	s.Processor, err = payment.NewProcessor(background, s.Inv, s.Guarded, s.Bus, s.Clock, log, meter, max(8, s.Cfg.Workers/8))
-	if err != nil {
-		t.Fatalf("processor: %v", err)
-	}
-	s.Signer = payment.NewTicketSigner(s.Keys)
-	s.Module, err = payment.New(s.Cfg, payment.Deps{Store: s.Store, Inventory: s.Inv, Relay: s.Relay, Hub: s.Hub,
-		Signer: s.Signer, Clock: s.Clock, Log: log, Meter: meter})
-	if err != nil {
-		t.Fatalf("payment module: %v", err)
+	var hold []string
+	if o.HTTPOnly {
+		hold = append(hold, "payment.relay", "payment.worker")
+	} else if o.NoWorker {
+		hold = append(hold, "payment.worker")
 	}
 	var srv *apitest.Server
-	s.Handler, err = payment.NewHandler(s.Module, s.Hub, s.id.authn, func() context.Context { return srv.HTTP.Streams() })
+	proc, err := app.New(ctx, cfg, log, app.Options{
+		Clock: s.Clock, Meters: meters, Memory: s.id.memory, NATS: s.id.nats,
+		Provider: &killSwitch{p: s.Sim, killed: s.killed, gone: s.gone},
+		WrapProcessor: func(p app.PaymentProcessor) app.PaymentProcessor {
+			return &countingProcessor{PaymentProcessor: p, s: s}
+		},
+		Hold: hold, NoServers: true, Streams: func() context.Context { return srv.HTTP.Streams() },
+	})
 	if err != nil {
-		t.Fatalf("handler: %v", err)
+		t.Fatalf("assemble: %v", err)
 	}
-	srv = apitest.NewServer(t, o.HTTP, s.Handler.Routes()...)
-	s.Server = srv
-	stopBus, err := s.Bus.Listen(s.Hub.Deliver)
-	if err != nil {
-		t.Fatalf("listen: %v", err)
+	if err := proc.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
 	}
+	s.proc = proc
 	t.Cleanup(func() {
 		select {
 		case <-s.killed:
+			return // its connection is gone; it was never asked to stop
 		default:
-			_ = stopBus()
+		}
+		stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := proc.Stop(stopCtx); err != nil {
+			t.Errorf("stop: %v", err)
 		}
 	})
-	s.Worker = paynats.NewWorker(s.NATS.JS, s.Names, paynats.WorkerConfig{
-		Workers: s.Cfg.Workers, AckWait: s.Cfg.AckWait, MaxDeliver: s.Cfg.MaxDeliver,
-	}, &countingProcessor{Processor: s.Processor, s: s}, s.Publisher, prop, log)
-	if !o.HTTPOnly {
-		s.Relay.Start()
-		s.relayStarted.Store(true)
-		t.Cleanup(s.stopRelay)
-		if !o.NoWorker {
-			s.StartWorker()
-		}
+
+	inv, pay := proc.Inventory, proc.Payment
+	s.Inv, s.InvStore, s.Holds, s.Customers = inv.Module, inv.Store, inv.Holds, inv.Customers
+	s.Store, s.Guarded, s.Processor, s.Module, s.Handler = pay.Store, pay.Guarded, pay.Processor, pay.Module, pay.Handler
+	s.Hub, s.Relay, s.Signer, s.Keys = pay.Hub, pay.Relay, pay.Signer, pay.Keys
+	s.NATS, s.Names, s.Publisher, s.Bus, s.Worker = proc.NATS, pay.Names, pay.Publisher, pay.Bus, pay.Worker
+	s.PG, s.Redis, s.RedisPrefix = proc.PG, proc.Redis, s.id.redisPrefix
+	srv = apitest.NewServer(t, o.HTTP, s.Handler.Routes()...)
+	s.Server = srv
+
+	if o.Join == nil {
+		s.id.organizer = s.login(t, auth.RoleOrganizer)
+		s.id.customer = s.login(t, auth.RoleCustomer)
+		s.id.customer2 = s.login(t, auth.RoleCustomer)
+		s.id.staff = s.login(t, auth.RoleStaff)
 	}
+	s.Organizer, s.Customer, s.Customer2, s.Staff = s.id.organizer, s.id.customer, s.id.customer2, s.id.staff
 	// Runs first: a killed stack's blocked calls return, so its goroutines end with the test.
 	t.Cleanup(func() { close(s.gone) })
 	return s
 }
 
-func newIdentity(t testing.TB, mode simulated.Mode) *identity {
-	t.Helper()
-	gen := func() *keyset.Set {
-		data, err := keyset.Generate(nil)
-		if err != nil {
-			t.Fatalf("generate keys: %v", err)
-		}
-		keys, err := keyset.Parse(data)
-		if err != nil {
-			t.Fatalf("parse keys: %v", err)
-		}
-		return keys
-	}
-	jwtKeys := gen()
-	verifier, err := token.NewVerifier(jwtKeys, "onsale", "onsale-api", 10_000, clock.System{})
-	if err != nil {
-		t.Fatalf("verifier: %v", err)
-	}
-	id := &identity{
-		keys:     gen(),
-		issuer:   token.NewIssuer(jwtKeys, "onsale", "onsale-api", clock.System{}),
-		sessions: authmemory.NewSessions(clock.System{}),
-		sim:      simulated.New(mode),
-	}
-	id.authn = auth.NewAuthenticator(verifier, id.sessions)
-	id.organizer = id.login(t, auth.RoleOrganizer)
-	id.customer = id.login(t, auth.RoleCustomer)
-	id.customer2 = id.login(t, auth.RoleCustomer)
-	id.staff = id.login(t, auth.RoleStaff)
-	return id
-}
+// testPassword is every test user's password.
+const testPassword = "correct horse battery staple"
 
-func (id *identity) login(t testing.TB, role auth.Role) User {
+// login makes an account with the role through the auth module and logs it in.
+func (s *Stack) login(t testing.TB, role auth.Role) User {
 	t.Helper()
-	u := User{ID: uuid.New(), Role: role}
-	sid := uuid.NewString()
-	if err := id.sessions.Create(context.Background(), auth.Session{ID: sid, UserID: u.ID, Role: role, RefreshHash: "x"}, time.Hour); err != nil {
-		t.Fatalf("create session: %v", err)
-	}
-	tok, err := id.issuer.Issue(auth.Claims{UserID: u.ID, Role: role, SessionID: sid, TokenID: uuid.NewString(),
-		ExpiresAt: time.Now().Add(time.Hour)})
+	ctx := context.Background()
+	email := testenv.Unique("user") + "@example.com"
+	u, err := s.proc.Auth.Service.CreateUser(ctx, email, testPassword, "Test "+string(role), role)
 	if err != nil {
-		t.Fatalf("issue token: %v", err)
+		t.Fatalf("create %s: %v", role, err)
 	}
-	u.Token, u.SessionID = tok, sid
-	return u
+	tok, err := s.proc.Auth.Service.Login(ctx, email, testPassword, "")
+	if err != nil {
+		t.Fatalf("log %s in: %v", role, err)
+	}
+	c, err := s.proc.Auth.Authn.Authenticate(ctx, "Bearer "+tok.AccessToken)
+	if err != nil {
+		t.Fatalf("check %s's token: %v", role, err)
+	}
+	return User{ID: u.ID, Role: role, Token: tok.AccessToken, SessionID: c.SessionID}
 }
 
 // TokenFor issues another access token in u's session that expires after ttl.
 func (s *Stack) TokenFor(u User, ttl time.Duration) string {
 	s.t.Helper()
-	tok, err := s.id.issuer.Issue(auth.Claims{UserID: u.ID, Role: u.Role, SessionID: u.SessionID, TokenID: uuid.NewString(),
+	tok, err := s.proc.Auth.Issuer.Issue(auth.Claims{UserID: u.ID, Role: u.Role, SessionID: u.SessionID, TokenID: uuid.NewString(),
 		ExpiresAt: time.Now().Add(ttl)})
 	if err != nil {
 		s.t.Fatalf("issue token: %v", err)
@@ -435,43 +372,22 @@ func (s *Stack) TokenFor(u User, ttl time.Duration) string {
 // Logout ends u's session, as a logout on any replica would.
 func (s *Stack) Logout(u User) {
 	s.t.Helper()
-	if err := s.id.sessions.Revoke(context.Background(), u.SessionID); err != nil {
-		s.t.Fatalf("revoke session: %v", err)
+	if err := s.proc.Auth.Service.Logout(context.Background(), u.SessionID); err != nil {
+		s.t.Fatalf("log out: %v", err)
 	}
 }
 
 // NewUser logs a new user in with the role.
-func (s *Stack) NewUser(role auth.Role) User { s.t.Helper(); return s.id.login(s.t, role) }
+func (s *Stack) NewUser(role auth.Role) User { s.t.Helper(); return s.login(s.t, role) }
 
 // NewCustomer logs a new customer in.
-func (s *Stack) NewCustomer() User { s.t.Helper(); return s.id.login(s.t, auth.RoleCustomer) }
+func (s *Stack) NewCustomer() User { s.t.Helper(); return s.login(s.t, auth.RoleCustomer) }
 
 // StartWorker starts consuming payment requests (once).
 func (s *Stack) StartWorker() {
 	s.t.Helper()
-	if !s.workerStarted.CompareAndSwap(false, true) {
-		return
-	}
-	if err := s.Worker.Start(context.Background()); err != nil {
+	if err := s.proc.StartRunner(context.Background(), "payment.worker"); err != nil {
 		s.t.Fatalf("start worker: %v", err)
-	}
-	s.t.Cleanup(func() {
-		select {
-		case <-s.killed:
-			return // its connection is gone; it was never asked to stop
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Worker.Stop(ctx); err != nil {
-			s.t.Errorf("stop worker: %v", err)
-		}
-	})
-}
-
-func (s *Stack) stopRelay() {
-	if s.relayStarted.CompareAndSwap(true, false) {
-		s.Relay.Stop()
 	}
 }
 
@@ -486,13 +402,13 @@ func (s *Stack) Kill() {
 	s.killOnce.Do(func() {
 		close(s.killed)
 		s.NATS.NC.Close()
-		s.stopRelay()
+		_ = s.proc.StopRunner(context.Background(), "payment.relay")
 	})
 }
 
 // countingProcessor counts the payment requests the worker hands to the processor.
 type countingProcessor struct {
-	*payment.Processor
+	app.PaymentProcessor
 	s *Stack
 }
 
@@ -503,7 +419,7 @@ func (c *countingProcessor) Process(ctx context.Context, orderID uuid.UUID, atte
 	}
 	c.s.deliveries[orderID]++
 	c.s.deliveriesMu.Unlock()
-	return c.Processor.Process(ctx, orderID, attempt)
+	return c.PaymentProcessor.Process(ctx, orderID, attempt)
 }
 
 // Deliveries is how many times this stack's worker took up the order's payment request.
