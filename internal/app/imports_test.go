@@ -79,9 +79,10 @@ func adapter(path string) bool {
 //   - a module's root package imports none of its own sub-packages (adapters import the root,
 //     never the other way round);
 //   - only the composition root (internal/app) and cmd/ import adapters: everything else, test
-//     stacks included, builds processes through internal/app. A module's test kit (a package
-//     named ...test) may name its own module's adapter types, to steer what internal/app built
-//     (the simulated provider's mode, say), never another module's.
+//     stacks included, builds processes through internal/app. Within a module its packages may
+//     share types (the HTTP provider client speaks the simulated provider's wire format; the
+//     module's test kit steers what internal/app built, the simulated provider's mode say), but
+//     no package outside the wiring touches another module's adapters.
 //
 // The rules hold for packages as built; test files may use their own module's adapters.
 func TestImportGraph(t *testing.T) {
@@ -103,7 +104,7 @@ func TestImportGraph(t *testing.T) {
 				t.Errorf("%s imports %s: %s may not depend on %s (modules depend one way: payment → inventory → auth)", p.ImportPath, imp, from, to)
 			case fromRoot && to == from && !toRoot:
 				t.Errorf("%s imports %s: a module's root package imports none of its adapters", p.ImportPath, imp)
-			case adapter(imp) && !wiring && !(to == from && strings.HasSuffix(p.ImportPath, "test")):
+			case adapter(imp) && !wiring && to != from:
 				t.Errorf("%s imports %s: only internal/app and cmd/ choose adapters", p.ImportPath, imp)
 			}
 		}
