@@ -6,11 +6,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/redis/rueidis"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/onsale-dev/onsale/internal/auth"
 	authclient "github.com/onsale-dev/onsale/internal/auth/client"
 	authpostgres "github.com/onsale-dev/onsale/internal/auth/postgres"
 	authredis "github.com/onsale-dev/onsale/internal/auth/redis"
 	"github.com/onsale-dev/onsale/internal/auth/token"
+	"github.com/onsale-dev/onsale/internal/platform/clock"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/internalapi"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
@@ -123,20 +127,13 @@ const keysRefresh = 5 * time.Minute
 // this process has Redis (a logout is seen at once, as with auth in process), else through auth's
 // internal API.
 func (p *Process) remoteAuth(ctx context.Context, url string) error {
-	cfg := p.cfg.Auth
-	api := internalapi.NewClient(Auth, url, p.secret, p.cfg.Internal.Timeout, p.prop)
-	client := authclient.New(api)
-	keys := token.NewFetchedKeys(client.JWKS, p.clock)
-	verifier, err := token.NewVerifier(keys, cfg.Issuer, cfg.Audience, cfg.TokenCacheMax, p.clock)
+	ra, err := newRemoteAuth(p.cfg.Auth, url, p.secret, p.cfg.Internal.Timeout, p.prop, p.clock, p.Redis, p.cfg.RedisPrefix)
 	if err != nil {
 		return err
 	}
-	var sessions auth.SessionChecker = client
-	if p.Redis != nil {
-		sessions = authredis.NewSessions(p.Redis, p.cfg.RedisPrefix, authredis.DefaultGrace)
-	}
-	p.authn = auth.NewAuthenticator(verifier, sessions)
-	p.health.Add("auth (remote, "+url+")", pingRemote(api))
+	keys := ra.keys
+	p.authn = ra.Authenticator
+	p.health.Add("auth (remote, "+url+")", pingRemote(ra.api))
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	p.runners["auth.keys"] = Runner{
@@ -172,6 +169,37 @@ func (p *Process) remoteAuth(ctx context.Context, url string) error {
 		},
 	}
 	return nil
+}
+
+// RemoteAuth checks access tokens where the auth module does not run: against auth's public
+// keys (no private key here), with sessions read from the shared session store (Redis) when
+// there is one, else asked of auth's internal API.
+type RemoteAuth struct {
+	*auth.Authenticator
+	keys *token.FetchedKeys
+	api  *internalapi.Client
+}
+
+// NewRemoteAuth returns the authenticator a process without the auth module uses; auth's
+// internal API is at url. redis may be nil.
+func NewRemoteAuth(cfg auth.Config, url, secret string, timeout time.Duration, redis rueidis.Client, redisPrefix string) (*RemoteAuth, error) {
+	return newRemoteAuth(cfg, url, secret, timeout, propagation.TraceContext{}, clock.System{}, redis, redisPrefix)
+}
+
+func newRemoteAuth(cfg auth.Config, url, secret string, timeout time.Duration, prop propagation.TextMapPropagator,
+	clk clock.Clock, redis rueidis.Client, redisPrefix string) (*RemoteAuth, error) {
+	api := internalapi.NewClient(Auth, url, secret, timeout, prop)
+	client := authclient.New(api)
+	keys := token.NewFetchedKeys(client.JWKS, clk)
+	verifier, err := token.NewVerifier(keys, cfg.Issuer, cfg.Audience, cfg.TokenCacheMax, clk)
+	if err != nil {
+		return nil, err
+	}
+	var sessions auth.SessionChecker = client
+	if redis != nil {
+		sessions = authredis.NewSessions(redis, redisPrefix, authredis.DefaultGrace)
+	}
+	return &RemoteAuth{Authenticator: auth.NewAuthenticator(verifier, sessions), keys: keys, api: api}, nil
 }
 
 // pingRemote is a readiness check of another process: its internal listener answers.

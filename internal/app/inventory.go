@@ -2,11 +2,15 @@ package app
 
 import (
 	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/onsale-dev/onsale/internal/inventory"
 	invclient "github.com/onsale-dev/onsale/internal/inventory/client"
 	invpostgres "github.com/onsale-dev/onsale/internal/inventory/postgres"
 	invredis "github.com/onsale-dev/onsale/internal/inventory/redis"
+	"github.com/onsale-dev/onsale/internal/payment"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/internalapi"
 )
@@ -66,3 +70,13 @@ func (p *Process) remoteInventory(ctx context.Context, url string) error {
 	p.health.Add("inventory (remote, "+url+")", pingRemote(api))
 	return nil
 }
+
+// InventoryClient is payment's Inventory port served by the inventory module of another process,
+// whose internal API is at url: what a process without inventory uses.
+func InventoryClient(url, secret string, timeout time.Duration) payment.Inventory {
+	return invclient.New(internalapi.NewClient(Inventory, url, secret, timeout, propagation.TraceContext{}))
+}
+
+// InventoryPort is the port this process's payment module uses: the module here, or the client
+// of the one elsewhere.
+func (p *Process) InventoryPort() payment.Inventory { return p.inventory }
