@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -539,6 +540,14 @@ type Replica struct {
 	Index int
 	Addr  string // host:port
 	URL   string
+	// Modules is what the process runs ("all", or a comma list); InternalAddr its internal API.
+	Modules      string
+	InternalAddr string
+}
+
+// Serves tells whether the process runs the module.
+func (r *Replica) Serves(module string) bool {
+	return r.Modules == "all" || slices.Contains(strings.Split(r.Modules, ","), module)
 }
 
 // WaitReady waits until /readyz answers 200, failing fast if the process exits.
@@ -654,6 +663,20 @@ type Options struct {
 	// ReadinessProxy puts a ReadyProxy in front instead of nginx: a test that needs replicas
 	// taken out of rotation exactly when their readiness fails.
 	ReadinessProxy bool
+	// Topology splits the modules over processes: each tier is Count processes running Modules
+	// (a comma list). Empty: Replicas processes running all modules. Split, nginx routes each
+	// path to the processes of the module that serves it, and balances each module's internal API
+	// for the processes that call it.
+	Topology []Tier
+	// InventoryProxy puts a cuttable TCP proxy (Cluster.InvProxy) between the processes that call
+	// inventory and inventory's internal API.
+	InventoryProxy bool
+}
+
+// Tier is Count processes running the same modules.
+type Tier struct {
+	Modules string
+	Count   int
 }
 
 // Cluster is a test's deployment: replicas, the provider, nginx in front.
@@ -671,7 +694,13 @@ type Cluster struct {
 	Replicas []*Replica
 	LB       Balancer
 	PGProxy  *TCPProxy
+	InvProxy *TCPProxy
 	DB       *pgxpool.Pool
+
+	// InternalSecret is the deployment's internal API secret; ModuleURLs where each module's
+	// internal API is for the processes that call it (split topologies only).
+	InternalSecret string
+	ModuleURLs     map[string]string
 
 	OrganizerEmail, OrganizerPassword string
 
@@ -690,6 +719,10 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	if o.Replicas == 0 {
 		o.Replicas = 3
 	}
+	if len(o.Topology) == 0 {
+		o.Topology = []Tier{{Modules: "all", Count: o.Replicas}}
+	}
+	split := o.Topology[0].Modules != "all"
 	if o.ProviderLatency == 0 {
 		o.ProviderLatency = 50 * time.Millisecond
 	}
@@ -788,11 +821,45 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 		"ONSALE_RATE_LIMIT_AUTH":  "0",
 		"ONSALE_RATE_LIMIT_HOLDS": "0",
 	}
+	secretFile := filepath.Join(c.Dir, "internal-secret")
+	c.InternalSecret = testenv.Unique("secret") + testenv.Unique("") + testenv.Unique("")
+	if err := os.WriteFile(secretFile, []byte(c.InternalSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.replicaEnv["ONSALE_INTERNAL_SECRET_FILE"] = secretFile
 	for k, v := range o.Env {
 		c.replicaEnv[k] = v
 	}
-	for i := 0; i < o.Replicas; i++ {
-		c.Replicas = append(c.Replicas, c.newReplica(t, i))
+	for _, tier := range o.Topology {
+		for range tier.Count {
+			c.Replicas = append(c.Replicas, c.newReplica(t, len(c.Replicas), tier.Modules))
+		}
+	}
+	var nginx *Nginx
+	if split {
+		if o.ReadinessProxy {
+			t.Fatal("a split topology needs nginx in front")
+		}
+		// nginx first: it balances the modules' internal APIs, which processes need to be ready.
+		nginx = newNginx(t, filepath.Join(c.Dir, "nginx"), c.Replicas)
+		c.ModuleURLs = map[string]string{}
+		for _, m := range []string{"auth", "inventory", "payment"} {
+			u := nginx.InternalURL(m)
+			if m == "inventory" && o.InventoryProxy {
+				c.InvProxy = StartTCPProxy(t, strings.TrimPrefix(u, "http://"))
+				u = "http://" + c.InvProxy.Addr
+			}
+			c.ModuleURLs[m] = u
+		}
+		for _, r := range c.Replicas {
+			for _, m := range []string{"auth", "inventory", "payment"} {
+				if !r.Serves(m) {
+					r.Env = append(r.Env, "ONSALE_"+strings.ToUpper(m)+"_URL="+c.ModuleURLs[m])
+				}
+			}
+		}
+		startNginx(t, nginxBin, nginx)
+		c.LB = nginx
 	}
 
 	// Cleanups run last-in first-out: this one (registered after the database, Redis and NATS
@@ -825,9 +892,11 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	}
 	t.Logf("%d replicas ready in %s: %s", len(c.Replicas), time.Since(start).Round(time.Millisecond), c.replicaAddrs())
 
-	if o.ReadinessProxy {
+	switch {
+	case split:
+	case o.ReadinessProxy:
 		c.LB = StartReadyProxy(t, c.Replicas)
-	} else {
+	default:
 		c.LB = StartNginx(t, nginxBin, filepath.Join(c.Dir, "nginx"), c.Replicas)
 	}
 	return c
@@ -841,18 +910,24 @@ func (c *Cluster) replicaAddrs() string {
 	return strings.Join(s, ", ")
 }
 
-func (c *Cluster) newReplica(t testing.TB, i int) *Replica {
+func (c *Cluster) newReplica(t testing.TB, i int, modules string) *Replica {
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	internal := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	env := map[string]string{}
 	for k, v := range c.replicaEnv {
 		env[k] = v
 	}
 	env["ONSALE_HTTP_ADDR"] = addr
+	env["ONSALE_INTERNAL_ADDR"] = internal
+	env["ONSALE_MODULES"] = modules
 	env["ONSALE_DATA_DIR"] = filepath.Join(c.Dir, fmt.Sprintf("replica%d", i))
 	name := fmt.Sprintf("replica%d", i)
+	if modules != "all" {
+		name = fmt.Sprintf("%s%d", strings.ReplaceAll(modules, ",", "+"), i)
+	}
 	return &Replica{
 		Proc:  &Proc{Name: name, Path: Binary(t), Env: envList(env), LogPath: filepath.Join(c.Dir, name+".log")},
-		Index: i, Addr: addr, URL: "http://" + addr,
+		Index: i, Addr: addr, URL: "http://" + addr, Modules: modules, InternalAddr: internal,
 	}
 }
 
@@ -921,18 +996,44 @@ type Nginx struct {
 	url      string
 	port     int
 	replicas []*Replica
+	internal map[string]int // a port balancing each module's internal API (split topologies)
 }
 
 // StartNginx writes a configuration for the replicas under dir and runs nginx in the foreground.
 func StartNginx(t testing.TB, bin, dir string, replicas []*Replica) *Nginx {
 	t.Helper()
+	n := newNginx(t, dir, replicas)
+	startNginx(t, bin, n)
+	return n
+}
+
+// newNginx chooses nginx's ports for the replicas, without starting it.
+func newNginx(t testing.TB, dir string, replicas []*Replica) *Nginx {
+	t.Helper()
+	n := &Nginx{dir: dir, port: FreePort(t), replicas: replicas, internal: map[string]int{}}
+	n.url = fmt.Sprintf("http://127.0.0.1:%d", n.port)
+	if replicas[0].Modules != "all" {
+		for _, m := range []string{"auth", "inventory", "payment"} {
+			n.internal[m] = FreePort(t)
+		}
+	}
+	return n
+}
+
+// InternalURL is where nginx balances a module's internal API.
+func (n *Nginx) InternalURL(module string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", n.internal[module])
+}
+
+// startNginx writes the configuration and runs nginx in the foreground.
+func startNginx(t testing.TB, bin string, n *Nginx) {
+	t.Helper()
+	dir := n.dir
 	for _, sub := range []string{"", "logs", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n := &Nginx{dir: dir, port: FreePort(t), replicas: replicas}
-	n.url = fmt.Sprintf("http://127.0.0.1:%d", n.port)
 	if err := n.writeConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -949,7 +1050,6 @@ func StartNginx(t testing.TB, bin, dir string, replicas []*Replica) *Nginx {
 	if err := waitPort(fmt.Sprintf("127.0.0.1:%d", n.port), 15*time.Second, n.Done()); err != nil {
 		t.Fatalf("nginx did not start: %v\n%s\n%s", err, n.Tail(20), tailFile(n.ErrorLog(), 20))
 	}
-	return n
 }
 
 // URL implements Balancer.
@@ -1003,8 +1103,39 @@ http {
 	for _, r := range n.replicas {
 		fmt.Fprintf(&b, "        server %s max_fails=1 fail_timeout=1s;\n", r.Addr)
 	}
-	fmt.Fprintf(&b, `    }
-    server {
+	b.WriteString("    }\n")
+	// Split: an upstream per module for its public routes, and one for its internal API.
+	routes := map[string]string{}
+	for _, m := range []string{"auth", "inventory", "payment"} {
+		routes[m] = "onsale"
+		port, ok := n.internal[m]
+		if !ok {
+			continue
+		}
+		var public, internal strings.Builder
+		for _, r := range n.replicas {
+			if r.Serves(m) {
+				fmt.Fprintf(&public, "        server %s max_fails=1 fail_timeout=1s;\n", r.Addr)
+				fmt.Fprintf(&internal, "        server %s max_fails=1 fail_timeout=1s;\n", r.InternalAddr)
+			}
+		}
+		if public.Len() == 0 {
+			continue
+		}
+		routes[m] = "onsale_" + m
+		fmt.Fprintf(&b, "    upstream onsale_%[1]s {\n%[2]s    }\n    upstream onsale_%[1]s_internal {\n%[3]s    }\n", m, public.String(), internal.String())
+		fmt.Fprintf(&b, `    server {
+        listen 127.0.0.1:%d backlog=4096;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_connect_timeout 1s;
+        proxy_read_timeout 30s;
+        proxy_next_upstream error timeout;
+        location / { proxy_pass http://onsale_%s_internal; }
+    }
+`, port, m)
+	}
+	fmt.Fprintf(&b, `    server {
         listen 127.0.0.1:%d backlog=4096;
         client_max_body_size 1m;
         proxy_http_version 1.1;
@@ -1020,14 +1151,22 @@ http {
         location / {
             proxy_pass http://onsale;
         }
+        location /v1/auth/ { proxy_pass http://%[2]s; }
+        location = /v1/me { proxy_pass http://%[2]s; }
+        location = /.well-known/jwks.json { proxy_pass http://%[2]s; }
+        location /v1/events { proxy_pass http://%[3]s; }
+        location /v1/holds { proxy_pass http://%[3]s; }
+        location /v1/orders { proxy_pass http://%[4]s; }
+        location /v1/checkins { proxy_pass http://%[4]s; }
+        location = /.well-known/ticket-keys.json { proxy_pass http://%[4]s; }
         location ~ ^/v1/orders/[^/]+/events$ {
-            proxy_pass http://onsale;
+            proxy_pass http://%[4]s;
             proxy_buffering off;
             proxy_read_timeout 1h;
         }
     }
 }
-`, n.port)
+`, n.port, routes["auth"], routes["inventory"], routes["payment"])
 	return os.WriteFile(filepath.Join(n.dir, "nginx.conf"), []byte(b.String()), 0o644)
 }
 

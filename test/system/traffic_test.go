@@ -296,6 +296,9 @@ func flashSale(ctx context.Context, cl *Client, buyers []*Customer, ticketTypeID
 func logSpread(t *testing.T, c *Cluster) {
 	t.Helper()
 	for _, r := range c.Replicas {
+		if !r.Serves("inventory") {
+			continue
+		}
 		if !r.Running() {
 			t.Logf("%s: not running", r.Name)
 			continue

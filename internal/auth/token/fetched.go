@@ -23,10 +23,15 @@ type FetchedKeys struct {
 	mu      sync.Mutex
 	keys    map[string]ed25519.PublicKey
 	fetched time.Time // last attempt
+	failed  bool      // the last attempt failed
 }
 
-// refetchGap is the least time between two fetches caused by unknown kids.
-const refetchGap = time.Second
+// refetchGap is the least time between two fetches caused by unknown kids; after a failed
+// fetch (auth was still starting, say) the next may come sooner, retryGap.
+const (
+	refetchGap = time.Second
+	retryGap   = 100 * time.Millisecond
+)
 
 // fetchTimeout bounds a fetch made while a request waits for its token to be checked.
 const fetchTimeout = 2 * time.Second
@@ -43,7 +48,11 @@ func (k *FetchedKeys) PublicKey(kid string) (ed25519.PublicKey, bool) {
 	if key, ok := k.keys[kid]; ok {
 		return key, true
 	}
-	if k.clock.Now().Sub(k.fetched) < refetchGap {
+	gap := refetchGap
+	if k.failed {
+		gap = retryGap
+	}
+	if k.clock.Now().Sub(k.fetched) < gap {
 		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
@@ -61,7 +70,7 @@ func (k *FetchedKeys) Refresh(ctx context.Context) error {
 }
 
 func (k *FetchedKeys) refreshLocked(ctx context.Context) error {
-	k.fetched = k.clock.Now()
+	k.fetched, k.failed = k.clock.Now(), true
 	data, err := k.fetch(ctx)
 	if err != nil {
 		return fmt.Errorf("fetch auth's public keys: %w", err)
@@ -70,7 +79,7 @@ func (k *FetchedKeys) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k.keys = keys
+	k.keys, k.failed = keys, false
 	return nil
 }
 
