@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
@@ -149,9 +150,17 @@ func (m *Module) createNew(ctx context.Context, customer uuid.UUID, holdID, key,
 			return Order{}, &finalError{ErrHoldNotUsable.WithDetail("this hold has expired or was released; hold the tickets again")}
 		}
 	}
+	msg.TraceParent = traceParent(ctx)
 	m.d.Relay.Notify(msg)
 	m.created.Add(ctx, 1)
 	return o, nil
+}
+
+// traceParent is ctx's trace context as a W3C traceparent value ("" when there is none).
+func traceParent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
 }
 
 // finalError is an answer createNew decided after storing the order: no earlier request can

@@ -82,6 +82,10 @@ type OutboxMessage struct {
 	ID        int64
 	OrderID   uuid.UUID
 	CreatedAt time.Time
+	// TraceParent is the W3C trace context of the request that created the order, so the
+	// payment's spans (in a worker, maybe in another process) join that request's trace. Only
+	// the relay's fast path has it; a message the sweeper publishes from the outbox starts anew.
+	TraceParent string
 }
 
 // CheckIn is a ticket's admission at the door.

@@ -206,8 +206,13 @@ func TestProcessRedeliveryChargesOnce(t *testing.T) {
 	if got.Status != payment.StatusConfirmed || len(got.Tickets) != 2 {
 		t.Fatalf("order %+v", got)
 	}
-	if e, _ := s.Entry(o2.ID.String()); e.ChargeCalls != 2 || e.ChargeID != got.ChargeID {
+	// Whether the second delivery reached the provider depends on the interleaving (it may find
+	// the order confirmed already); either way there is one charge.
+	if e, _ := s.Entry(o2.ID.String()); e.ChargeCalls < 1 || e.ChargeCalls > 2 || e.ChargeID != got.ChargeID {
 		t.Fatalf("entry %+v", e)
+	}
+	if l := s.Sim.Ledger(false); l.Charges != 2 {
+		t.Fatalf("%d charges for two orders", l.Charges)
 	}
 	if l := s.Sim.Ledger(false); l.Charges != 2 || s.Sold(tt) != 5 {
 		t.Fatalf("ledger %+v, sold %d", l, s.Sold(tt))

@@ -101,11 +101,15 @@ func NewPublisher(js jetstream.JetStream, n Names, prop propagation.TextMapPropa
 	return &Publisher{js: js, n: n, prop: prop, clock: time.Now}
 }
 
-func (p *Publisher) message(ctx context.Context, orderID uuid.UUID, msgID string) *nats.Msg {
+func (p *Publisher) message(ctx context.Context, orderID uuid.UUID, msgID, traceParent string) *nats.Msg {
 	data, _ := json.Marshal(request{OrderID: orderID})
 	m := nats.NewMsg(p.n.RequestSubject)
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	if traceParent != "" {
+		// The order's own request: its payment continues that trace.
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceParent})
+	}
 	natsclient.InjectTrace(ctx, p.prop, m.Header)
 	return m
 }
@@ -116,7 +120,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []payment.OutboxMessage) (
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	var errs []error
 	for i, m := range msgs {
-		f, err := p.js.PublishMsgAsync(p.message(ctx, m.OrderID, m.OrderID.String()))
+		f, err := p.js.PublishMsgAsync(p.message(ctx, m.OrderID, m.OrderID.String(), m.TraceParent))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -145,7 +149,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []payment.OutboxMessage) (
 // a full delivery count.
 func (p *Publisher) Requeue(ctx context.Context, orderID uuid.UUID) error {
 	id := orderID.String() + "#" + strconv.FormatInt(p.clock().UnixNano(), 36)
-	_, err := p.js.PublishMsg(ctx, p.message(ctx, orderID, id))
+	_, err := p.js.PublishMsg(ctx, p.message(ctx, orderID, id, ""))
 	return err
 }
 
