@@ -450,3 +450,43 @@ func TestUnknownSettingsSkipsKubernetesServiceLinks(t *testing.T) {
 		t.Errorf("unknownSettings = %v", got)
 	}
 }
+
+// TestModulesOnTheCommandLine: --list-modules says where each module runs with the settings
+// given, --modules chooses them, and a module without what it depends on is refused at start,
+// naming the setting that would fix it.
+func TestModulesOnTheCommandLine(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--list-modules"}, nil, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("--list-modules exited %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"auth", "inventory", "payment", "local"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("--list-modules does not say %q:\n%s", want, stdout.String())
+		}
+	}
+	stdout.Reset()
+	env := envList(map[string]string{"ONSALE_INVENTORY_URL": "http://inventory.internal:9090", "ONSALE_AUTH_URL": "http://auth.internal:9090",
+		"ONSALE_INTERNAL_SECRET_FILE": "/run/secrets/internal"})
+	if code := run(context.Background(), []string{"--modules=payment", "--list-modules"}, env, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("--modules=payment --list-modules exited %d: %s", code, stderr.String())
+	}
+	lines := stdout.String()
+	if !regexp.MustCompile(`(?m)^payment .* local$`).MatchString(lines) || !regexp.MustCompile(`(?m)^inventory .* remote http://inventory.internal:9090$`).MatchString(lines) {
+		t.Fatalf("--modules=payment --list-modules:\n%s", lines)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--modules=payment"}, nil, "ONSALE_INVENTORY_URL"},
+		{[]string{"--modules=inventory,payments"}, nil, `unknown module "payments"`},
+		{[]string{"--modules=inventory"}, map[string]string{"ONSALE_AUTH_URL": "http://auth:9090"}, "ONSALE_INTERNAL_SECRET_FILE"},
+		{[]string{"--modules=inventory"}, map[string]string{"ONSALE_AUTH_URL": "auth:9090", "ONSALE_INTERNAL_SECRET_FILE": "/s"}, "ONSALE_AUTH_URL"},
+	} {
+		stderr.Reset()
+		if code := run(context.Background(), tc.args, envList(tc.env), strings.NewReader(""), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %v: exit %d, want 2 with %q in:\n%s", tc.args, tc.env, code, tc.want, stderr.String())
+		}
+	}
+}

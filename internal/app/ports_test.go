@@ -248,3 +248,37 @@ func TestOnlyTheModulesHere(t *testing.T) {
 		t.Fatalf("payment's /readyz: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestFailedStartStopsWhatStarted: a module that fails to start (payment, with ticket keys it
+// cannot read) leaves nothing running: the modules already started are stopped (auth's hash pool
+// does no more work) and no listener opens.
+func TestFailedStartStopsWhatStarted(t *testing.T) {
+	t.Parallel()
+	file, _ := secret(t)
+	env := map[string]string{
+		"ONSALE_MODULES": "all", "ONSALE_DATA_DIR": t.TempDir(), "ONSALE_HTTP_ADDR": "127.0.0.1:0",
+		"ONSALE_INTERNAL_ADDR": "127.0.0.1:0", "ONSALE_INTERNAL_SECRET_FILE": file, "ONSALE_DRAIN_DELAY": "0s",
+		"ONSALE_ARGON2_MEMORY_KIB": "64", "ONSALE_ARGON2_TIME": "1",
+		"ONSALE_TICKET_KEYS_FILE": filepath.Join(t.TempDir(), "no-such-keys.json"),
+	}
+	cfg := &app.Config{}
+	if err := config.Load(cfg, func(k string) string { return env[k] }, ""); err != nil {
+		t.Fatal(err)
+	}
+	p, err := app.New(context.Background(), cfg, logging.Discard(), app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no-such-keys.json") {
+		t.Fatalf("start with unreadable ticket keys: %v", err)
+	}
+	if p.Addr() != "" || p.InternalAddr() != "" {
+		t.Fatalf("a failed start left listeners open: %q %q", p.Addr(), p.InternalAddr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := p.Auth.Service.Register(ctx, "late@example.com", "late password", "Late"); err == nil {
+		t.Fatal("auth still hashes passwords after the start failed")
+	}
+}
