@@ -47,7 +47,8 @@ const (
 )
 
 // requiredInProduction are the settings the server refuses to start without when
-// ONSALE_ENV=production (cmd/server/config.go), besides ONSALE_ENV itself.
+// ONSALE_ENV=production with every module in the process (internal/app/config.go), besides
+// ONSALE_ENV itself.
 var requiredInProduction = []string{
 	"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL", "ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE",
 }
