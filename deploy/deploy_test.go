@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,12 +25,16 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/onsale-dev/onsale/internal/app"
+	"github.com/onsale-dev/onsale/internal/platform/config"
 )
 
 // ---- what the server is (facts the manifests must agree with) ----
@@ -42,7 +47,8 @@ const (
 )
 
 // requiredInProduction are the settings the server refuses to start without when
-// ONSALE_ENV=production (cmd/server/config.go), besides ONSALE_ENV itself.
+// ONSALE_ENV=production with every module in the process (internal/app/config.go), besides
+// ONSALE_ENV itself.
 var requiredInProduction = []string{
 	"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL", "ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE",
 }
@@ -101,7 +107,8 @@ func set(names ...string) map[string]bool {
 
 // ---- Kubernetes manifests ----
 
-// manifests are the decoded documents of deploy/k8s.
+// manifests are the decoded documents of one set of manifests: deploy/k8s (the all-in-one
+// Deployment) or deploy/k8s/split (a tier per module).
 type manifests struct {
 	deployments     []*appsv1.Deployment
 	services        []*corev1.Service
@@ -110,6 +117,8 @@ type manifests struct {
 	configMaps      []*corev1.ConfigMap
 	secrets         []*corev1.Secret
 	serviceAccounts []*corev1.ServiceAccount
+	networkPolicies []*networkingv1.NetworkPolicy
+	ingresses       []*networkingv1.Ingress
 }
 
 // newObject returns the official API type for an apiVersion and kind; anything else is refused.
@@ -129,6 +138,10 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &corev1.Secret{}, nil
 	case "v1 ServiceAccount":
 		return &corev1.ServiceAccount{}, nil
+	case "networking.k8s.io/v1 NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}, nil
+	case "networking.k8s.io/v1 Ingress":
+		return &networkingv1.Ingress{}, nil
 	}
 	return nil, fmt.Errorf("unexpected kind %q of apiVersion %q", kind, apiVersion)
 }
@@ -194,35 +207,46 @@ func splitDocuments(data []byte) [][]byte {
 	return docs
 }
 
-// manifestFiles lists deploy/k8s's manifests: *.yaml, *.yml and the *.yaml.example templates
-// (which `kubectl apply -f deploy/k8s` skips, but which must decode all the same).
-func manifestFiles(t *testing.T) []string {
+// manifestFiles lists the manifests of one directory, not of its subdirectories (as `kubectl
+// apply -f dir` does): *.yaml, *.yml and the *.yaml.example templates (which kubectl skips, but
+// which must decode all the same).
+func manifestFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	var files []string
-	err := filepath.WalkDir("k8s", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		name := d.Name()
-		if strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") || strings.HasSuffix(name, ".yaml.example") {
-			files = append(files, path)
-		}
-		return nil
-	})
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() && (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") || strings.HasSuffix(name, ".yaml.example")) {
+			files = append(files, filepath.Join(dir, name))
+		}
+	}
 	if len(files) == 0 {
-		t.Fatal("no manifests in deploy/k8s")
+		t.Fatalf("no manifests in deploy/%s", dir)
 	}
 	sort.Strings(files)
 	return files
 }
 
+// loadManifests decodes deploy/k8s: the all-in-one deployment.
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
+	return loadManifestFiles(t, manifestFiles(t, "k8s"))
+}
+
+// loadSplitManifests decodes deploy/k8s/split, with the Secret templates of deploy/k8s whose
+// Secrets the split tiers share (onsale-connections, onsale-keys).
+func loadSplitManifests(t *testing.T) *manifests {
+	t.Helper()
+	return loadManifestFiles(t, append(manifestFiles(t, "k8s/split"), "k8s/secret.yaml.example"))
+}
+
+func loadManifestFiles(t *testing.T, files []string) *manifests {
+	t.Helper()
 	m := &manifests{}
-	for _, path := range manifestFiles(t) {
+	for _, path := range files {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -248,6 +272,10 @@ func loadManifests(t *testing.T) *manifests {
 				m.secrets = append(m.secrets, o)
 			case *corev1.ServiceAccount:
 				m.serviceAccounts = append(m.serviceAccounts, o)
+			case *networkingv1.NetworkPolicy:
+				m.networkPolicies = append(m.networkPolicies, o)
+			case *networkingv1.Ingress:
+				m.ingresses = append(m.ingresses, o)
 			}
 		}
 	}
@@ -257,6 +285,7 @@ func loadManifests(t *testing.T) *manifests {
 	for _, names := range [][]string{
 		namesOf(m.deployments), namesOf(m.services), namesOf(m.pdbs), namesOf(m.hpas),
 		namesOf(m.configMaps), namesOf(m.secrets), namesOf(m.serviceAccounts),
+		namesOf(m.networkPolicies), namesOf(m.ingresses),
 	} {
 		for i := 1; i < len(names); i++ {
 			if slices.Contains(names[:i], names[i]) {
@@ -301,6 +330,12 @@ func allObjects(m *manifests) []metav1.Object {
 		out = append(out, o)
 	}
 	for _, o := range m.serviceAccounts {
+		out = append(out, o)
+	}
+	for _, o := range m.networkPolicies {
+		out = append(out, o)
+	}
+	for _, o := range m.ingresses {
 		out = append(out, o)
 	}
 	return out
@@ -471,12 +506,80 @@ func durationSetting(t *testing.T, env map[string]envValue, name string, def tim
 	return d
 }
 
+// serverAccepts loads a process's settings the way the server does and validates them: what the
+// server would refuse at start, a manifest must not ask of it. env holds what the process sees
+// (values of Secrets are the templates' placeholders); modules is its --modules flag ("" for
+// none). It returns the configuration the process would run with.
+func serverAccepts(t *testing.T, where string, env map[string]envValue, modules string) *app.Config {
+	t.Helper()
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v.value)
+	}
+	if unknown := config.UnknownEnv(&app.Config{}, environ, "ONSALE_", nil); len(unknown) > 0 {
+		t.Errorf("%s: settings the server does not know: %v", where, unknown)
+	}
+	cfg := &app.Config{}
+	if err := config.Load(cfg, func(name string) string { return env[name].value }, ""); err != nil {
+		t.Errorf("%s: the server cannot read its settings: %v", where, err)
+		return cfg
+	}
+	if modules != "" {
+		cfg.Modules = modules
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("%s: the server would refuse to start:\n%v", where, err)
+	}
+	return cfg
+}
+
+// containerModules returns the value of the container's --modules flag ("" without one). The
+// image's entrypoint is the server, so args are its flags; anything but --modules is refused
+// here, since a flag the server does not know stops it.
+func containerModules(t *testing.T, c *corev1.Container) string {
+	t.Helper()
+	if len(c.Command) > 0 {
+		t.Errorf("container %s overrides the image's entrypoint with %v", c.Name, c.Command)
+	}
+	return modulesFlag(t, c.Name, c.Args)
+}
+
+// modulesFlag reads --modules (or -modules) from a server's arguments, in any of the forms Go's
+// flag package takes.
+func modulesFlag(t *testing.T, where string, args []string) string {
+	t.Helper()
+	modules := ""
+	for i := 0; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !strings.HasPrefix(args[i], "-") || name != "modules" {
+			t.Errorf("%s: argument %q: the server is given no flag but --modules here", where, args[i])
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				t.Errorf("%s: --modules without a value", where)
+				break
+			}
+			i++
+			value = args[i]
+		}
+		modules = value
+	}
+	return modules
+}
+
 func TestManifestsDecodeStrictly(t *testing.T) {
 	m := loadManifests(t)
 	if len(m.deployments) == 0 || len(m.services) == 0 || len(m.pdbs) == 0 || len(m.hpas) == 0 ||
 		len(m.configMaps) == 0 || len(m.secrets) == 0 {
 		t.Errorf("want a Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler, ConfigMap and Secret; found %d, %d, %d, %d, %d, %d",
 			len(m.deployments), len(m.services), len(m.pdbs), len(m.hpas), len(m.configMaps), len(m.secrets))
+	}
+	sm := loadSplitManifests(t)
+	if len(sm.deployments) == 0 || len(sm.services) == 0 || len(sm.pdbs) == 0 || len(sm.configMaps) == 0 ||
+		len(sm.secrets) == 0 || len(sm.networkPolicies) == 0 || len(sm.ingresses) == 0 {
+		t.Errorf("k8s/split: want Deployments, Services, PodDisruptionBudgets, a ConfigMap, a Secret, a NetworkPolicy and an Ingress; found %d, %d, %d, %d, %d, %d, %d",
+			len(sm.deployments), len(sm.services), len(sm.pdbs), len(sm.configMaps), len(sm.secrets), len(sm.networkPolicies), len(sm.ingresses))
 	}
 }
 
@@ -529,6 +632,13 @@ func TestDeploymentProbesAndPorts(t *testing.T) {
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 		t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
 	}
+	checkProbesAndPorts(t, m, c)
+}
+
+// checkProbesAndPorts: the port named http is where the server listens, and the probes ask it
+// the right questions.
+func checkProbesAndPorts(t *testing.T, m *manifests, c *corev1.Container) {
+	t.Helper()
 	if c.Image == "" {
 		t.Error("the server container has no image")
 	}
@@ -594,8 +704,7 @@ func TestDeploymentProbesAndPorts(t *testing.T) {
 // latest) lets replicas of one Deployment run different builds and leaves a rollback nothing to
 // go back to.
 func TestImagesPinned(t *testing.T) {
-	m := loadManifests(t)
-	for _, d := range m.deployments {
+	for _, d := range append(loadManifests(t).deployments, loadSplitManifests(t).deployments...) {
 		spec := d.Spec.Template.Spec
 		for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
 			ref := c.Image
@@ -620,6 +729,30 @@ func TestImagesPinned(t *testing.T) {
 func TestMetricsOnInternalPort(t *testing.T) {
 	m := loadManifests(t)
 	d, c := m.theDeployment(t)
+	checkDebugPort(t, m, d, c)
+
+	cf := loadCompose(t)
+	jobs := scrapeJobs(t)
+	job, ok := jobs["onsale"]
+	if !ok || job.path != "/metrics" {
+		t.Fatalf("prometheus.yml has no job onsale scraping /metrics: %+v", jobs)
+	}
+	for _, name := range []string{"onsale-1", "onsale-2", "onsale-3"} {
+		_, p, err := net.SplitHostPort(cf.Services[name].env("ONSALE_DEBUG_ADDR"))
+		if err != nil {
+			t.Errorf("%s: ONSALE_DEBUG_ADDR=%q: %v", name, cf.Services[name].env("ONSALE_DEBUG_ADDR"), err)
+			continue
+		}
+		if !slices.Contains(job.targets, name+":"+p) {
+			t.Errorf("prometheus.yml does not scrape %s:%s (targets %v)", name, p, job.targets)
+		}
+	}
+}
+
+// checkDebugPort: /metrics and pprof are on ONSALE_DEBUG_ADDR, a named container port other than
+// http, which Prometheus is pointed at and no Service exposes.
+func checkDebugPort(t *testing.T, m *manifests, d *appsv1.Deployment, c *corev1.Container) {
+	t.Helper()
 	env := containerEnv(t, m, c)
 	addr := env["ONSALE_DEBUG_ADDR"].value
 	host, portStr, err := net.SplitHostPort(addr)
@@ -652,28 +785,17 @@ func TestMetricsOnInternalPort(t *testing.T) {
 			}
 		}
 	}
-
-	cf := loadCompose(t)
-	jobs := scrapeJobs(t)
-	job, ok := jobs["onsale"]
-	if !ok || job.path != "/metrics" {
-		t.Fatalf("prometheus.yml has no job onsale scraping /metrics: %+v", jobs)
-	}
-	for _, name := range []string{"onsale-1", "onsale-2", "onsale-3"} {
-		_, p, err := net.SplitHostPort(cf.Services[name].env("ONSALE_DEBUG_ADDR"))
-		if err != nil {
-			t.Errorf("%s: ONSALE_DEBUG_ADDR=%q: %v", name, cf.Services[name].env("ONSALE_DEBUG_ADDR"), err)
-			continue
-		}
-		if !slices.Contains(job.targets, name+":"+p) {
-			t.Errorf("prometheus.yml does not scrape %s:%s (targets %v)", name, p, job.targets)
-		}
-	}
 }
 
 func TestDeploymentResources(t *testing.T) {
 	m := loadManifests(t)
 	_, c := m.theDeployment(t)
+	checkResources(t, m, c)
+}
+
+// checkResources: requests and limits for CPU and memory, and GOMEMLIMIT below the memory limit.
+func checkResources(t *testing.T, m *manifests, c *corev1.Container) {
+	t.Helper()
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, okReq := c.Resources.Requests[r]
 		lim, okLim := c.Resources.Limits[r]
@@ -717,6 +839,12 @@ func parseGoMemLimit(s string) (int64, error) {
 func TestDeploymentShutdown(t *testing.T) {
 	m := loadManifests(t)
 	d, c := m.theDeployment(t)
+	checkShutdown(t, m, d, c)
+}
+
+// checkShutdown: the grace period holds the preStop sleep and the server's whole shutdown.
+func checkShutdown(t *testing.T, m *manifests, d *appsv1.Deployment, c *corev1.Container) {
+	t.Helper()
 	env := containerEnv(t, m, c)
 	drain := durationSetting(t, env, "ONSALE_DRAIN_DELAY", defaultDrainDelay)
 	shutdown := durationSetting(t, env, "ONSALE_SHUTDOWN_TIMEOUT", defaultShutdownTimeout)
@@ -755,6 +883,13 @@ func TestDeploymentShutdown(t *testing.T) {
 func TestDeploymentSecurity(t *testing.T) {
 	m := loadManifests(t)
 	d, c := m.theDeployment(t)
+	checkSecurity(t, m, d, c)
+}
+
+// checkSecurity: non-root, read-only root with emptyDirs for the data directory and /tmp, no
+// privileges, no service account token, no service links.
+func checkSecurity(t *testing.T, m *manifests, d *appsv1.Deployment, c *corev1.Container) {
+	t.Helper()
 	pod := d.Spec.Template.Spec
 	psc := pod.SecurityContext
 	if psc == nil {
@@ -811,7 +946,7 @@ func TestDeploymentSecurity(t *testing.T) {
 			found = found || sa.Name == pod.ServiceAccountName
 		}
 		if !found {
-			t.Errorf("serviceAccountName %q is not in deploy/k8s", pod.ServiceAccountName)
+			t.Errorf("serviceAccountName %q is not among the manifests", pod.ServiceAccountName)
 		}
 	}
 
@@ -847,6 +982,12 @@ func volumeAt(pod corev1.PodSpec, c *corev1.Container, dir string) *corev1.Volum
 func TestDeploymentPlacement(t *testing.T) {
 	m := loadManifests(t)
 	d, _ := m.theDeployment(t)
+	checkPlacement(t, d)
+}
+
+// checkPlacement: the Deployment's pods spread over zones and, preferably, nodes.
+func checkPlacement(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
 	podLabels := labels.Set(d.Spec.Template.Labels)
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil || sel.Empty() || !sel.Matches(podLabels) {
@@ -934,49 +1075,64 @@ func TestProductionEnvironment(t *testing.T) {
 	}
 
 	// The key files are files of a Secret volume, with keys that the Secret has.
-	spec := d.Spec.Template.Spec
 	for _, name := range []string{"ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE"} {
-		path := env[name].value
-		if !filepath.IsAbs(path) {
-			t.Errorf("%s = %q, want an absolute path into the keys Secret volume", name, path)
-			continue
-		}
-		vol := volumeAt(spec, c, filepath.Dir(path))
-		if vol == nil || vol.Secret == nil {
-			t.Errorf("%s = %s is not in a Secret volume mount", name, path)
-			continue
-		}
-		s := m.secret(vol.Secret.SecretName)
-		if s == nil {
-			t.Errorf("volume %s refers to Secret %q, which is not in deploy/k8s", vol.Name, vol.Secret.SecretName)
-			continue
-		}
-		key := filepath.Base(path)
-		if len(vol.Secret.Items) > 0 {
-			key = ""
-			for _, it := range vol.Secret.Items {
-				if it.Path == filepath.Base(path) {
-					key = it.Key
-				}
+		secretFile(t, m, d, c, env, name)
+	}
+	checkVolumeItems(t, m, d)
+	serverAccepts(t, d.Name, env, containerModules(t, c))
+}
+
+// secretFile checks that the file a setting names is a file of a Secret volume mounted in the
+// container, projected from a key the Secret has, readable by no one but the server's group; it
+// returns the Secret and key ("" when a check failed).
+func secretFile(t *testing.T, m *manifests, d *appsv1.Deployment, c *corev1.Container, env map[string]envValue, name string) (secret, key string) {
+	t.Helper()
+	path := env[name].value
+	if !filepath.IsAbs(path) {
+		t.Errorf("%s: %s = %q, want an absolute path into a Secret volume", d.Name, name, path)
+		return "", ""
+	}
+	vol := volumeAt(d.Spec.Template.Spec, c, filepath.Dir(path))
+	if vol == nil || vol.Secret == nil {
+		t.Errorf("%s: %s = %s is not in a Secret volume mount", d.Name, name, path)
+		return "", ""
+	}
+	s := m.secret(vol.Secret.SecretName)
+	if s == nil {
+		t.Errorf("%s: volume %s refers to Secret %q, which is not among the manifests", d.Name, vol.Name, vol.Secret.SecretName)
+		return "", ""
+	}
+	key = filepath.Base(path)
+	if len(vol.Secret.Items) > 0 {
+		key = ""
+		for _, it := range vol.Secret.Items {
+			if it.Path == filepath.Base(path) {
+				key = it.Key
 			}
-			if key == "" {
-				t.Errorf("%s = %s: volume %s projects no item to %s", name, path, vol.Name, filepath.Base(path))
-				continue
-			}
 		}
-		if !secretKeys(s)[key] {
-			t.Errorf("%s: Secret %s has no key %q", name, s.Name, key)
-		}
-		if mode := vol.Secret.DefaultMode; mode != nil && *mode&0o007 != 0 {
-			t.Errorf("volume %s: defaultMode %#o lets everyone read the private keys", vol.Name, *mode)
+		if key == "" {
+			t.Errorf("%s: %s = %s: volume %s projects no item to %s", d.Name, name, path, vol.Name, filepath.Base(path))
+			return "", ""
 		}
 	}
-	// Every projected item of every Secret or ConfigMap volume exists.
-	for _, vol := range spec.Volumes {
+	if !secretKeys(s)[key] {
+		t.Errorf("%s: %s: Secret %s has no key %q", d.Name, name, s.Name, key)
+		return "", ""
+	}
+	if mode := vol.Secret.DefaultMode; mode != nil && *mode&0o007 != 0 {
+		t.Errorf("%s: volume %s: defaultMode %#o lets everyone read %s", d.Name, vol.Name, *mode, key)
+	}
+	return s.Name, key
+}
+
+// checkVolumeItems: every projected item of every Secret or ConfigMap volume exists.
+func checkVolumeItems(t *testing.T, m *manifests, d *appsv1.Deployment) {
+	t.Helper()
+	for _, vol := range d.Spec.Template.Spec.Volumes {
 		if vol.Secret != nil {
 			s := m.secret(vol.Secret.SecretName)
 			if s == nil {
-				t.Errorf("volume %s: Secret %q is not in deploy/k8s", vol.Name, vol.Secret.SecretName)
+				t.Errorf("%s: volume %s: Secret %q is not among the manifests", d.Name, vol.Name, vol.Secret.SecretName)
 				continue
 			}
 			for _, it := range vol.Secret.Items {
@@ -988,7 +1144,7 @@ func TestProductionEnvironment(t *testing.T) {
 		if vol.ConfigMap != nil {
 			cm := m.configMap(vol.ConfigMap.Name)
 			if cm == nil {
-				t.Errorf("volume %s: ConfigMap %q is not in deploy/k8s", vol.Name, vol.ConfigMap.Name)
+				t.Errorf("%s: volume %s: ConfigMap %q is not among the manifests", d.Name, vol.Name, vol.ConfigMap.Name)
 				continue
 			}
 			for _, it := range vol.ConfigMap.Items {
@@ -1115,6 +1271,635 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	t.Logf("at maxReplicas the pools hold up to %d x %d = %d PostgreSQL connections", h.Spec.MaxReplicas, conns, int(h.Spec.MaxReplicas)*conns)
 }
 
+// ---- a split deployment on Kubernetes (deploy/k8s/split) ----
+
+// apiRoute is one operation of the published API and the module whose process serves it ("" for
+// every process).
+type apiRoute struct {
+	method, path, module string
+}
+
+// moduleOfTag says which module serves the operations of each tag of api/openapi.yaml.
+var moduleOfTag = map[string]string{
+	"operations": "", "auth": app.Auth, "events": app.Inventory, "holds": app.Inventory,
+	"orders": app.Payment, "checkins": app.Payment,
+}
+
+// apiRoutes lists the operations of api/openapi.yaml with a concrete path (parameters filled in)
+// and the module that serves them, by their tag.
+func apiRoutes(t *testing.T) []apiRoute {
+	t.Helper()
+	data, err := os.ReadFile("../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Paths map[string]map[string]yamlv3.Node `yaml:"paths"`
+	}
+	if err := yamlv3.Unmarshal(data, &spec); err != nil {
+		t.Fatalf("api/openapi.yaml: %v", err)
+	}
+	param := regexp.MustCompile(`\{[^}]+\}`)
+	var routes []apiRoute
+	for path, item := range spec.Paths {
+		for method, node := range item {
+			switch method {
+			case "get", "put", "post", "delete", "patch", "head", "options":
+			default:
+				continue
+			}
+			var op struct {
+				Tags []string `yaml:"tags"`
+			}
+			if err := node.Decode(&op); err != nil || len(op.Tags) != 1 {
+				t.Errorf("%s %s: want exactly one tag, the module that serves it (%v)", method, path, err)
+				continue
+			}
+			module, ok := moduleOfTag[op.Tags[0]]
+			if !ok {
+				t.Errorf("%s %s: tag %q is new: route it in deploy/nginx/split.conf and deploy/k8s/split/ingress.yaml, and add it to moduleOfTag",
+					method, path, op.Tags[0])
+				continue
+			}
+			concrete := param.ReplaceAllString(path, "0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11")
+			routes = append(routes, apiRoute{method: strings.ToUpper(method), path: concrete, module: module})
+		}
+	}
+	if len(routes) < 20 {
+		t.Fatalf("only %d operations in api/openapi.yaml", len(routes))
+	}
+	sort.Slice(routes, func(i, j int) bool { return routes[i].path+routes[i].method < routes[j].path+routes[j].method })
+	return routes
+}
+
+// splitTier is one Deployment of k8s/split: its server container, what it runs and the
+// configuration the server would run with.
+type splitTier struct {
+	d     *appsv1.Deployment
+	c     *corev1.Container
+	env   map[string]envValue
+	cfg   *app.Config
+	local map[string]bool
+}
+
+// serverContainer returns the Deployment's container with the port named http.
+func serverContainer(t *testing.T, d *appsv1.Deployment) *corev1.Container {
+	t.Helper()
+	for i := range d.Spec.Template.Spec.Containers {
+		c := &d.Spec.Template.Spec.Containers[i]
+		if containerPort(c, "http") != nil {
+			return c
+		}
+	}
+	t.Fatalf("Deployment %s has no container with a port named http", d.Name)
+	return nil
+}
+
+func containerPort(c *corev1.Container, name string) *corev1.ContainerPort {
+	for i := range c.Ports {
+		if c.Ports[i].Name == name {
+			return &c.Ports[i]
+		}
+	}
+	return nil
+}
+
+// listenPort is the port of a listen address such as ":9090" (0 when there is none).
+func listenPort(addr string) int32 {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return int32(n)
+}
+
+// loadSplitTiers checks each Deployment's --modules against its name and the server's own
+// validation of its settings, and returns the tiers.
+func loadSplitTiers(t *testing.T, m *manifests) []*splitTier {
+	t.Helper()
+	if len(m.deployments) == 0 {
+		t.Fatal("no Deployment in deploy/k8s/split")
+	}
+	var tiers []*splitTier
+	for _, d := range m.deployments {
+		c := serverContainer(t, d)
+		modules := containerModules(t, c)
+		// onsale-payment runs payment; onsale-auth-inventory would run auth,inventory.
+		named, ok := strings.CutPrefix(d.Name, "onsale-")
+		if want := strings.ReplaceAll(named, "-", ","); !ok || modules != want {
+			t.Errorf("Deployment %s runs --modules=%q; its name says %q", d.Name, modules, want)
+		}
+		local, err := app.ParseModules(modules)
+		if err != nil || modules == "" || modules == "all" {
+			t.Errorf("Deployment %s: --modules=%q: a tier names the modules it runs (%v)", d.Name, modules, err)
+			continue
+		}
+		env := containerEnv(t, m, c)
+		if v, ok := env["ONSALE_MODULES"]; ok {
+			t.Errorf("Deployment %s also sets ONSALE_MODULES=%q (from %s): --modules alone says what it runs", d.Name, v.value, v.source)
+		}
+		tiers = append(tiers, &splitTier{d: d, c: c, env: env, cfg: serverAccepts(t, d.Name, env, modules), local: local})
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tiers
+}
+
+// TestSplitManifests: the split tiers are held to what the all-in-one Deployment is (probes,
+// shutdown, security, resources, placement, metrics off the public port), and each runs what its
+// name says with settings the server accepts.
+func TestSplitManifests(t *testing.T) {
+	m := loadSplitManifests(t)
+	tiers := loadSplitTiers(t, m)
+	for _, tier := range tiers {
+		t.Run(tier.d.Name, func(t *testing.T) {
+			if r := tier.d.Spec.Replicas; r == nil || *r < 2 {
+				t.Errorf("replicas = %v: a tier of one pod is down whenever that pod is", r)
+			}
+			checkProbesAndPorts(t, m, tier.c)
+			checkShutdown(t, m, tier.d, tier.c)
+			checkSecurity(t, m, tier.d, tier.c)
+			checkResources(t, m, tier.c)
+			checkPlacement(t, tier.d)
+			checkDebugPort(t, m, tier.d, tier.c)
+			checkVolumeItems(t, m, tier.d)
+			for _, name := range connectionURLs {
+				if v, ok := tier.env[name]; ok && !v.fromSecret {
+					t.Errorf("%s comes from %s: connection URLs carry passwords and must come from a Secret", name, v.source)
+				}
+			}
+		})
+	}
+	// Every module runs in exactly one tier.
+	for _, module := range app.ModuleNames() {
+		var in []string
+		for _, tier := range tiers {
+			if tier.local[module] {
+				in = append(in, tier.d.Name)
+			}
+		}
+		if len(in) != 1 {
+			t.Errorf("module %s runs in %v: want exactly one tier", module, in)
+		}
+	}
+	// One PodDisruptionBudget per tier.
+	for _, tier := range tiers {
+		podLabels := labels.Set(tier.d.Spec.Template.Labels)
+		n := 0
+		for _, pdb := range m.pdbs {
+			if sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(podLabels) {
+				n++
+				if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.String() != "1" {
+					t.Errorf("PodDisruptionBudget %s: want maxUnavailable 1", pdb.Name)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d PodDisruptionBudgets select its pods, want 1", tier.d.Name, n)
+		}
+	}
+}
+
+// serviceTarget resolves a Service port to the container port it reaches in each Deployment the
+// Service selects.
+func serviceTarget(svc *corev1.Service, port corev1.ServicePort, tiers []*splitTier) map[*splitTier]*corev1.ContainerPort {
+	out := map[*splitTier]*corev1.ContainerPort{}
+	if len(svc.Spec.Selector) == 0 {
+		return out
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	for _, tier := range tiers {
+		if !sel.Matches(labels.Set(tier.d.Spec.Template.Labels)) {
+			continue
+		}
+		for i := range tier.c.Ports {
+			cp := &tier.c.Ports[i]
+			if (port.TargetPort.Type == intstr.String && port.TargetPort.StrVal == cp.Name) ||
+				(port.TargetPort.Type == intstr.Int && port.TargetPort.IntVal == cp.ContainerPort) ||
+				(port.TargetPort.Type == intstr.Int && port.TargetPort.IntVal == 0 && port.Port == cp.ContainerPort) {
+				out[tier] = cp
+			}
+		}
+	}
+	return out
+}
+
+func (m *manifests) service(name string) *corev1.Service {
+	for _, s := range m.services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// TestSplitWiring: how the tiers find and trust one another. Each ONSALE_*_URL is the internal
+// port of a Service that reaches the tier running that module, and names only a module the tier
+// depends on (a URL makes /readyz wait for that module: one for a module nothing calls couples
+// the tiers' readiness for nothing, and could make two tiers wait for each other at start).
+// Every tier mounts the same internal secret; only the tier that signs holds a private key.
+func TestSplitWiring(t *testing.T) {
+	m := loadSplitManifests(t)
+	tiers := loadSplitTiers(t, m)
+	runs := map[string]*splitTier{}
+	for _, tier := range tiers {
+		for module := range tier.local {
+			runs[module] = tier
+		}
+	}
+	needs := func(tier *splitTier) map[string]bool {
+		out := map[string]bool{}
+		for _, r := range app.Registrations() {
+			if !tier.local[r.Name] {
+				continue
+			}
+			for _, dep := range r.DependsOn {
+				if !tier.local[dep] {
+					out[dep] = true
+				}
+			}
+		}
+		return out
+	}
+
+	var secretRef string
+	for _, tier := range tiers {
+		d := tier.d
+		internal := containerPort(tier.c, "internal")
+		if internal == nil {
+			t.Errorf("%s: no container port named internal", d.Name)
+		} else if p := listenPort(tier.cfg.Internal.Addr); p != internal.ContainerPort {
+			t.Errorf("%s: ONSALE_INTERNAL_ADDR=%q, but the port named internal is %d", d.Name, tier.cfg.Internal.Addr, internal.ContainerPort)
+		}
+		if http := containerPort(tier.c, "http"); http != nil && internal != nil && http.ContainerPort == internal.ContainerPort {
+			t.Errorf("%s: the internal API and the public API share port %d", d.Name, http.ContainerPort)
+		}
+
+		for _, module := range app.ModuleNames() {
+			raw := tier.cfg.Internal.URL(module)
+			if raw == "" {
+				continue
+			}
+			if tier.local[module] || !needs(tier)[module] {
+				t.Errorf("%s sets %s=%s, but no module it runs calls %s", d.Name, settingOf(module), raw, module)
+				continue
+			}
+			u, err := url.Parse(raw)
+			if err != nil || u.Scheme != "http" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+				t.Errorf("%s: %s=%q: want http://SERVICE:PORT", d.Name, settingOf(module), raw)
+				continue
+			}
+			svc := m.service(u.Hostname())
+			if svc == nil {
+				t.Errorf("%s: %s=%s names no Service of deploy/k8s/split", d.Name, settingOf(module), raw)
+				continue
+			}
+			port, _ := strconv.Atoi(u.Port())
+			var sp *corev1.ServicePort
+			for i := range svc.Spec.Ports {
+				if int(svc.Spec.Ports[i].Port) == port {
+					sp = &svc.Spec.Ports[i]
+				}
+			}
+			if sp == nil {
+				t.Errorf("%s: %s=%s: Service %s has no port %d", d.Name, settingOf(module), raw, svc.Name, port)
+				continue
+			}
+			targets := serviceTarget(svc, *sp, tiers)
+			if len(targets) == 0 {
+				t.Errorf("%s: %s=%s: Service %s port %d reaches no server container", d.Name, settingOf(module), raw, svc.Name, port)
+			}
+			for target, cp := range targets {
+				if !target.local[module] {
+					t.Errorf("%s: %s=%s reaches %s, which does not run %s", d.Name, settingOf(module), raw, target.d.Name, module)
+				}
+				if cp.Name != "internal" {
+					t.Errorf("%s: %s=%s reaches port %s of %s, not its internal API", d.Name, settingOf(module), raw, cp.Name, target.d.Name)
+				}
+			}
+		}
+		// Validation already refuses a missing URL; this says which tier is meant.
+		for dep := range needs(tier) {
+			if tier.cfg.Internal.URL(dep) == "" && runs[dep] != nil {
+				t.Errorf("%s needs %s: set %s to http://%s:PORT (its internal port)", d.Name, dep, settingOf(dep), runs[dep].d.Name)
+			}
+		}
+
+		// The internal secret: a file of one Secret, the same in every tier.
+		if tier.cfg.Internal.SecretFile == "" {
+			t.Errorf("%s: ONSALE_INTERNAL_SECRET_FILE is not set", d.Name)
+		} else if s, key := secretFile(t, m, d, tier.c, tier.env, "ONSALE_INTERNAL_SECRET_FILE"); s != "" {
+			if ref := s + "/" + key; secretRef == "" {
+				secretRef = ref
+			} else if ref != secretRef {
+				t.Errorf("%s reads the internal secret from %s, another tier from %s: every process must present the same one", d.Name, ref, secretRef)
+			}
+		}
+	}
+
+	// The private keys: only the tier that signs with them mounts them.
+	for _, keys := range []struct{ module, setting string }{{app.Auth, "ONSALE_JWT_KEYS_FILE"}, {app.Payment, "ONSALE_TICKET_KEYS_FILE"}} {
+		owner := runs[keys.module]
+		if owner == nil {
+			continue
+		}
+		secret, key := secretFile(t, m, owner.d, owner.c, owner.env, keys.setting)
+		if secret == "" {
+			continue
+		}
+		for _, tier := range tiers {
+			if tier.local[keys.module] {
+				continue
+			}
+			if v, ok := tier.env[keys.setting]; ok {
+				t.Errorf("%s sets %s=%q (from %s) without running %s", tier.d.Name, keys.setting, v.value, v.source, keys.module)
+			}
+			if where := mountsSecretKey(m, tier.d, secret, key); where != "" {
+				t.Errorf("%s mounts %s's private keys (Secret %s, key %s) through %s without running %s", tier.d.Name, keys.module, secret, key, where, keys.module)
+			}
+		}
+	}
+}
+
+func settingOf(module string) string { return "ONSALE_" + strings.ToUpper(module) + "_URL" }
+
+// mountsSecretKey tells how a Deployment's pods get a Secret's key, if they do: a volume (the
+// whole Secret or the item), a projected volume, an env reference or envFrom.
+func mountsSecretKey(m *manifests, d *appsv1.Deployment, secret, key string) string {
+	spec := d.Spec.Template.Spec
+	has := func(items []corev1.KeyToPath) bool {
+		if len(items) == 0 {
+			s := m.secret(secret)
+			return s == nil || secretKeys(s)[key]
+		}
+		return slices.ContainsFunc(items, func(it corev1.KeyToPath) bool { return it.Key == key })
+	}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == secret && has(v.Secret.Items) {
+			return "volume " + v.Name
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil && src.Secret.Name == secret && has(src.Secret.Items) {
+					return "projected volume " + v.Name
+				}
+			}
+		}
+	}
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		for _, e := range c.Env {
+			if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil && r.SecretKeyRef.Name == secret && r.SecretKeyRef.Key == key {
+				return "env " + e.Name
+			}
+		}
+		for _, ef := range c.EnvFrom {
+			if ef.SecretRef != nil && ef.SecretRef.Name == secret && has(nil) {
+				return "envFrom"
+			}
+		}
+	}
+	return ""
+}
+
+// policyAdmits tells whether a NetworkPolicy rule's ports take the container port.
+func policyAdmits(ports []networkingv1.NetworkPolicyPort, cp *corev1.ContainerPort) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, p := range ports {
+		if p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		switch {
+		case p.Port == nil:
+			return true
+		case p.Port.Type == intstr.String:
+			if p.Port.StrVal == cp.Name {
+				return true
+			}
+		case p.EndPort != nil:
+			if p.Port.IntVal <= cp.ContainerPort && cp.ContainerPort <= *p.EndPort {
+				return true
+			}
+		default:
+			if p.Port.IntVal == cp.ContainerPort {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestSplitNetworkPolicy: where policies are enforced, only onsale pods reach a tier's internal
+// port, every tier that calls another is among them, and the public and debug ports stay open.
+func TestSplitNetworkPolicy(t *testing.T) {
+	m := loadSplitManifests(t)
+	tiers := loadSplitTiers(t, m)
+	for _, tier := range tiers {
+		podLabels := labels.Set(tier.d.Spec.Template.Labels)
+		var rules []networkingv1.NetworkPolicyIngressRule
+		for _, np := range m.networkPolicies {
+			sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+			if err != nil || !sel.Matches(podLabels) {
+				continue
+			}
+			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+				continue
+			}
+			rules = append(rules, np.Spec.Ingress...)
+		}
+		if rules == nil {
+			t.Errorf("%s: no NetworkPolicy restricts who reaches its pods", tier.d.Name)
+			continue
+		}
+		internal, http, debug := containerPort(tier.c, "internal"), containerPort(tier.c, "http"), containerPort(tier.c, "debug")
+		if internal == nil || http == nil || debug == nil {
+			t.Errorf("%s: want container ports named http, internal and debug", tier.d.Name)
+			continue
+		}
+		admitted := func(cp *corev1.ContainerPort) bool {
+			return slices.ContainsFunc(rules, func(r networkingv1.NetworkPolicyIngressRule) bool { return policyAdmits(r.Ports, cp) })
+		}
+		if !admitted(http) {
+			t.Errorf("%s: the NetworkPolicy leaves no way to its public port: the Ingress could not reach it", tier.d.Name)
+		}
+		if !admitted(debug) {
+			t.Errorf("%s: the NetworkPolicy leaves no way to its debug port: Prometheus could not scrape it", tier.d.Name)
+		}
+		// Who may reach the internal port: only peers that are onsale pods of this namespace.
+		var peers []networkingv1.NetworkPolicyPeer
+		for _, r := range rules {
+			if !policyAdmits(r.Ports, internal) {
+				continue
+			}
+			if len(r.From) == 0 {
+				t.Errorf("%s: a NetworkPolicy rule admits anyone to the internal port %d", tier.d.Name, internal.ContainerPort)
+			}
+			peers = append(peers, r.From...)
+		}
+		notOnsale := labels.Set{}
+		for k, v := range podLabels {
+			notOnsale[k] = v
+		}
+		notOnsale["app.kubernetes.io/name"] = "something-else"
+		for _, p := range peers {
+			if p.IPBlock != nil || p.NamespaceSelector != nil || p.PodSelector == nil {
+				t.Errorf("%s: the internal port admits %+v: want onsale pods of this namespace only (a podSelector alone)", tier.d.Name, p)
+				continue
+			}
+			sel, err := metav1.LabelSelectorAsSelector(p.PodSelector)
+			if err != nil || sel.Empty() || sel.Matches(notOnsale) {
+				t.Errorf("%s: the internal port admits pods by %v, which takes pods other than onsale's", tier.d.Name, p.PodSelector)
+			}
+		}
+		// Every tier that calls this one is admitted.
+		for _, caller := range tiers {
+			calls := false
+			for module := range tier.local {
+				calls = calls || (!caller.local[module] && caller.cfg.Internal.URL(module) != "")
+			}
+			if !calls {
+				continue
+			}
+			callerLabels := labels.Set(caller.d.Spec.Template.Labels)
+			ok := slices.ContainsFunc(peers, func(p networkingv1.NetworkPolicyPeer) bool {
+				sel, err := metav1.LabelSelectorAsSelector(p.PodSelector)
+				return p.PodSelector != nil && err == nil && sel.Matches(callerLabels)
+			})
+			if !ok {
+				t.Errorf("%s calls %s's internal API, but the NetworkPolicy does not admit it", caller.d.Name, tier.d.Name)
+			}
+		}
+	}
+}
+
+// ingressRoute is one path of an Ingress rule.
+type ingressRoute struct {
+	ing      *networkingv1.Ingress
+	path     string
+	pathType networkingv1.PathType
+	backend  networkingv1.IngressServiceBackend
+}
+
+// ingressMatch picks the route a request path takes, as the Ingress API defines it: an Exact
+// path over a Prefix one of the same length, else the longest Prefix matching whole path
+// elements.
+func ingressMatch(routes []ingressRoute, path string) *ingressRoute {
+	var best *ingressRoute
+	for i := range routes {
+		r := &routes[i]
+		var ok bool
+		switch r.pathType {
+		case networkingv1.PathTypeExact:
+			ok = path == r.path
+		case networkingv1.PathTypePrefix:
+			prefix := strings.TrimSuffix(r.path, "/")
+			ok = prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
+		}
+		if !ok {
+			continue
+		}
+		if best == nil || len(r.path) > len(best.path) ||
+			(len(r.path) == len(best.path) && r.pathType == networkingv1.PathTypeExact) {
+			best = r
+		}
+	}
+	return best
+}
+
+// TestSplitIngress: every operation of the API reaches, by its path, a tier that runs its module,
+// on the tier's public port; the order event streams are unbuffered and held open; nothing is
+// routed to an internal or debug port.
+func TestSplitIngress(t *testing.T) {
+	m := loadSplitManifests(t)
+	tiers := loadSplitTiers(t, m)
+	var routes []ingressRoute
+	for _, ing := range m.ingresses {
+		if ing.Spec.DefaultBackend != nil {
+			t.Errorf("Ingress %s has a default backend: route by path only", ing.Name)
+		}
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				if p.PathType == nil || (*p.PathType != networkingv1.PathTypeExact && *p.PathType != networkingv1.PathTypePrefix) {
+					t.Errorf("Ingress %s path %s: want pathType Exact or Prefix (ImplementationSpecific differs between controllers)", ing.Name, p.Path)
+					continue
+				}
+				if p.Backend.Service == nil {
+					t.Errorf("Ingress %s path %s has no Service backend", ing.Name, p.Path)
+					continue
+				}
+				routes = append(routes, ingressRoute{ing: ing, path: p.Path, pathType: *p.PathType, backend: *p.Backend.Service})
+			}
+		}
+	}
+	// Every backend is a Service port that reaches the public port of a tier.
+	reach := func(r *ingressRoute) map[*splitTier]*corev1.ContainerPort {
+		svc := m.service(r.backend.Name)
+		if svc == nil {
+			t.Errorf("Ingress %s path %s: no Service %s", r.ing.Name, r.path, r.backend.Name)
+			return nil
+		}
+		for _, sp := range svc.Spec.Ports {
+			if (r.backend.Port.Name != "" && sp.Name == r.backend.Port.Name) || (r.backend.Port.Name == "" && sp.Port == r.backend.Port.Number) {
+				return serviceTarget(svc, sp, tiers)
+			}
+		}
+		t.Errorf("Ingress %s path %s: Service %s has no port %v", r.ing.Name, r.path, svc.Name, r.backend.Port)
+		return nil
+	}
+	for i := range routes {
+		for tier, cp := range reach(&routes[i]) {
+			if cp.Name != "http" {
+				t.Errorf("Ingress %s path %s reaches port %s of %s: only the public port is for the outside", routes[i].ing.Name, routes[i].path, cp.Name, tier.d.Name)
+			}
+		}
+	}
+	for _, api := range apiRoutes(t) {
+		r := ingressMatch(routes, api.path)
+		if r == nil {
+			t.Errorf("%s %s: no Ingress routes it", api.method, api.path)
+			continue
+		}
+		targets := reach(r)
+		if len(targets) == 0 {
+			t.Errorf("%s %s: Ingress %s path %s reaches no tier", api.method, api.path, r.ing.Name, r.path)
+		}
+		for tier := range targets {
+			if api.module != "" && !tier.local[api.module] {
+				t.Errorf("%s %s goes to %s (Ingress %s, path %s), which does not run %s", api.method, api.path, tier.d.Name, r.ing.Name, r.path, api.module)
+			}
+		}
+	}
+	// The order event streams: unbuffered, and a read timeout that outlasts the heartbeats.
+	stream := ingressMatch(routes, "/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events")
+	if stream == nil {
+		t.Fatal("no Ingress routes the order event streams")
+	}
+	ann := stream.ing.Annotations
+	if ann["nginx.ingress.kubernetes.io/proxy-buffering"] != "off" {
+		t.Errorf("Ingress %s (the order event streams) does not turn proxy buffering off", stream.ing.Name)
+	}
+	if n, err := strconv.Atoi(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]); err != nil || n < 300 {
+		t.Errorf("Ingress %s (the order event streams): proxy-read-timeout %q, want 300 seconds or more", stream.ing.Name, ann["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+	}
+	// What an Ingress sends for /metrics, /debug or /internal reaches a public port, where the
+	// server does not serve them (the debug listener is set, and internal routes have a
+	// listener of their own).
+	for _, tier := range tiers {
+		if tier.cfg.DebugAddr == "" {
+			t.Errorf("%s: ONSALE_DEBUG_ADDR is empty, so its public port would serve /metrics", tier.d.Name)
+		}
+		if tier.cfg.Internal.Addr == "" || listenPort(tier.cfg.Internal.Addr) == listenPort(tier.cfg.HTTP.Addr) {
+			t.Errorf("%s: the internal API needs a listener of its own (ONSALE_INTERNAL_ADDR=%q)", tier.d.Name, tier.cfg.Internal.Addr)
+		}
+	}
+}
+
 // ---- docker compose ----
 
 type composeFile struct {
@@ -1190,6 +1975,24 @@ func (s composeService) env(name string) string {
 		return ""
 	}
 	return fmt.Sprint(v)
+}
+
+// envValues is the service's environment as the server sees it.
+func (s composeService) envValues(service string) map[string]envValue {
+	env := map[string]envValue{}
+	for k := range s.Environment {
+		env[k] = envValue{value: s.env(k), source: service}
+	}
+	return env
+}
+
+// hostPort is the host side of a published port ("8081" of "8081:8080" or "127.0.0.1:8081:8080").
+func hostPort(published string) string {
+	parts := strings.Split(published, ":")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[len(parts)-2]
 }
 
 func loadCompose(t *testing.T) *composeFile {
@@ -1315,10 +2118,8 @@ func TestCompose(t *testing.T) {
 		if p, err := netip.ParsePrefix(proxies); err != nil || p != subnet {
 			t.Errorf("%s: ONSALE_TRUSTED_PROXIES = %q, want the compose network's range %s", name, proxies, subnet)
 		}
-		env := map[string]envValue{}
-		for k := range s.Environment {
-			env[k] = envValue{value: s.env(k), source: name}
-		}
+		env := s.envValues(name)
+		serverAccepts(t, name, env, "")
 		drain := durationSetting(t, env, "ONSALE_DRAIN_DELAY", defaultDrainDelay)
 		shutdown := durationSetting(t, env, "ONSALE_SHUTDOWN_TIMEOUT", defaultShutdownTimeout)
 		grace, err := time.ParseDuration(s.StopGracePeriod)
@@ -1358,13 +2159,14 @@ func TestCompose(t *testing.T) {
 	}
 }
 
-func checkNginx(t *testing.T, replicas []string) {
+// readNginxConf reads an nginx configuration of deploy/nginx without its comments, so that prose
+// cannot satisfy a check.
+func readNginxConf(t *testing.T, file string) string {
 	t.Helper()
-	data, err := os.ReadFile("nginx/nginx.conf")
+	data, err := os.ReadFile(filepath.Join("nginx", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Comments out, so that prose cannot satisfy a check.
 	var b strings.Builder
 	for _, line := range strings.Split(string(data), "\n") {
 		line, _, _ = strings.Cut(line, "#")
@@ -1372,28 +2174,324 @@ func checkNginx(t *testing.T, replicas []string) {
 	}
 	conf := b.String()
 	if strings.Count(conf, "{") != strings.Count(conf, "}") {
-		t.Fatal("nginx.conf: unbalanced braces")
+		t.Fatalf("%s: unbalanced braces", file)
 	}
-	upstream := regexp.MustCompile(`(?s)upstream\s+(\w+)\s*\{(.*?)\}`).FindStringSubmatch(conf)
-	if upstream == nil {
-		t.Fatal("nginx.conf has no upstream block")
+	return conf
+}
+
+// nginxUpstreams returns the upstream blocks of a configuration: their servers (host:port) by
+// name.
+func nginxUpstreams(t *testing.T, file, conf string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, u := range regexp.MustCompile(`(?s)upstream\s+(\w+)\s*\{(.*?)\}`).FindAllStringSubmatch(conf, -1) {
+		if regexp.MustCompile(`(?m)^\s*keepalive\s`).MatchString(u[2]) {
+			t.Errorf("%s: the upstream %s keeps connections alive: a draining process would fail requests already sent", file, u[1])
+		}
+		servers := []string{}
+		for _, sv := range regexp.MustCompile(`(?m)^\s*server\s+([^\s;]+)`).FindAllStringSubmatch(u[2], -1) {
+			servers = append(servers, sv[1])
+		}
+		out[u[1]] = servers
 	}
-	for _, r := range replicas {
-		if !regexp.MustCompile(`server\s+` + regexp.QuoteMeta(r) + `:8080[\s;]`).MatchString(upstream[2]) {
-			t.Errorf("the upstream does not list %s:8080", r)
+	if len(out) == 0 {
+		t.Fatalf("%s has no upstream block", file)
+	}
+	return out
+}
+
+// TestComposeSplit: the split profile runs each module in a service of its own, from the same
+// image, with settings the server accepts; the services find one another on their internal ports
+// and share one internal secret; only auth holds the JWT keys and only payment the ticket keys;
+// nginx-split routes every operation by path to the service that runs its module, and
+// Prometheus scrapes every container of them.
+func TestComposeSplit(t *testing.T) {
+	cf := loadCompose(t)
+	gitignore, err := os.ReadFile(".gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subnet netip.Prefix
+	if n, ok := cf.Networks["default"]; ok && len(n.IPAM.Config) > 0 {
+		subnet, _ = netip.ParsePrefix(n.IPAM.Config[0].Subnet)
+	}
+
+	type process struct {
+		name  string
+		s     composeService
+		cfg   *app.Config
+		local map[string]bool
+	}
+	var procs []*process
+	runs := map[string]*process{}
+	for name, s := range cf.Services {
+		if !slices.Contains(s.Profiles, "split") || s.Build.Dockerfile == "" {
+			continue
+		}
+		if s.Image != "" {
+			t.Errorf("%s: image %q; the split processes are built from the repository like the replicas", name, s.Image)
+		}
+		if filepath.Clean(filepath.Join(s.Build.Context, s.Build.Dockerfile)) != filepath.Clean("../Dockerfile") {
+			t.Errorf("%s is built from %s/%s, want ../Dockerfile", name, s.Build.Context, s.Build.Dockerfile)
+		}
+		modules := modulesFlag(t, name, s.Command)
+		local, err := app.ParseModules(modules)
+		if err != nil || modules == "" || modules == "all" {
+			t.Errorf("%s: command %v: a split process names the modules it runs (%v)", name, s.Command, err)
+			continue
+		}
+		if want := "onsale-" + strings.ReplaceAll(modules, ",", "-"); name != want {
+			t.Errorf("service %s runs --modules=%s; name it %s", name, modules, want)
+		}
+		if len(s.Ports) > 0 {
+			t.Errorf("%s publishes ports: only nginx-split should", name)
+		}
+		if got := s.env("ONSALE_TRUSTED_PROXIES"); got != subnet.String() {
+			t.Errorf("%s: ONSALE_TRUSTED_PROXIES = %q, want the compose network's range %s", name, got, subnet)
+		}
+		env := s.envValues(name)
+		drain := durationSetting(t, env, "ONSALE_DRAIN_DELAY", defaultDrainDelay)
+		shutdown := durationSetting(t, env, "ONSALE_SHUTDOWN_TIMEOUT", defaultShutdownTimeout)
+		if grace, err := time.ParseDuration(s.StopGracePeriod); err != nil || grace < drain+shutdown {
+			t.Errorf("%s: stop_grace_period %q must exceed the drain delay + shutdown timeout (%s)", name, s.StopGracePeriod, drain+shutdown)
+		}
+		if !s.ReadOnly {
+			t.Errorf("%s: read_only is not true", name)
+		}
+		p := &process{name: name, s: s, cfg: serverAccepts(t, name, env, modules), local: local}
+		procs = append(procs, p)
+		for m := range local {
+			if other := runs[m]; other != nil {
+				t.Errorf("module %s runs in both %s and %s: a split service per module (scale a service for more)", m, other.name, name)
+			}
+			runs[m] = p
 		}
 	}
-	if regexp.MustCompile(`(?m)^\s*keepalive\s`).MatchString(upstream[2]) {
-		t.Error("the upstream keeps connections alive: a draining replica would fail requests already sent")
+	for _, m := range app.ModuleNames() {
+		if runs[m] == nil {
+			t.Errorf("no service of the split profile runs %s", m)
+		}
 	}
-	if !strings.Contains(conf, "proxy_pass http://"+upstream[1]) {
-		t.Errorf("nothing is proxied to the upstream %s", upstream[1])
+	if t.Failed() {
+		t.FailNow()
 	}
+	sort.Slice(procs, func(i, j int) bool { return procs[i].name < procs[j].name })
+
+	internalSecret := ""
+	for _, p := range procs {
+		// Connections: each service waits for what it uses.
+		for v, host := range map[string]string{"ONSALE_REDIS_URL": "redis", "ONSALE_DATABASE_URL": "postgres", "ONSALE_NATS_URL": "nats", "ONSALE_PROVIDER_URL": "provider"} {
+			if p.s.env(v) == "" {
+				continue
+			}
+			if !strings.Contains(p.s.env(v), "://"+host+":") && !strings.Contains(p.s.env(v), "@"+host+":") {
+				t.Errorf("%s: %s = %q does not point at the %s service", p.name, v, p.s.env(v), host)
+			}
+			if _, ok := p.s.DependsOn[host]; !ok {
+				t.Errorf("%s uses %s but does not depend on it", p.name, host)
+			}
+		}
+		// The files: compose secrets, git-ignored.
+		file := func(setting string) string {
+			secret, ok := strings.CutPrefix(p.s.env(setting), "/run/secrets/")
+			if !ok || !slices.Contains(p.s.Secrets, secret) {
+				t.Errorf("%s: %s = %q is not one of its secrets", p.name, setting, p.s.env(setting))
+				return ""
+			}
+			f := cf.Secrets[secret].File
+			if f == "" {
+				t.Errorf("secret %s has no file", secret)
+			} else if !slices.Contains(strings.Fields(string(gitignore)), filepath.Base(f)) {
+				t.Errorf("deploy/.gitignore does not list %s (secret %s)", filepath.Base(f), secret)
+			}
+			return secret
+		}
+		if secret := file("ONSALE_INTERNAL_SECRET_FILE"); secret != "" {
+			if internalSecret == "" {
+				internalSecret = secret
+			} else if secret != internalSecret {
+				t.Errorf("%s reads the internal secret %s, another process %s: every process must present the same one", p.name, secret, internalSecret)
+			}
+		}
+		for _, keys := range []struct{ module, setting, secret string }{
+			{app.Auth, "ONSALE_JWT_KEYS_FILE", "jwt-keys"}, {app.Payment, "ONSALE_TICKET_KEYS_FILE", "ticket-keys"},
+		} {
+			if p.local[keys.module] {
+				file(keys.setting)
+				continue
+			}
+			if v := p.s.env(keys.setting); v != "" {
+				t.Errorf("%s sets %s=%q without running %s", p.name, keys.setting, v, keys.module)
+			}
+			if slices.Contains(p.s.Secrets, keys.secret) {
+				t.Errorf("%s is given the secret %s (%s's private keys) without running %s", p.name, keys.secret, keys.module, keys.module)
+			}
+		}
+		// Where the other modules are: the internal port of the service that runs each, and
+		// only those the modules here call.
+		internalPort := listenPort(p.cfg.Internal.Addr)
+		if internalPort == 0 || internalPort == listenPort(p.cfg.HTTP.Addr) {
+			t.Errorf("%s: ONSALE_INTERNAL_ADDR=%q: the internal API needs a port of its own", p.name, p.cfg.Internal.Addr)
+		}
+		needs := map[string]bool{}
+		for _, r := range app.Registrations() {
+			for _, dep := range r.DependsOn {
+				if p.local[r.Name] && !p.local[dep] {
+					needs[dep] = true
+				}
+			}
+		}
+		for _, m := range app.ModuleNames() {
+			raw := p.cfg.Internal.URL(m)
+			if raw == "" {
+				continue
+			}
+			if !needs[m] {
+				t.Errorf("%s sets %s=%s, but no module it runs calls %s", p.name, settingOf(m), raw, m)
+				continue
+			}
+			target := runs[m]
+			u, err := url.Parse(raw)
+			if err != nil || u.Scheme != "http" || u.Hostname() != target.name || u.Port() != strconv.Itoa(int(listenPort(target.cfg.Internal.Addr))) {
+				t.Errorf("%s: %s=%s; want http://%s%s, the internal API of the service that runs %s", p.name, settingOf(m), raw, target.name, target.cfg.Internal.Addr, m)
+			}
+		}
+	}
+
+	// nginx-split: its own configuration and port, after the processes.
+	ng, ok := cf.Services["nginx-split"]
+	if !ok {
+		t.Fatal("no nginx-split service")
+	}
+	if !slices.Contains(ng.Profiles, "split") {
+		t.Error("nginx-split is not in the split profile")
+	}
+	mounted := false
+	for _, v := range ng.Volumes {
+		mounted = mounted || strings.HasPrefix(v, "./nginx/split.conf:/etc/nginx/nginx.conf")
+	}
+	if !mounted {
+		t.Error("nginx-split does not mount ./nginx/split.conf as its nginx.conf")
+	}
+	if len(ng.Ports) != 1 || len(cf.Services["nginx"].Ports) == 0 || hostPort(ng.Ports[0]) == hostPort(cf.Services["nginx"].Ports[0]) {
+		t.Errorf("nginx-split publishes %v, nginx %v: one port, not nginx's, so both shapes can run at once", ng.Ports, cf.Services["nginx"].Ports)
+	}
+	for _, p := range procs {
+		if _, ok := ng.DependsOn[p.name]; !ok {
+			t.Errorf("nginx-split does not depend on %s", p.name)
+		}
+	}
+	public := map[string]string{} // host:port of each process's public listener → its name
+	for _, p := range procs {
+		public[fmt.Sprintf("%s:%d", p.name, listenPort(p.cfg.HTTP.Addr))] = p.name
+	}
+	checkSplitNginx(t, public, func(name, module string) bool {
+		for _, p := range procs {
+			if p.name == name {
+				return p.local[module]
+			}
+		}
+		return false
+	})
+
+	// Prometheus finds every container of each split service on its debug port.
+	job := scrapeJobs(t)["onsale"]
+	for _, p := range procs {
+		want := fmt.Sprintf("%s:%d", p.name, listenPort(p.cfg.DebugAddr))
+		if !slices.Contains(job.dnsTargets, want) {
+			t.Errorf("prometheus.yml does not find %s's containers on their debug port (%s; DNS targets %v)", p.name, want, job.dnsTargets)
+		}
+	}
+}
+
+// checkSplitNginx: split.conf proxies only to the processes' public listeners (public: host:port
+// → service), sends every operation of the API to a process that runs its module (runs), streams
+// order events unbuffered, and refuses metrics, profiles and the internal API.
+func checkSplitNginx(t *testing.T, public map[string]string, runs func(service, module string) bool) {
+	t.Helper()
+	conf := readNginxConf(t, "split.conf")
+	upstreams := nginxUpstreams(t, "split.conf", conf)
+	for name, servers := range upstreams {
+		if len(servers) == 0 {
+			t.Errorf("split.conf: upstream %s has no server", name)
+		}
+		for _, sv := range servers {
+			if _, ok := public[sv]; !ok {
+				t.Errorf("split.conf: upstream %s sends to %s, which is not the public listener of a split process (%v)", name, sv, public)
+			}
+		}
+	}
+	checkNginxProxying(t, "split.conf", conf)
+	locs := nginxLocations(conf)
+	for _, uri := range []string{"/internal/v1/livez", "/internal/v1/holds/x/commit", "/internal/v1/jwks.json"} {
+		if l := selectLocation(locs, uri); !nginxRefuses(l) {
+			t.Errorf("split.conf: %s from outside is not refused (location %v)", uri, l)
+		}
+	}
+	proxiedTo := func(l *nginxLocation) []string {
+		m := regexp.MustCompile(`proxy_pass\s+http://(\w+)\s*;`).FindStringSubmatch(l.body)
+		if m == nil {
+			return nil
+		}
+		return upstreams[m[1]]
+	}
+	for _, api := range apiRoutes(t) {
+		l := selectLocation(locs, api.path)
+		if api.path == "/metrics" {
+			continue // refused above: metrics are on the debug port
+		}
+		servers := []string(nil)
+		if l != nil {
+			servers = proxiedTo(l)
+		}
+		if len(servers) == 0 {
+			t.Errorf("split.conf: %s %s is not proxied (location %v)", api.method, api.path, l)
+			continue
+		}
+		for _, sv := range servers {
+			if api.module != "" && !runs(public[sv], api.module) {
+				t.Errorf("split.conf: %s %s goes to %s (%v), which does not run %s", api.method, api.path, sv, l, api.module)
+			}
+		}
+		// Every process that runs the module takes its share.
+		for addr, service := range public {
+			if api.module != "" && runs(service, api.module) && !slices.Contains(servers, addr) {
+				t.Errorf("split.conf: %s %s never goes to %s, which runs %s", api.method, api.path, addr, api.module)
+			}
+		}
+	}
+}
+
+func checkNginx(t *testing.T, replicas []string) {
+	t.Helper()
+	conf := readNginxConf(t, "nginx.conf")
+	upstreams := nginxUpstreams(t, "nginx.conf", conf)
+	if len(upstreams) != 1 {
+		t.Fatalf("nginx.conf: want one upstream, the replicas; found %v", upstreams)
+	}
+	for name, servers := range upstreams {
+		for _, r := range replicas {
+			if !slices.Contains(servers, r+":8080") {
+				t.Errorf("the upstream does not list %s:8080", r)
+			}
+		}
+		if !strings.Contains(conf, "proxy_pass http://"+name) {
+			t.Errorf("nothing is proxied to the upstream %s", name)
+		}
+	}
+	checkNginxProxying(t, "nginx.conf", conf)
+}
+
+// checkNginxProxying: what nginx in front of onsale must do whatever it balances over: retry a
+// request only when it was not sent, pass the client's address, stream order events unbuffered,
+// refuse metrics and profiles, and proxy the API.
+func checkNginxProxying(t *testing.T, file, conf string) {
+	t.Helper()
 	if !regexp.MustCompile(`proxy_next_upstream\s+error\s+timeout\s*;`).MatchString(conf) {
-		t.Error("no `proxy_next_upstream error timeout;`")
+		t.Errorf("%s: no `proxy_next_upstream error timeout;`", file)
 	}
 	if !regexp.MustCompile(`proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for\s*;`).MatchString(conf) {
-		t.Error("X-Forwarded-For is not set")
+		t.Errorf("%s: X-Forwarded-For is not set", file)
 	}
 	loc := regexp.MustCompile(`(?s)location\s+~\s+(\S+)\s*\{(.*?)\}`).FindAllStringSubmatch(conf, -1)
 	streams := false
@@ -1404,32 +2502,36 @@ func checkNginx(t *testing.T, replicas []string) {
 		}
 		streams = true
 		if !regexp.MustCompile(`proxy_buffering\s+off\s*;`).MatchString(l[2]) {
-			t.Error("the order events location does not turn proxy_buffering off")
+			t.Errorf("%s: the order events location does not turn proxy_buffering off", file)
 		}
 		m := regexp.MustCompile(`proxy_read_timeout\s+(\d+)([smh]?)\s*;`).FindStringSubmatch(l[2])
 		if m == nil {
-			t.Error("the order events location has no proxy_read_timeout")
+			t.Errorf("%s: the order events location has no proxy_read_timeout", file)
 		} else if d, _ := time.ParseDuration(m[1] + map[string]string{"": "s"}[m[2]] + m[2]); d < 5*time.Minute {
-			t.Errorf("the order events location's read timeout %s%s is short for an event stream", m[1], m[2])
+			t.Errorf("%s: the order events location's read timeout %s%s is short for an event stream", file, m[1], m[2])
 		}
 	}
 	if !streams {
-		t.Error("no location for /v1/orders/{id}/events")
+		t.Errorf("%s: no location for /v1/orders/{id}/events", file)
 	}
 
 	// Metrics and profiles are refused from outside; the API is still proxied.
 	locs := nginxLocations(conf)
 	for _, uri := range []string{"/metrics", "/metrics/", "/debug/pprof/", "/debug/pprof/profile", "/debug/vars"} {
-		l := selectLocation(locs, uri)
-		if l == nil || !regexp.MustCompile(`(return\s+(403|404)|deny\s+all)\s*;`).MatchString(l.body) || strings.Contains(l.body, "proxy_pass") {
-			t.Errorf("GET %s from outside is not refused (location %v)", uri, l)
+		if l := selectLocation(locs, uri); !nginxRefuses(l) {
+			t.Errorf("%s: GET %s from outside is not refused (location %v)", file, uri, l)
 		}
 	}
 	for _, uri := range []string{"/v1/events", "/readyz", "/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events", "/metricsx", "/v1/metrics"} {
 		if l := selectLocation(locs, uri); l == nil || !strings.Contains(l.body, "proxy_pass") {
-			t.Errorf("GET %s is not proxied (location %v)", uri, l)
+			t.Errorf("%s: GET %s is not proxied (location %v)", file, uri, l)
 		}
 	}
+}
+
+// nginxRefuses tells whether a location answers by itself with a refusal, proxying nothing.
+func nginxRefuses(l *nginxLocation) bool {
+	return l != nil && regexp.MustCompile(`(return\s+(403|404)|deny\s+all)\s*;`).MatchString(l.body) && !strings.Contains(l.body, "proxy_pass")
 }
 
 // nginxLocation is one location block of nginx.conf (bodies without nested blocks).
@@ -1598,14 +2700,24 @@ type promConfig struct {
 		StaticConfigs []struct {
 			Targets []string `yaml:"targets"`
 		} `yaml:"static_configs"`
+		DNSSDConfigs []struct {
+			Names []string `yaml:"names"`
+			Type  string   `yaml:"type"`
+			Port  int      `yaml:"port"`
+		} `yaml:"dns_sd_configs"`
 	} `yaml:"scrape_configs"`
 }
 
-// scrapeJobs returns prometheus.yml's scrape jobs by name, with their metrics path and targets.
-func scrapeJobs(t *testing.T) map[string]struct {
-	path    string
-	targets []string
-} {
+// scrapeJob is one scrape job of prometheus.yml: its metrics path, its static targets, and the
+// names (host:port) it finds targets under in DNS (every address of each name).
+type scrapeJob struct {
+	path       string
+	targets    []string
+	dnsTargets []string
+}
+
+// scrapeJobs returns prometheus.yml's scrape jobs by name.
+func scrapeJobs(t *testing.T) map[string]scrapeJob {
 	t.Helper()
 	data, err := os.ReadFile("prometheus/prometheus.yml")
 	if err != nil {
@@ -1615,15 +2727,20 @@ func scrapeJobs(t *testing.T) map[string]struct {
 	if err := yamlv3.Unmarshal(data, &pc); err != nil {
 		t.Fatalf("prometheus.yml: %v", err)
 	}
-	jobs := map[string]struct {
-		path    string
-		targets []string
-	}{}
+	jobs := map[string]scrapeJob{}
 	for _, sc := range pc.ScrapeConfigs {
 		j := jobs[sc.JobName]
 		j.path = sc.MetricsPath
 		for _, st := range sc.StaticConfigs {
 			j.targets = append(j.targets, st.Targets...)
+		}
+		for _, dc := range sc.DNSSDConfigs {
+			if dc.Type != "A" && dc.Type != "AAAA" {
+				t.Errorf("prometheus.yml job %s: DNS service discovery of type %q, want A (compose's DNS has no SRV records)", sc.JobName, dc.Type)
+			}
+			for _, n := range dc.Names {
+				j.dnsTargets = append(j.dnsTargets, fmt.Sprintf("%s:%d", n, dc.Port))
+			}
 		}
 		jobs[sc.JobName] = j
 	}
