@@ -125,6 +125,9 @@ type HoldRules struct {
 	Currency     string
 	SalesStart   time.Time
 	SalesEnd     time.Time
+	// Room is the event whose waiting room guards holds (uuid.Nil: none): a hold then needs a
+	// pass for that event.
+	Room uuid.UUID
 }
 
 // RulesOf derives the hold rules of a ticket type.
@@ -145,6 +148,9 @@ type HoldRequest struct {
 	TTL          time.Duration
 	// MaxLive is the most live holds a customer may have on this ticket type.
 	MaxLive int
+	// Pass is the event of the valid queue pass the customer presented (uuid.Nil: none). Where
+	// the rules name a Room, a hold needs a pass for it.
+	Pass uuid.UUID
 }
 
 // CommitRequest asks the store to sell a claimed hold.
@@ -189,6 +195,15 @@ type Store interface {
 	CreateTicketTypeKeyed(ctx context.Context, tt TicketType, key RequestKey) error
 	// RequestKey returns an owner's key that is live at now; ErrRequestKeyNotFound.
 	RequestKey(ctx context.Context, owner uuid.UUID, key string, now time.Time) (RequestKey, error)
+	// SaveRoom creates or changes an event's waiting room in one transaction: fn gets the room
+	// (found false, and a Room with only EventID set, when there is none yet) and changes it, or
+	// returns an error to change nothing. The version grows with each save.
+	// ErrEventNotFound when the event does not exist.
+	SaveRoom(ctx context.Context, eventID uuid.UUID, fn func(r *Room, found bool) error) (Room, error)
+	// Room returns an event's waiting room, closed or not; ErrRoomNotFound.
+	Room(ctx context.Context, eventID uuid.UUID) (Room, error)
+	// OpenRooms returns every room that is not closed.
+	OpenRooms(ctx context.Context) ([]Room, error)
 }
 
 // RequestKey ties an organizer's Idempotency-Key to the request it first came with and to what
@@ -217,7 +232,8 @@ type HoldStore interface {
 	// SetCapacity changes capacity; ErrCapacityBelowCommitted when below sold plus held.
 	SetCapacity(ctx context.Context, ticketTypeID uuid.UUID, capacity int, now time.Time) error
 	// Hold reserves tickets, or returns the hold already made under req.ID (created false).
-	// Errors: ErrSoldOut (with the number available), ErrOverOrderLimit, ErrSalesClosed,
+	// Errors: PassRefused when the rules name a room and req.Pass is not for it (before any other
+	// answer), ErrSoldOut (with the number available), ErrOverOrderLimit, ErrSalesClosed,
 	// ErrTooManyHolds, ErrIdempotencyMismatch, or ErrNotConfigured when the store has no rules
 	// for the ticket type (load them and Configure).
 	Hold(ctx context.Context, req HoldRequest) (h Hold, created bool, err error)
@@ -296,6 +312,15 @@ var (
 	ErrRequestKeyTaken    = errors.New("request key already used")
 	ErrRequestKeyNotFound = errors.New("no such request key")
 )
+
+// PassRefused is the answer to a hold that a waiting room guards, for the pass presented (the event
+// of a valid pass for another room, or uuid.Nil for none).
+func PassRefused(pass uuid.UUID) error {
+	if pass == uuid.Nil {
+		return errPassRequiredRule
+	}
+	return ErrPassInvalid.WithDetail("this queue pass is for another event")
+}
 
 // SoldOut reports how many tickets are still available.
 func SoldOut(available int) error {

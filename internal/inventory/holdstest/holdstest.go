@@ -547,6 +547,52 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.HoldStore) {
 		f.wantStock(100, 0, 4)
 	})
 
+	t.Run("WaitingRoomNeedsAPass", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		f := newFixture(t, newStore, 3)
+		event, other := uuid.New(), uuid.New()
+		r := f.rules
+		r.Room = event
+		f.configure(r)
+		try := func(pass uuid.UUID, qty int) (inventory.Hold, bool, error) {
+			req := f.req(uuid.New(), qty)
+			req.Pass = pass
+			return f.s.Hold(ctx, req)
+		}
+		_, _, err := try(uuid.Nil, 1)
+		wantErr(t, err, inventory.ErrPassRequired, "hold without a pass")
+		_, _, err = try(other, 1)
+		wantErr(t, err, inventory.ErrPassInvalid, "hold with a pass for another event")
+		// The pass is checked before anything else: no hint of stock or limits without one.
+		_, _, err = try(uuid.Nil, 50)
+		wantErr(t, err, inventory.ErrPassRequired, "hold over the order limit without a pass")
+		f.wantStock(3, 0, 0)
+		if _, created, err := try(event, 2); err != nil || !created {
+			t.Fatalf("hold with the event's pass: created %v, %v", created, err)
+		}
+		_, _, err = try(event, 2)
+		wantErr(t, err, inventory.ErrSoldOut, "hold with a pass beyond the stock")
+		f.wantStock(3, 0, 2)
+
+		// A retry of a hold made with a pass is answered even after the room guards no more.
+		req := f.req(uuid.New(), 1)
+		req.Pass = event
+		first, _, err := f.s.Hold(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Room = uuid.Nil
+		f.configure(r)
+		again, created, err := f.s.Hold(ctx, req)
+		if err != nil || created || again.ID != first.ID {
+			t.Fatalf("retry after the room closed: %+v created %v, %v", again, created, err)
+		}
+		// With the room closed, no pass is needed.
+		_, _, err = try(uuid.Nil, 1)
+		wantErr(t, err, inventory.ErrSoldOut, "hold without a pass once the room is closed")
+	})
+
 	t.Run("Extend", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()

@@ -173,6 +173,9 @@ func (s *Holds) Hold(_ context.Context, req inventory.HoldRequest) (inventory.Ho
 		return viewAt(rec.h, now), false, nil
 	}
 	r := t.rules
+	if r.Room != uuid.Nil && r.Room != req.Pass {
+		return inventory.Hold{}, false, inventory.PassRefused(req.Pass)
+	}
 	if req.Quantity > r.MaxPerOrder {
 		return inventory.Hold{}, false, inventory.ErrOverOrderLimit.WithDetail("at most %d tickets per order", r.MaxPerOrder)
 	}

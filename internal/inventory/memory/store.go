@@ -18,6 +18,7 @@ type Store struct {
 	types   map[uuid.UUID]inventory.TicketType
 	tickets map[string][]inventory.Ticket // by hold id
 	keys    map[ownerKey]inventory.RequestKey
+	rooms   map[uuid.UUID]inventory.Room
 }
 
 type ownerKey struct {
@@ -34,6 +35,7 @@ func NewStore() *Store {
 		types:   map[uuid.UUID]inventory.TicketType{},
 		tickets: map[string][]inventory.Ticket{},
 		keys:    map[ownerKey]inventory.RequestKey{},
+		rooms:   map[uuid.UUID]inventory.Room{},
 	}
 }
 
@@ -256,4 +258,54 @@ func (s *Store) Commit(_ context.Context, reqs []inventory.CommitRequest) []inve
 		out[i] = inventory.CommitResult{Tickets: slices.Clone(ts), Sold: t.Sold}
 	}
 	return out
+}
+
+// SaveRoom implements inventory.Store.
+func (s *Store) SaveRoom(_ context.Context, eventID uuid.UUID, fn func(*inventory.Room, bool) error) (inventory.Room, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.events[eventID]; !ok {
+		return inventory.Room{}, inventory.ErrEventNotFound
+	}
+	r, found := s.rooms[eventID]
+	if !found {
+		r = inventory.Room{EventID: eventID}
+	}
+	r.Secret = slices.Clone(r.Secret)
+	if err := fn(&r, found); err != nil {
+		return inventory.Room{}, err
+	}
+	now := time.Now().UTC()
+	r.EventID, r.Version, r.UpdatedAt = eventID, r.Version+1, now
+	r.OpensAt = r.OpensAt.UTC().Truncate(time.Microsecond) // as PostgreSQL keeps it
+	r.PassLifetime = r.PassLifetime.Truncate(time.Second)
+	if !found {
+		r.CreatedAt = now
+	}
+	s.rooms[eventID] = r
+	return r, nil
+}
+
+// Room implements inventory.Store.
+func (s *Store) Room(_ context.Context, eventID uuid.UUID) (inventory.Room, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.rooms[eventID]
+	if !ok {
+		return inventory.Room{}, inventory.ErrRoomNotFound
+	}
+	return r, nil
+}
+
+// OpenRooms implements inventory.Store.
+func (s *Store) OpenRooms(context.Context) ([]inventory.Room, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []inventory.Room
+	for _, r := range s.rooms {
+		if !r.Closed {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }

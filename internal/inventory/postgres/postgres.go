@@ -503,3 +503,79 @@ func (s *Store) commitTx(ctx context.Context, reqs []inventory.CommitRequest, re
 		return err
 	})
 }
+
+const roomColumns = `event_id, rate_per_minute, max_shoppers, opens_at, pass_lifetime_s, paused, closed, secret, version, created_at, updated_at`
+
+func scanRoom(row pgx.Row) (inventory.Room, error) {
+	var r inventory.Room
+	var lifetime int64
+	err := row.Scan(&r.EventID, &r.RatePerMinute, &r.MaxShoppers, &r.OpensAt, &lifetime, &r.Paused, &r.Closed, &r.Secret,
+		&r.Version, &r.CreatedAt, &r.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inventory.Room{}, inventory.ErrRoomNotFound
+	}
+	if err != nil {
+		return inventory.Room{}, fmt.Errorf("read waiting room: %w", err)
+	}
+	r.PassLifetime = time.Duration(lifetime) * time.Second
+	r.OpensAt, r.CreatedAt, r.UpdatedAt = r.OpensAt.UTC(), r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	return r, nil
+}
+
+// SaveRoom implements inventory.Store.
+func (s *Store) SaveRoom(ctx context.Context, eventID uuid.UUID, fn func(*inventory.Room, bool) error) (inventory.Room, error) {
+	var out inventory.Room
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Lock the event first: two first saves of one room then cannot both insert.
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM inventory.events WHERE id = $1 FOR UPDATE`, eventID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return inventory.ErrEventNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock event %s: %w", eventID, err)
+		}
+		r, err := scanRoom(tx.QueryRow(ctx, `SELECT `+roomColumns+` FROM inventory.waiting_rooms WHERE event_id = $1`, eventID))
+		found := err == nil
+		if err != nil && !errors.Is(err, inventory.ErrRoomNotFound) {
+			return err
+		}
+		if !found {
+			r = inventory.Room{EventID: eventID}
+		}
+		if err := fn(&r, found); err != nil {
+			return err
+		}
+		out, err = scanRoom(tx.QueryRow(ctx, `INSERT INTO inventory.waiting_rooms (event_id, rate_per_minute, max_shoppers,
+			opens_at, pass_lifetime_s, paused, closed, secret) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (event_id) DO UPDATE SET rate_per_minute = $2, max_shoppers = $3, opens_at = $4, pass_lifetime_s = $5,
+			paused = $6, closed = $7, secret = $8, version = waiting_rooms.version + 1, updated_at = now()
+			RETURNING `+roomColumns,
+			eventID, r.RatePerMinute, r.MaxShoppers, r.OpensAt, int64(r.PassLifetime/time.Second), r.Paused, r.Closed, r.Secret))
+		return pgpool.DataError(err)
+	})
+	return out, err
+}
+
+// Room implements inventory.Store.
+func (s *Store) Room(ctx context.Context, eventID uuid.UUID) (inventory.Room, error) {
+	return scanRoom(s.pool.QueryRow(ctx, `SELECT `+roomColumns+` FROM inventory.waiting_rooms WHERE event_id = $1`, eventID))
+}
+
+// OpenRooms implements inventory.Store.
+func (s *Store) OpenRooms(ctx context.Context) ([]inventory.Room, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+roomColumns+` FROM inventory.waiting_rooms WHERE NOT closed`)
+	if err != nil {
+		return nil, fmt.Errorf("list waiting rooms: %w", err)
+	}
+	defer rows.Close()
+	var out []inventory.Room
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -5,7 +5,8 @@
 //
 // Keys of ticket type X (after the optional prefix):
 //
-//	inv:{tt:X}:cfg          hash: capacity, max_per_order, price, currency, sales_start, sales_end
+//	inv:{tt:X}:cfg          hash: capacity, max_per_order, price, currency, sales_start, sales_end,
+//	                        room (the event whose waiting room guards holds, or empty)
 //	inv:{tt:X}:sold         mirror of the sold count in PostgreSQL (only ever raised)
 //	inv:{tt:X}:held         tickets in live holds
 //	inv:{tt:X}:live         sorted set: hold id by expiry (ms)
@@ -52,10 +53,10 @@ local function configured(cfg, sold)
 end
 `
 
-// KEYS: cfg sold held live hold cust. ARGV: base now ttl qty customer id maxLive keep.
+// KEYS: cfg sold held live hold cust. ARGV: base now ttl qty customer id maxLive keep pass.
 var holdScript = rueidis.NewLuaScript(pruneLua + `
 local now = tonumber(ARGV[2])
-local cfg = redis.call('HMGET', KEYS[1], 'capacity', 'max_per_order', 'price', 'currency', 'sales_start', 'sales_end')
+local cfg = redis.call('HMGET', KEYS[1], 'capacity', 'max_per_order', 'price', 'currency', 'sales_start', 'sales_end', 'room')
 local sold = redis.call('GET', KEYS[2])
 if not cfg[1] or not sold then return {'nocfg'} end
 local pruned = prune(ARGV[1], KEYS[4], KEYS[3], now)
@@ -64,6 +65,7 @@ if h[1] then
   if h[1] ~= ARGV[5] or h[2] ~= ARGV[4] then return {'mismatch', pruned} end
   return {'exists', pruned, h[3], h[4], h[5], h[6], h[7], h[8] or ''}
 end
+if cfg[7] and cfg[7] ~= '' and cfg[7] ~= ARGV[9] then return {'pass', pruned} end
 local qty = tonumber(ARGV[4])
 if qty > tonumber(cfg[2]) then return {'limit', pruned, cfg[2]} end
 local ss, se = tonumber(cfg[5]), tonumber(cfg[6])
@@ -89,10 +91,10 @@ if redis.call('PEXPIRETIME', KEYS[6]) < exp then redis.call('PEXPIREAT', KEYS[6]
 return {'ok', pruned, 'active', tostring(exp), cfg[3], cfg[4], tostring(now)}
 `)
 
-// KEYS: cfg sold. ARGV: capacity max price currency salesStart salesEnd sold.
+// KEYS: cfg sold. ARGV: capacity max price currency salesStart salesEnd sold room.
 var configureScript = rueidis.NewLuaScript(`
 redis.call('HSET', KEYS[1], 'capacity', ARGV[1], 'max_per_order', ARGV[2], 'price', ARGV[3],
-  'currency', ARGV[4], 'sales_start', ARGV[5], 'sales_end', ARGV[6])
+  'currency', ARGV[4], 'sales_start', ARGV[5], 'sales_end', ARGV[6], 'room', ARGV[8])
 local s = redis.call('GET', KEYS[2])
 if not s or tonumber(s) < tonumber(ARGV[7]) then redis.call('SET', KEYS[2], ARGV[7]) end
 return 'ok'
@@ -249,6 +251,14 @@ func optionalMs(t time.Time) string {
 	return msOf(t)
 }
 
+// optionalID renders an optional id; empty stands for none.
+func optionalID(id uuid.UUID) string {
+	if id == uuid.Nil {
+		return ""
+	}
+	return id.String()
+}
+
 // pruned reports the count of pruned holds found at vals[i].
 func (s *Holds) pruned(vals []rueidis.RedisMessage, i int) {
 	if s.Pruned == nil || len(vals) <= i {
@@ -264,7 +274,7 @@ func (s *Holds) Configure(ctx context.Context, r inventory.HoldRules) error {
 	k := s.keys(r.TicketTypeID)
 	err := configureScript.Exec(ctx, s.c, []string{k.cfg, k.sold}, []string{
 		strconv.Itoa(r.Capacity), strconv.Itoa(r.MaxPerOrder), strconv.FormatInt(r.PriceCents, 10), r.Currency,
-		optionalMs(r.SalesStart), optionalMs(r.SalesEnd), strconv.Itoa(r.Sold),
+		optionalMs(r.SalesStart), optionalMs(r.SalesEnd), strconv.Itoa(r.Sold), optionalID(r.Room),
 	}).Error()
 	if err != nil {
 		return fmt.Errorf("configure holds for %s: %w", r.TicketTypeID, err)
@@ -295,7 +305,7 @@ func (s *Holds) Hold(ctx context.Context, req inventory.HoldRequest) (inventory.
 	vals, err := holdScript.Exec(ctx, s.c,
 		[]string{k.cfg, k.sold, k.held, k.live, k.hold(req.ID), k.customer(req.CustomerID)},
 		[]string{k.base, msOf(req.Now), durMs(req.TTL), strconv.Itoa(req.Quantity), req.CustomerID.String(),
-			req.ID, strconv.Itoa(req.MaxLive), durMs(s.keep)}).ToArray()
+			req.ID, strconv.Itoa(req.MaxLive), durMs(s.keep), optionalID(req.Pass)}).ToArray()
 	if err != nil {
 		return inventory.Hold{}, false, fmt.Errorf("hold %s: %w", req.ID, err)
 	}
@@ -317,6 +327,8 @@ func (s *Holds) Hold(ctx context.Context, req inventory.HoldRequest) (inventory.
 		return h, res[0] == "ok", nil
 	case "nocfg":
 		return inventory.Hold{}, false, inventory.ErrNotConfigured
+	case "pass":
+		return inventory.Hold{}, false, inventory.PassRefused(req.Pass)
 	case "mismatch":
 		return inventory.Hold{}, false, inventory.ErrIdempotencyMismatch.WithDetail("this Idempotency-Key was used for a different hold")
 	case "limit":

@@ -133,6 +133,67 @@ func ticketIDs(ts []inventory.Ticket) []uuid.UUID {
 // Run runs the suite. newStore returns a store for one case; it may share state with other
 // calls, except that ListEvents expects a store holding only the events the case made.
 func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
+	t.Run("WaitingRooms", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		s := newStore(t)
+		e := newEvent(base())
+		if err := s.CreateEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Room(ctx, e.ID); !errors.Is(err, inventory.ErrRoomNotFound) {
+			t.Fatalf("room of an event without one: %v", err)
+		}
+		if _, err := s.SaveRoom(ctx, uuid.New(), func(*inventory.Room, bool) error { return nil }); !errors.Is(err, inventory.ErrEventNotFound) {
+			t.Fatalf("room of an unknown event: %v", err)
+		}
+		opens := time.Now().UTC().Add(time.Hour).Truncate(time.Millisecond)
+		secret := []byte("0123456789abcdef0123456789abcdef")
+		first, err := s.SaveRoom(ctx, e.ID, func(r *inventory.Room, found bool) error {
+			if found || r.EventID != e.ID {
+				t.Errorf("first save: found %v, room %+v", found, r)
+			}
+			r.RatePerMinute, r.MaxShoppers, r.OpensAt, r.PassLifetime, r.Secret = 600, 50, opens, 10*time.Minute, secret
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Room(ctx, e.ID)
+		if err != nil || got.RatePerMinute != 600 || got.MaxShoppers != 50 || !got.OpensAt.Equal(opens) ||
+			got.PassLifetime != 10*time.Minute || string(got.Secret) != string(secret) || got.Paused || got.Closed ||
+			got.Version != first.Version || got.Version < 1 {
+			t.Fatalf("room as saved: %+v, %v", got, err)
+		}
+		refuse := errors.New("no")
+		if _, err := s.SaveRoom(ctx, e.ID, func(r *inventory.Room, _ bool) error { r.RatePerMinute = 1; return refuse }); !errors.Is(err, refuse) {
+			t.Fatalf("a refused change: %v", err)
+		}
+		second, err := s.SaveRoom(ctx, e.ID, func(r *inventory.Room, found bool) error {
+			if !found || r.RatePerMinute != 600 {
+				t.Errorf("second save sees found %v, %+v", found, r)
+			}
+			r.RatePerMinute, r.Paused = 6000, true
+			return nil
+		})
+		if err != nil || second.RatePerMinute != 6000 || !second.Paused || second.MaxShoppers != 50 || second.Version <= first.Version {
+			t.Fatalf("second save: %+v, %v", second, err)
+		}
+		open, err := s.OpenRooms(ctx)
+		if err != nil || !hasRoom(open, e.ID) {
+			t.Fatalf("open rooms: %v, %v", open, err)
+		}
+		if _, err := s.SaveRoom(ctx, e.ID, func(r *inventory.Room, _ bool) error { r.Closed = true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if open, err := s.OpenRooms(ctx); err != nil || hasRoom(open, e.ID) {
+			t.Fatalf("a closed room is still open: %v, %v", open, err)
+		}
+		if got, err := s.Room(ctx, e.ID); err != nil || !got.Closed {
+			t.Fatalf("a closed room reads as %+v, %v", got, err)
+		}
+	})
+
 	t.Run("RequestKeys", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
@@ -622,4 +683,13 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
 			t.Fatalf("%d concurrent commits on capacity 30: %d succeeded, sold %d", n, ok, f.sold())
 		}
 	})
+}
+
+func hasRoom(rs []inventory.Room, event uuid.UUID) bool {
+	for _, r := range rs {
+		if r.EventID == event {
+			return true
+		}
+	}
+	return false
 }
