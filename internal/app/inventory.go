@@ -46,9 +46,10 @@ func (p *Process) localInventory(ctx context.Context) ([]Runner, error) {
 		d.Holds = holds
 		d.Customers = invredis.NewCustomerHolds(p.Redis, p.cfg.RedisPrefix)
 		d.Catalog = invredis.NewCatalog(p.Redis, p.cfg.RedisPrefix, cfg.CatalogCacheTTL)
+		d.Queue = invredis.NewQueue(p.Redis, p.cfg.RedisPrefix)
 	} else {
 		p.memory.holds.Pruned = func(n int) { report(n) }
-		d.Holds, d.Customers = p.memory.holds, p.memory.customerHolds
+		d.Holds, d.Customers, d.Queue = p.memory.holds, p.memory.customerHolds, p.memory.queue
 	}
 	mod, err := inventory.New(cfg, d)
 	if err != nil {
@@ -57,10 +58,37 @@ func (p *Process) localInventory(ctx context.Context) ([]Runner, error) {
 	report = mod.ExpiredHolds
 	p.Inventory = &InventoryModule{
 		Module: mod, Store: d.Store, Holds: d.Holds, Customers: d.Customers,
-		Handler: inventory.NewHandler(mod, p.authn, httpserver.LimitPerClient("holds", cfg.RateLimit, cfg.RateLimitBurst)),
+		Handler: inventory.NewHandler(mod, p.authn, httpserver.LimitPerClient("holds", cfg.RateLimit, cfg.RateLimitBurst), p.streams),
 	}
 	p.inventory = mod
-	return nil, nil
+	return []Runner{admission(mod)}, nil
+}
+
+// admission is the runner that admits people from waiting rooms' queues, tick by tick.
+func admission(mod *inventory.Module) Runner {
+	var cancel context.CancelFunc
+	done := make(chan struct{})
+	return Runner{
+		Name: "inventory.admission",
+		Start: func(context.Context) error {
+			var ctx context.Context
+			ctx, cancel = context.WithCancel(context.Background())
+			go func() {
+				defer close(done)
+				_ = mod.RunAdmission(ctx)
+			}()
+			return nil
+		},
+		Stop: func(ctx context.Context) error {
+			cancel()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+	}
 }
 
 // remoteInventory serves payment's Inventory port with a client of inventory's internal API.

@@ -19,6 +19,7 @@ type Memory struct {
 	catalogue     *invmemory.Store
 	holds         *invmemory.Holds
 	customerHolds *invmemory.CustomerHolds
+	queue         *invmemory.Queue
 	orders        *paymemory.Store
 }
 
@@ -28,6 +29,7 @@ func NewMemory(clk clock.Clock, holdRecordKeep time.Duration) *Memory {
 	return &Memory{
 		users: authmemory.NewUsers(), sessions: authmemory.NewSessions(clk), failures: authmemory.NewFailures(clk),
 		catalogue: invmemory.NewStore(), holds: invmemory.NewHolds(holdRecordKeep), customerHolds: invmemory.NewCustomerHolds(),
+		queue:  invmemory.NewQueue(),
 		orders: paymemory.NewStore(),
 	}
 }

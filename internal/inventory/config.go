@@ -21,6 +21,8 @@ type Config struct {
 	HoldRecordKeep  time.Duration `env:"ONSALE_HOLD_RECORD_KEEP" yaml:"hold_record_keep" default:"10m" help:"how long a finished hold can still be read"`
 	CatalogCacheTTL time.Duration `env:"ONSALE_CATALOG_CACHE_TTL" yaml:"catalog_cache_ttl" default:"1h" help:"lifetime of a cached catalogue entry (writes invalidate it at once)"`
 	MaxCapacity     int           `env:"ONSALE_MAX_CAPACITY" yaml:"max_capacity" default:"10000000" help:"largest capacity of one ticket type"`
+	QueueTick       time.Duration `env:"ONSALE_QUEUE_TICK" yaml:"queue_tick" default:"250ms" help:"waiting rooms' admission period: one admission decision per room per period, across all replicas"`
+	QueuePerAddress int           `env:"ONSALE_QUEUE_PLACES_PER_ADDRESS" yaml:"queue_places_per_address" default:"20" help:"places one client address (IPv6 counted per /64) may take in one waiting room's queue; 0 disables"`
 }
 
 // Validate checks the settings.
@@ -55,6 +57,12 @@ func (c Config) Validate() error {
 	}
 	if c.CatalogCacheTTL < time.Second {
 		errs = append(errs, config.Invalid("ONSALE_CATALOG_CACHE_TTL", c.CatalogCacheTTL.String(), "want 1s or more"))
+	}
+	if c.QueueTick < 10*time.Millisecond || c.QueueTick > 10*time.Second {
+		errs = append(errs, config.Invalid("ONSALE_QUEUE_TICK", c.QueueTick.String(), "want from 10ms to 10s"))
+	}
+	if c.QueuePerAddress < 0 {
+		errs = append(errs, config.Invalid("ONSALE_QUEUE_PLACES_PER_ADDRESS", fmt.Sprint(c.QueuePerAddress), "want 0 (off) or more"))
 	}
 	if c.MaxCapacity < 1 {
 		errs = append(errs, config.Invalid("ONSALE_MAX_CAPACITY", fmt.Sprint(c.MaxCapacity), "want 1 or more"))

@@ -25,6 +25,7 @@ func testConfig() inventory.Config {
 	return inventory.Config{
 		HoldTTL: 2 * time.Minute, MaxHoldsPerType: 4, MaxHolds: 8, AvailabilityTTL: 0, ClaimTTL: 30 * time.Second,
 		CommitBatchMax: 256, HoldRecordKeep: 10 * time.Minute, CatalogCacheTTL: time.Hour, MaxCapacity: 1_000_000,
+		QueueTick: 100 * time.Millisecond, QueuePerAddress: 3,
 	}
 }
 
@@ -35,6 +36,7 @@ type env struct {
 	mod     *inventory.Module
 	store   inventory.Store
 	holds   inventory.HoldStore
+	queue   inventory.QueueStore
 	clk     *clock.Fake
 	// flush forgets every hold and cached catalogue, as a Redis restart without persistence.
 	flush func()
@@ -80,14 +82,14 @@ func assemble(t *testing.T, e *env, d inventory.Deps) {
 	if err != nil {
 		t.Fatalf("new module: %v", err)
 	}
-	e.mod, e.store, e.holds = mod, d.Store, d.Holds
+	e.mod, e.store, e.holds, e.queue = mod, d.Store, d.Holds, d.Queue
 }
 
 func newMemoryEnv(t *testing.T, cfg inventory.Config) *env {
 	t.Helper()
 	holds := memory.NewHolds(cfg.HoldRecordKeep)
 	e := &env{backend: "memory", cfg: cfg, clk: startClock(), flush: holds.Flush}
-	assemble(t, e, inventory.Deps{Store: memory.NewStore(), Holds: holds, Customers: memory.NewCustomerHolds()})
+	assemble(t, e, inventory.Deps{Store: memory.NewStore(), Holds: holds, Customers: memory.NewCustomerHolds(), Queue: memory.NewQueue()})
 	return e
 }
 
@@ -111,6 +113,7 @@ func newRealEnv(t *testing.T, cfg inventory.Config) *env {
 		Store: store, Holds: invredis.NewHolds(c, prefix, cfg.HoldRecordKeep),
 		Customers: invredis.NewCustomerHolds(c, prefix),
 		Catalog:   invredis.NewCatalog(c, prefix, cfg.CatalogCacheTTL),
+		Queue:     invredis.NewQueue(c, prefix),
 	})
 	return e
 }

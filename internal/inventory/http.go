@@ -23,6 +23,7 @@ type Handler struct {
 	m         *Module
 	authn     Authenticator
 	limitHold echo.MiddlewareFunc
+	streams   func() context.Context // ends when the server shuts down
 }
 
 // Authenticator is what inventory needs of the auth module: checking a request's access token.
@@ -32,13 +33,15 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
 }
 
-// NewHandler returns the handler. limitHold, when not nil, runs first on POST /v1/holds (a
-// per-client-address rate limit).
-func NewHandler(m *Module, authn Authenticator, limitHold echo.MiddlewareFunc) *Handler {
+// NewHandler returns the handler. limitHold, when not nil, runs first on POST /v1/holds and on
+// joining a queue (a per-client-address rate limit). streams gives the context that ends when
+// the server starts shutting down, so open queue streams close and their clients reconnect
+// elsewhere.
+func NewHandler(m *Module, authn Authenticator, limitHold echo.MiddlewareFunc, streams func() context.Context) *Handler {
 	if limitHold == nil {
 		limitHold = func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
-	return &Handler{m: m, authn: authn, limitHold: limitHold}
+	return &Handler{m: m, authn: authn, limitHold: limitHold, streams: streams}
 }
 
 // Routes lists the module's routes.
@@ -56,6 +59,14 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/holds", Handler: h.createHold, Middleware: []echo.MiddlewareFunc{h.limitHold, customer[0]}},
 		{Method: http.MethodGet, Path: "/v1/holds/:hold_id", Handler: h.getHold, Middleware: customer},
 		{Method: http.MethodDelete, Path: "/v1/holds/:hold_id", Handler: h.deleteHold, Middleware: customer},
+		{Method: http.MethodPut, Path: "/v1/events/:event_id/waiting-room", Handler: h.setRoom(true), Middleware: organizer},
+		{Method: http.MethodPatch, Path: "/v1/events/:event_id/waiting-room", Handler: h.setRoom(false), Middleware: organizer},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/waiting-room", Handler: h.getRoom, Middleware: organizer},
+		{Method: http.MethodDelete, Path: "/v1/events/:event_id/waiting-room", Handler: h.deleteRoom, Middleware: organizer},
+		{Method: http.MethodPost, Path: "/v1/events/:event_id/queue", Handler: h.joinQueue, Middleware: []echo.MiddlewareFunc{h.limitHold, customer[0]}},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/queue/me", Handler: h.getQueueEntry, Middleware: customer},
+		{Method: http.MethodDelete, Path: "/v1/events/:event_id/queue/me", Handler: h.leaveQueue, Middleware: customer},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/queue/me/events", Handler: h.queueEvents, Middleware: customer},
 	}
 }
 
@@ -469,7 +480,8 @@ func (h *Handler) createHold(c echo.Context) error {
 		return invalid("ticket_type_id", "must be a UUID")
 	}
 	key := c.Request().Header.Get("Idempotency-Key")
-	hold, created, err := h.m.Hold(c.Request().Context(), principal(c).UserID, tt, in.Quantity, key)
+	hold, created, err := h.m.HoldWithPass(c.Request().Context(), principal(c).UserID, tt, in.Quantity, key,
+		c.Request().Header.Get(PassHeader))
 	if err != nil {
 		return err
 	}

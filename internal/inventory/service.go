@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -30,6 +31,7 @@ type Deps struct {
 	Holds     HoldStore
 	Customers CustomerHolds
 	Catalog   Catalog // nil: read the store directly (embedded mode, one process)
+	Queue     QueueStore
 	Clock     clock.Clock
 	Log       *slog.Logger
 	Meter     metric.Meter
@@ -44,11 +46,13 @@ type Module struct {
 	stock     *stockCache // nil: no reuse
 	loads     singleflight.Group
 	m         metrics
+	rooms     *rooms
+	ttEvents  sync.Map // ticket type → event, for ending queue passes
 }
 
 type metrics struct {
-	created, rejected, released, expired, hits, misses, commits metric.Int64Counter
-	batch                                                       metric.Int64Histogram
+	created, rejected, released, expired, hits, misses, commits, joined metric.Int64Counter
+	batch                                                               metric.Int64Histogram
 }
 
 func newMetrics(m metric.Meter) (metrics, error) {
@@ -66,6 +70,7 @@ func newMetrics(m metric.Meter) (metrics, error) {
 	out.hits = counter("onsale.inventory.cache.hits", "Cache hits, by cache.")
 	out.misses = counter("onsale.inventory.cache.misses", "Cache misses, by cache.")
 	out.commits = counter("onsale.inventory.commits", "Hold commits, by result.")
+	out.joined = counter("onsale.inventory.queue.joined", "Places given in waiting rooms' queues.")
 	var err error
 	out.batch, err = m.Int64Histogram("onsale.inventory.commit.batch_size", metric.WithDescription("Sales committed per transaction."),
 		metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
@@ -79,7 +84,7 @@ func New(cfg Config, d Deps) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	mod := &Module{cfg: cfg, d: d, m: m}
+	mod := &Module{cfg: cfg, d: d, m: m, rooms: newRooms()}
 	if cfg.AvailabilityTTL > 0 {
 		mod.stock = newStockCache(cfg.AvailabilityTTL)
 	}
@@ -484,12 +489,15 @@ func (m *Module) createTicketType(ctx context.Context, organizer, eventID uuid.U
 	if err := m.ownedEvent(ctx, organizer, eventID); err != nil {
 		return TicketType{}, err
 	}
+	rules, err := m.rulesOf(ctx, t)
+	if err != nil {
+		return TicketType{}, err
+	}
 	// Configure the hold store first: a ticket type that exists in the store is then always
 	// holdable, and a failure here leaves nothing half made.
-	if err := m.d.Holds.Configure(ctx, RulesOf(t)); err != nil {
+	if err := m.d.Holds.Configure(ctx, rules); err != nil {
 		return TicketType{}, unavailable("configure holds", err)
 	}
-	var err error
 	if key != nil {
 		key.ResourceID = t.ID
 		err = m.d.Store.CreateTicketTypeKeyed(ctx, t, *key)
@@ -562,7 +570,11 @@ func (m *Module) UpdateTicketType(ctx context.Context, organizer, eventID, id uu
 		}
 		return TicketType{}, unavailable("update ticket type", err)
 	}
-	if err := m.d.Holds.Configure(ctx, RulesOf(updated)); err != nil {
+	rules, err := m.rulesOf(ctx, updated)
+	if err != nil {
+		return TicketType{}, err
+	}
+	if err := m.d.Holds.Configure(ctx, rules); err != nil {
 		return TicketType{}, unavailable("configure holds", err)
 	}
 	m.publish(ctx, eventID)
@@ -590,7 +602,11 @@ func (m *Module) configure(ctx context.Context, id uuid.UUID) error {
 		if err != nil {
 			return nil, unavailable("read ticket type", err)
 		}
-		if err := m.d.Holds.Configure(ctx, RulesOf(t)); err != nil {
+		rules, err := m.rulesOf(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.d.Holds.Configure(ctx, rules); err != nil {
 			return nil, unavailable("configure holds", err)
 		}
 		m.d.Log.InfoContext(ctx, "hold rules loaded from the store", "ticket_type", id, "sold", t.Sold)
@@ -665,8 +681,21 @@ func (m *Module) loadStock(ctx context.Context, c Catalogue) ([]Stock, error) {
 // the customer's count live in different Redis hash slots: a hold over the cap is given back at
 // once. Deciding sold out first keeps the commonest answer of an on-sale at one round trip.
 func (m *Module) Hold(ctx context.Context, customer, ticketType uuid.UUID, quantity int, idempotencyKey string) (Hold, bool, error) {
+	return m.HoldWithPass(ctx, customer, ticketType, quantity, idempotencyKey, "")
+}
+
+// HoldWithPass is Hold presenting a waiting room's pass ("" for none): where the event's room is
+// open, a hold needs a valid pass for it, given to this customer.
+func (m *Module) HoldWithPass(ctx context.Context, customer, ticketType uuid.UUID, quantity int, idempotencyKey, pass string) (Hold, bool, error) {
 	if quantity < 1 {
 		return Hold{}, false, invalid("quantity", "must be at least 1")
+	}
+	passEvent, err := m.checkPass(ctx, customer, pass)
+	if err != nil {
+		if pe := problem.As(err); pe != nil {
+			m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", pe.Code)))
+		}
+		return Hold{}, false, err
 	}
 	now := m.d.Clock.Now()
 	id := NewHoldID(ticketType)
@@ -684,7 +713,7 @@ func (m *Module) Hold(ctx context.Context, customer, ticketType uuid.UUID, quant
 	}
 	req := HoldRequest{
 		ID: id, TicketTypeID: ticketType, CustomerID: customer, Quantity: quantity,
-		Now: now, TTL: m.cfg.HoldTTL, MaxLive: m.cfg.MaxHoldsPerType,
+		Now: now, TTL: m.cfg.HoldTTL, MaxLive: m.cfg.MaxHoldsPerType, Pass: passEvent,
 	}
 	h, created, err := m.d.Holds.Hold(ctx, req)
 	if errors.Is(err, ErrNotConfigured) {
@@ -857,6 +886,7 @@ func (m *Module) CommitHold(ctx context.Context, h Hold, orderID uuid.UUID) ([]T
 		return nil, unavailable("finalize hold", err)
 	}
 	m.uncount(ctx, h.CustomerID, h.ID)
+	m.endPass(ctx, h.TicketTypeID, h.CustomerID)
 	m.m.commits.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "ok")))
 	return res.Tickets, nil
 }

@@ -30,7 +30,7 @@ type room struct {
 	addrs  map[string]int
 
 	through, admitted, expired, left, leftw int64
-	tokens                                  int64 // thousandths
+	tokens                                  int64     // thousandths
 	last                                    time.Time // of the last accrual; zero before the first
 	tick                                    int64
 	hist                                    []sample // newest last

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -43,12 +44,16 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM inventory.goose_db_version WHERE version_id > 0`).Scan(&versions); err != nil {
 		t.Fatalf("read migration versions: %v", err)
 	}
-	if versions != 2 {
-		t.Fatalf("%d migrations recorded after three runs, want 2", versions)
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migration files: %v, %v", files, err)
+	}
+	if versions != len(files) {
+		t.Fatalf("%d migrations recorded after three runs, want %d", versions, len(files))
 	}
 	var tables int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1
-		AND table_name IN ('events', 'ticket_types', 'tickets')`, postgres.Schema).Scan(&tables); err != nil || tables != 3 {
+		AND table_name IN ('events', 'ticket_types', 'tickets', 'waiting_rooms')`, postgres.Schema).Scan(&tables); err != nil || tables != 4 {
 		t.Fatalf("inventory tables: %d, %v", tables, err)
 	}
 }
