@@ -1,0 +1,91 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/onsale-dev/onsale/internal/app"
+)
+
+// answer is a public API answer as a client sees it.
+type answer struct {
+	status     int
+	problem    string // the problem type, if any
+	retryAfter string
+	challenge  string // WWW-Authenticate
+	body       string
+}
+
+func request(t *testing.T, method, url, token string, headers map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var doc struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(body, &doc)
+	return answer{status: resp.StatusCode, problem: doc.Type, retryAfter: resp.Header.Get("Retry-After"),
+		challenge: resp.Header.Get("WWW-Authenticate"), body: string(body)}
+}
+
+// wantOutage: the answer is a 503 that asks the client to retry, not a verdict on its token.
+func wantOutage(t *testing.T, name string, a answer) {
+	t.Helper()
+	if a.status != http.StatusServiceUnavailable || a.problem != "https://onsale.dev/problems/unavailable" || a.retryAfter == "" || a.challenge != "" {
+		t.Errorf("%s: %d (Retry-After %q, WWW-Authenticate %q) %s; want 503 unavailable with Retry-After", name, a.status, a.retryAfter, a.challenge, a.body)
+	}
+}
+
+// login makes a customer on the auth module and returns an access token.
+func login(t *testing.T, p *app.Process) string {
+	t.Helper()
+	return sessionFixture{p.Auth.Service}.Login(t)
+}
+
+// TestTokensWhenAuthKeysCannotBeFetched: a process without auth that cannot fetch auth's public
+// keys (auth refuses its internal secret, or auth is down) cannot judge a valid token, and says so
+// with a 503 to retry; it never answers invalid-token, which makes clients throw the token away.
+// A token it can judge without the keys is still refused.
+func TestTokensWhenAuthKeysCannotBeFetched(t *testing.T) {
+	t.Parallel()
+	file, _ := secret(t)
+	otherFile, _ := secret(t)
+	a := startProcess(t, "auth", file, nil)
+	remote := map[string]string{"ONSALE_AUTH_URL": "http://" + a.InternalAddr(), "ONSALE_INVENTORY_URL": "http://" + a.InternalAddr()}
+	tok := login(t, a)
+
+	// A payment process whose internal secret is not auth's.
+	mismatched := startProcess(t, "payment", otherFile, remote)
+	wantOutage(t, "a valid token, secrets mismatched", request(t, http.MethodGet, "http://"+mismatched.Addr()+"/v1/orders", tok, nil))
+	if got := request(t, http.MethodGet, "http://"+mismatched.Addr()+"/v1/orders", "not-a-token", nil); got.status != http.StatusUnauthorized ||
+		got.problem != "https://onsale.dev/problems/invalid-token" {
+		t.Errorf("garbage with the secrets mismatched: %d %s; want 401 invalid-token", got.status, got.body)
+	}
+
+	// Auth stops, and a payment process starts without ever having had its keys.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	orphan := startProcess(t, "payment", file, remote)
+	wantOutage(t, "a valid token, auth down", request(t, http.MethodGet, "http://"+orphan.Addr()+"/v1/orders", tok, nil))
+}
