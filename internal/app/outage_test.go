@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -8,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/onsale-dev/onsale/internal/app"
+	"github.com/onsale-dev/onsale/internal/auth/authtest"
 )
 
 // answer is a public API answer as a client sees it.
@@ -20,11 +24,23 @@ type answer struct {
 	body       string
 }
 
-func request(t *testing.T, method, url, token string, headers map[string]string) answer {
+// request sends body (nil for none) as JSON.
+func request(t *testing.T, method, url, token string, body any, headers map[string]string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	var in io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, in)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -37,13 +53,13 @@ func request(t *testing.T, method, url, token string, headers map[string]string)
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	out, _ := io.ReadAll(resp.Body)
 	var doc struct {
 		Type string `json:"type"`
 	}
-	_ = json.Unmarshal(body, &doc)
+	_ = json.Unmarshal(out, &doc)
 	return answer{status: resp.StatusCode, problem: doc.Type, retryAfter: resp.Header.Get("Retry-After"),
-		challenge: resp.Header.Get("WWW-Authenticate"), body: string(body)}
+		challenge: resp.Header.Get("WWW-Authenticate"), body: string(out)}
 }
 
 // wantOutage: the answer is a 503 that asks the client to retry, not a verdict on its token.
@@ -74,8 +90,8 @@ func TestTokensWhenAuthKeysCannotBeFetched(t *testing.T) {
 
 	// A payment process whose internal secret is not auth's.
 	mismatched := startProcess(t, "payment", otherFile, remote)
-	wantOutage(t, "a valid token, secrets mismatched", request(t, http.MethodGet, "http://"+mismatched.Addr()+"/v1/orders", tok, nil))
-	if got := request(t, http.MethodGet, "http://"+mismatched.Addr()+"/v1/orders", "not-a-token", nil); got.status != http.StatusUnauthorized ||
+	wantOutage(t, "a valid token, secrets mismatched", request(t, http.MethodGet, "http://"+mismatched.Addr()+"/v1/orders", tok, nil, nil))
+	if got := request(t, http.MethodGet, "http://"+mismatched.Addr()+"/v1/orders", "not-a-token", nil, nil); got.status != http.StatusUnauthorized ||
 		got.problem != "https://onsale.dev/problems/invalid-token" {
 		t.Errorf("garbage with the secrets mismatched: %d %s; want 401 invalid-token", got.status, got.body)
 	}
@@ -87,5 +103,33 @@ func TestTokensWhenAuthKeysCannotBeFetched(t *testing.T) {
 		t.Fatal(err)
 	}
 	orphan := startProcess(t, "payment", file, remote)
-	wantOutage(t, "a valid token, auth down", request(t, http.MethodGet, "http://"+orphan.Addr()+"/v1/orders", tok, nil))
+	wantOutage(t, "a valid token, auth down", request(t, http.MethodGet, "http://"+orphan.Addr()+"/v1/orders", tok, nil, nil))
+}
+
+// TestInternalRefusalIsUnavailableToCustomers: when inventory's internal API refuses the payment
+// process (their internal secrets differ), a customer's checkout on the payment process gets a
+// 503 to retry, not inventory's 401 internal-unauthorized, which is about the deployment and
+// would read as a verdict on the customer's credentials.
+func TestInternalRefusalIsUnavailableToCustomers(t *testing.T) {
+	t.Parallel()
+	file, _ := secret(t)
+	otherFile, _ := secret(t)
+	a := startProcess(t, "auth", file, nil)
+	inv := startProcess(t, "auth,inventory", otherFile, nil) // an inventory deployed with another secret
+	pay := startProcess(t, "payment", file, map[string]string{
+		"ONSALE_AUTH_URL": "http://" + a.InternalAddr(), "ONSALE_INVENTORY_URL": "http://" + inv.InternalAddr(),
+	})
+	tok := login(t, a)
+	customer, err := uuid.Parse(authtest.TokenClaims(t, tok)["sub"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := inventoryFixture{inv.Inventory.Module}
+	h, _, err := inv.Inventory.Module.Hold(context.Background(), customer, fx.TicketType(t, 10), 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := request(t, http.MethodPost, "http://"+pay.Addr()+"/v1/orders", tok, map[string]string{"hold_id": h.ID},
+		map[string]string{"Idempotency-Key": uuid.NewString()})
+	wantOutage(t, "a checkout, inventory refusing payment's secret", got)
 }
