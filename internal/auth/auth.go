@@ -140,8 +140,10 @@ type TokenIssuer interface {
 	Issue(c Claims) (string, error)
 }
 
-// Verifier checks an access token's signature and claims locally, without any network call.
-// It does not know about revocation; Authenticator adds that.
+// Verifier checks an access token's signature and claims locally. It does not know about
+// revocation; Authenticator adds that. A token it cannot judge because the public keys cannot be
+// had (a process without auth that cannot fetch them) gets an Unavailable problem, never
+// ErrInvalidToken, so the client keeps the token and retries.
 type Verifier interface {
 	Verify(token string) (Claims, error)
 }

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,6 +17,10 @@ import (
 // not run it: such a process verifies tokens with no private key at all. A kid it does not know
 // (auth rotated its keys) makes it fetch the set again at once, at most once per refetchGap, so a
 // flood of forged kids costs auth one request a second; Refresh also runs every few minutes.
+//
+// A kid the set lacks is the token's fault only when the set could be fetched: while auth cannot
+// be reached (or refuses this process's internal secret), such a token may be perfectly good, and
+// the Verifier answers Unavailable rather than invalid-token.
 type FetchedKeys struct {
 	fetch func(ctx context.Context) ([]byte, error)
 	clock clock.Clock
@@ -23,8 +28,15 @@ type FetchedKeys struct {
 	mu      sync.Mutex
 	keys    map[string]ed25519.PublicKey
 	fetched time.Time // last attempt
-	failed  bool      // the last attempt failed
+	failure error     // why the last attempt failed; nil when it succeeded
 }
+
+// errKeysUnavailable marks a kid that could not be looked up because auth's keys could not be
+// fetched; errUnknownKid, one that auth's current set does not have.
+var (
+	errKeysUnavailable = errors.New("auth's public keys cannot be fetched")
+	errUnknownKid      = errors.New("no key with this kid")
+)
 
 // refetchGap is the least time between two fetches caused by unknown kids; after a failed
 // fetch (auth was still starting, say) the next may come sooner, retryGap.
@@ -43,23 +55,35 @@ func NewFetchedKeys(fetch func(ctx context.Context) ([]byte, error), clk clock.C
 
 // PublicKey implements PublicKeys.
 func (k *FetchedKeys) PublicKey(kid string) (ed25519.PublicKey, bool) {
+	key, err := k.lookup(kid)
+	return key, err == nil
+}
+
+// lookup returns the key kid names, fetching the set again for a kid it does not know. The error
+// is errUnknownKid when auth's set, freshly fetched, lacks kid, and wraps errKeysUnavailable when
+// the set could not be fetched (now, or at the last attempt, too recent to try again).
+func (k *FetchedKeys) lookup(kid string) (ed25519.PublicKey, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if key, ok := k.keys[kid]; ok {
-		return key, true
+		return key, nil
 	}
 	gap := refetchGap
-	if k.failed {
+	if k.failure != nil {
 		gap = retryGap
 	}
-	if k.clock.Now().Sub(k.fetched) < gap {
-		return nil, false
+	if k.clock.Now().Sub(k.fetched) >= gap {
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		defer cancel()
+		_ = k.refreshLocked(ctx) // a failure leaves the known keys, and is in k.failure
+		if key, ok := k.keys[kid]; ok {
+			return key, nil
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
-	defer cancel()
-	_ = k.refreshLocked(ctx) // a failure leaves the known keys; the token is refused
-	key, ok := k.keys[kid]
-	return key, ok
+	if k.failure != nil {
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, k.failure)
+	}
+	return nil, errUnknownKid
 }
 
 // Refresh fetches the set now.
@@ -70,16 +94,18 @@ func (k *FetchedKeys) Refresh(ctx context.Context) error {
 }
 
 func (k *FetchedKeys) refreshLocked(ctx context.Context) error {
-	k.fetched, k.failed = k.clock.Now(), true
+	k.fetched = k.clock.Now()
 	data, err := k.fetch(ctx)
 	if err != nil {
-		return fmt.Errorf("fetch auth's public keys: %w", err)
+		k.failure = fmt.Errorf("fetch auth's public keys: %w", err)
+		return k.failure
 	}
 	keys, err := parsePublicSet(data)
 	if err != nil {
+		k.failure = err
 		return err
 	}
-	k.keys, k.failed = keys, false
+	k.keys, k.failure = keys, nil
 	return nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
+	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
 
 // Skew is the clock difference tolerated between replicas for exp, nbf and iat.
@@ -107,7 +108,9 @@ func NewVerifier(keys PublicKeys, iss, aud string, cacheSize int, clk clock.Cloc
 }
 
 // Verify returns the token's claims, or ErrInvalidToken with a detail that says what was wrong
-// (never which key or secret).
+// (never which key or secret). With keys fetched from auth, a token whose kid cannot be looked up
+// because the keys cannot be fetched gets an Unavailable problem instead: it may well be good, and
+// the client must keep it and retry rather than throw it away.
 func (v *Verifier) Verify(token string) (auth.Claims, error) {
 	if len(token) == 0 || len(token) > maxTokenBytes {
 		return auth.Claims{}, auth.ErrInvalidToken.WithDetail("the token is malformed")
@@ -168,6 +171,9 @@ func (v *Verifier) parse(token string, now time.Time) (auth.Claims, error) {
 		jwt.WithRequiredClaim("role"),
 		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
 	)
+	if errors.Is(err, errKeysUnavailable) {
+		return auth.Claims{}, problem.Unavailablef(err, time.Second, "access tokens cannot be checked right now")
+	}
 	if err != nil {
 		return auth.Claims{}, auth.ErrInvalidToken.WithDetail("%s", reason(err))
 	}
@@ -197,12 +203,23 @@ func (v *Verifier) fetchKey(_ context.Context, sink jws.KeySink, sig *jws.Signat
 	if h.Algorithm() != jwa.EdDSA {
 		return errors.New("alg is not EdDSA")
 	}
-	k, ok := v.keys.PublicKey(h.KeyID())
-	if !ok {
-		return errors.New("no key with this kid")
+	k, err := v.publicKey(h.KeyID())
+	if err != nil {
+		return err
 	}
 	sink.Key(jwa.EdDSA, k)
 	return nil
+}
+
+// publicKey looks kid up; keys fetched from auth can also say that they could not be fetched.
+func (v *Verifier) publicKey(kid string) (ed25519.PublicKey, error) {
+	if fetched, ok := v.keys.(*FetchedKeys); ok {
+		return fetched.lookup(kid)
+	}
+	if k, ok := v.keys.PublicKey(kid); ok {
+		return k, nil
+	}
+	return nil, errUnknownKid
 }
 
 func reason(err error) string {

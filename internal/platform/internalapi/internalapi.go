@@ -3,7 +3,9 @@
 // port, and every call carries a secret all processes of a deployment share. The client carries
 // the caller's deadline and trace context in headers and turns problem documents back into the
 // errors they were made from, so errors.Is works the same whether a module is local or remote; a
-// failure to reach the other process is an Unavailable problem, which callers already retry.
+// failure to reach the other process, or an answer about the deployment rather than the request
+// (a 5xx, the other process refusing this one's secret), is an Unavailable problem, which callers
+// already retry and the public caller gets as a 503.
 package internalapi
 
 import (
@@ -156,9 +158,23 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	if pe := problem.Decode(resp.StatusCode, resp.Header, data); pe != nil {
 		pe.Err = fmt.Errorf("%s answered %s %s with %d", c.module, method, path, resp.StatusCode)
+		if aboutDeployment(resp.StatusCode, pe) {
+			return problem.Unavailablef(pe, max(pe.RetryAfter, time.Second),
+				"the %s service is temporarily unavailable", c.module)
+		}
 		return pe
 	}
 	return c.unreachable(fmt.Errorf("%s %s: status %d without a problem document", method, path, resp.StatusCode))
+}
+
+// aboutDeployment tells whether a problem the callee answered is about the deployment rather than
+// the request: any 5xx (the other process is failing), and a refusal of this process's
+// credentials (the internal secrets differ). Passed on as they are, they would reach the public
+// caller as a 500, or as a 401 that reads as a verdict on the customer's own token. The internal
+// API takes no customer's credentials, so any 401 from it is about the process; a 403 is only
+// when the guard says so, since a module may refuse a request with one (a queue pass, say).
+func aboutDeployment(status int, pe *problem.Error) bool {
+	return status >= http.StatusInternalServerError || status == http.StatusUnauthorized || pe.Code == ErrUnauthorized.Code
 }
 
 // unreachable is the error for a call that got no answer from the module itself.

@@ -59,7 +59,67 @@ func TestSecretRequired(t *testing.T) {
 	}
 	err := client(url, strings.Repeat("x", 32)).Do(context.Background(), http.MethodGet, "/", nil, nil)
 	if !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("with a wrong secret: %v, want internal-unauthorized", err)
+		t.Fatalf("with a wrong secret: %v, want internal-unauthorized as the cause", err)
+	}
+}
+
+// TestDeploymentFaultsAreUnavailable: an answer about the deployment rather than the request (the
+// callee refuses this process's secret, or fails with a 5xx) comes back as Unavailable with
+// Retry-After, which the public caller gets as a 503 to retry, whatever the callee's status was;
+// the callee's answer stays the cause, for the log. Answers about the request keep their identity.
+func TestDeploymentFaultsAreUnavailable(t *testing.T) {
+	t.Parallel()
+	errPassRequired := problem.New(problem.Forbidden, "queue-pass-required", "Join the queue")
+	errHoldNotFound := problem.New(problem.NotFound, "hold-not-found", "Hold not found")
+	answers := map[string]error{
+		"/internal":       problem.ErrInternal.Wrap(errors.New("boom")),
+		"/overloaded":     problem.ErrOverloaded.WithRetryAfter(3 * time.Second),
+		"/timeout":        problem.ErrTimeout,
+		"/refused":        ErrUnauthorized.WithDetail("send the deployment's internal secret"),
+		"/refused-403":    problem.New(problem.Forbidden, ErrUnauthorized.Code, ErrUnauthorized.Title),
+		"/pass-required":  errPassRequired.WithDetail("join the queue"),
+		"/hold-not-found": errHoldNotFound,
+		"/sold-out":       errSoldOut,
+		"/unprocessable":  problem.ErrValidation,
+		"/too-many":       problem.ErrRateLimited.WithRetryAfter(time.Second),
+	}
+	url := server(t, func(c echo.Context) error { return answers[c.Request().URL.Path] })
+	c := client(url, testSecret)
+	do := func(path string) error {
+		return c.Do(context.Background(), http.MethodPost, path, nil, nil)
+	}
+	for path, cause := range map[string]error{
+		"/internal": problem.ErrInternal, "/overloaded": problem.ErrOverloaded, "/timeout": problem.ErrTimeout,
+		"/refused": ErrUnauthorized, "/refused-403": answers["/refused-403"],
+	} {
+		err := do(path)
+		pe := problem.As(err)
+		if pe == nil || pe.Kind != problem.Unavailable || !errors.Is(err, problem.ErrUnavailable) || pe.RetryAfter < time.Second {
+			t.Errorf("%s: got %v, want an unavailable problem with Retry-After", path, err)
+			continue
+		}
+		if !errors.Is(err, cause) {
+			t.Errorf("%s: %v lost the callee's answer", path, err)
+		}
+		if strings.Contains(pe.Detail, "secret") {
+			t.Errorf("%s: the detail %q speaks of the deployment's secret", path, pe.Detail)
+		}
+	}
+	if pe := problem.As(do("/overloaded")); pe == nil || pe.RetryAfter != 3*time.Second {
+		t.Errorf("the callee's Retry-After was not kept: %+v", pe)
+	}
+	for path, want := range map[string]*problem.Error{
+		"/pass-required": errPassRequired, "/hold-not-found": errHoldNotFound, "/sold-out": errSoldOut,
+		"/unprocessable": problem.ErrValidation, "/too-many": problem.ErrRateLimited,
+	} {
+		if err := do(path); !errors.Is(err, want) || problem.KindOf(err) != want.Kind {
+			t.Errorf("%s: got %v, want %v", path, err, want)
+		}
+	}
+	// Refused by the guard itself.
+	err := client(url, strings.Repeat("x", 32)).Do(context.Background(), http.MethodGet, "/sold-out", nil, nil)
+	if problem.KindOf(err) != problem.Unavailable || !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("refused by the guard: %v, want unavailable caused by internal-unauthorized", err)
 	}
 }
 
