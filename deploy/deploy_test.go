@@ -1282,7 +1282,14 @@ type apiRoute struct {
 // moduleOfTag says which module serves the operations of each tag of api/openapi.yaml.
 var moduleOfTag = map[string]string{
 	"operations": "", "auth": app.Auth, "events": app.Inventory, "holds": app.Inventory,
-	"orders": app.Payment, "checkins": app.Payment,
+	"orders": app.Payment, "checkins": app.Payment, "waiting-room": app.Inventory,
+}
+
+// eventStreams are the Server-Sent Event routes a proxy must pass through unbuffered and keep
+// open: an example path of each, and a path of the same prefix that is not a stream.
+var eventStreams = []struct{ name, path, not string }{
+	{"the order event streams", "/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events", "/v1/orders"},
+	{"the waiting-room streams", "/v1/events/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/queue/me/events", "/v1/events/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/queue/me"},
 }
 
 // apiRoutes lists the operations of api/openapi.yaml with a concrete path (parameters filled in)
@@ -1875,17 +1882,20 @@ func TestSplitIngress(t *testing.T) {
 			}
 		}
 	}
-	// The order event streams: unbuffered, and a read timeout that outlasts the heartbeats.
-	stream := ingressMatch(routes, "/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events")
-	if stream == nil {
-		t.Fatal("no Ingress routes the order event streams")
-	}
-	ann := stream.ing.Annotations
-	if ann["nginx.ingress.kubernetes.io/proxy-buffering"] != "off" {
-		t.Errorf("Ingress %s (the order event streams) does not turn proxy buffering off", stream.ing.Name)
-	}
-	if n, err := strconv.Atoi(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]); err != nil || n < 300 {
-		t.Errorf("Ingress %s (the order event streams): proxy-read-timeout %q, want 300 seconds or more", stream.ing.Name, ann["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+	// The event streams: unbuffered, and a read timeout that outlasts the heartbeats.
+	for _, es := range eventStreams {
+		stream := ingressMatch(routes, es.path)
+		if stream == nil {
+			t.Errorf("no Ingress routes %s", es.name)
+			continue
+		}
+		ann := stream.ing.Annotations
+		if ann["nginx.ingress.kubernetes.io/proxy-buffering"] != "off" {
+			t.Errorf("Ingress %s (%s) does not turn proxy buffering off", stream.ing.Name, es.name)
+		}
+		if n, err := strconv.Atoi(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]); err != nil || n < 300 {
+			t.Errorf("Ingress %s (%s): proxy-read-timeout %q, want 300 seconds or more", stream.ing.Name, es.name, ann["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+		}
 	}
 	// What an Ingress sends for /metrics, /debug or /internal reaches a public port, where the
 	// server does not serve them (the debug listener is set, and internal routes have a
@@ -2494,25 +2504,27 @@ func checkNginxProxying(t *testing.T, file, conf string) {
 		t.Errorf("%s: X-Forwarded-For is not set", file)
 	}
 	loc := regexp.MustCompile(`(?s)location\s+~\s+(\S+)\s*\{(.*?)\}`).FindAllStringSubmatch(conf, -1)
-	streams := false
-	for _, l := range loc {
-		re, err := regexp.Compile(l[1])
-		if err != nil || !re.MatchString("/v1/orders/0b7e9a5c-6f0e-4f35-9a77-8f3f5d3f0a11/events") || re.MatchString("/v1/orders") {
-			continue
+	for _, stream := range eventStreams {
+		found := false
+		for _, l := range loc {
+			re, err := regexp.Compile(l[1])
+			if err != nil || !re.MatchString(stream.path) || re.MatchString(stream.not) {
+				continue
+			}
+			found = true
+			if !regexp.MustCompile(`proxy_buffering\s+off\s*;`).MatchString(l[2]) {
+				t.Errorf("%s: the location of %s does not turn proxy_buffering off", file, stream.name)
+			}
+			m := regexp.MustCompile(`proxy_read_timeout\s+(\d+)([smh]?)\s*;`).FindStringSubmatch(l[2])
+			if m == nil {
+				t.Errorf("%s: the location of %s has no proxy_read_timeout", file, stream.name)
+			} else if d, _ := time.ParseDuration(m[1] + map[string]string{"": "s"}[m[2]] + m[2]); d < 5*time.Minute {
+				t.Errorf("%s: the location of %s has a read timeout %s%s, short for an event stream", file, stream.name, m[1], m[2])
+			}
 		}
-		streams = true
-		if !regexp.MustCompile(`proxy_buffering\s+off\s*;`).MatchString(l[2]) {
-			t.Errorf("%s: the order events location does not turn proxy_buffering off", file)
+		if !found {
+			t.Errorf("%s: no location for %s", file, stream.name)
 		}
-		m := regexp.MustCompile(`proxy_read_timeout\s+(\d+)([smh]?)\s*;`).FindStringSubmatch(l[2])
-		if m == nil {
-			t.Errorf("%s: the order events location has no proxy_read_timeout", file)
-		} else if d, _ := time.ParseDuration(m[1] + map[string]string{"": "s"}[m[2]] + m[2]); d < 5*time.Minute {
-			t.Errorf("%s: the order events location's read timeout %s%s is short for an event stream", file, m[1], m[2])
-		}
-	}
-	if !streams {
-		t.Errorf("%s: no location for /v1/orders/{id}/events", file)
 	}
 
 	// Metrics and profiles are refused from outside; the API is still proxied.

@@ -118,6 +118,7 @@ func TestInventoryConfig() inventory.Config {
 	return inventory.Config{
 		HoldTTL: 2 * time.Minute, MaxHoldsPerType: 4, MaxHolds: 8, AvailabilityTTL: 0, ClaimTTL: 30 * time.Second,
 		CommitBatchMax: 256, HoldRecordKeep: 10 * time.Minute, CatalogCacheTTL: time.Hour, MaxCapacity: 1_000_000,
+		QueueTick: 250 * time.Millisecond, QueuePerAddress: 20,
 	}
 }
 
