@@ -201,6 +201,8 @@ type Client struct {
 	Relogin bool
 	// MaxWait caps the wait before a retry (default 2s).
 	MaxWait time.Duration
+	// Header is sent with every request (a waiting room's Queue-Pass, for one).
+	Header http.Header
 
 	seq atomic.Int64
 }
@@ -228,7 +230,7 @@ func NewClient(base string, rec *Recorder) *Client {
 // With returns a copy of the client (sharing its connections and recorder) changed by f.
 func (c *Client) With(f func(*Client)) *Client {
 	cp := &Client{Base: c.Base, HC: c.HC, Rec: c.Rec, RetryUnavailable: c.RetryUnavailable,
-		RetryConnErrors: c.RetryConnErrors, Relogin: c.Relogin, MaxWait: c.MaxWait}
+		RetryConnErrors: c.RetryConnErrors, Relogin: c.Relogin, MaxWait: c.MaxWait, Header: c.Header}
 	f(cp)
 	return cp
 }
@@ -298,6 +300,9 @@ func (c *Client) once(ctx context.Context, route, method, path string, token, ke
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
 		return Resp{Err: err}
+	}
+	for k, v := range c.Header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
