@@ -541,6 +541,16 @@ func TestScenariosEmbedded(t *testing.T) {
 		smoke(t, s, append([]string{"login", "--customers", "30", "--rate", "50", "--light-workers", "10",
 			"--argon2-memory-kib", "1024", "--argon2-time", "1", "--argon2-seconds", "1s"}, short...)...)
 	})
+	t.Run("waiting-room", func(t *testing.T) {
+		res := smoke(t, s, append([]string{"waiting-room", "--customers", "400", "--tickets", "20", "--admission-rate", "6000",
+			"--streams", "40"}, short...)...)
+		if a, h := fieldOf(res, "admitted"), fieldOf(res, "held"); a != int64(400) || h != int64(20) {
+			t.Errorf("admitted %v, held %v; want all 400 admitted and the 20 tickets held", a, h)
+		}
+		if u := fieldOf(res, "stream_updates"); u.(int64) < 40 {
+			t.Errorf("stream updates %v, want at least one per stream", u)
+		}
+	})
 	t.Run("streams", func(t *testing.T) {
 		res := smoke(t, s, append([]string{"streams", "--streams", "200", "--hold-for", "3s", "--provider", s.provider}, short...)...)
 		if d := fieldOf(res, "dropped"); d != int64(0) {

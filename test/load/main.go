@@ -1,5 +1,5 @@
 // Command load drives one or several running onsale servers through the benchmark scenarios
-// (flash-sale, holds, browse, checkout, confirm, login, streams), checks their invariants and
+// (flash-sale, holds, browse, checkout, confirm, login, streams, waiting-room), checks their invariants and
 // performance targets, and reports throughput and latency percentiles as ratios to a baseline
 // measured in the same run: a trivial JSON handler served by the tool itself and driven with the
 // same client settings. "load --help" lists the scenarios, "load <scenario> --help" its flags.
@@ -70,6 +70,10 @@ func scenarios() []scenario {
 			about:    "19,000 order event streams held open on one server: none dropped, memory per stream",
 			flags:    []string{"streams", "hold-for", "holds-per-customer", "streams-per-customer"},
 			defaults: map[string]string{"connections": "1000"}},
+		{name: "waiting-room", run: runWaitingRoom,
+			about:    "100,000 customers join a waiting room at once and are admitted at a set rate: strictly in order, at the rate, no hold without a pass",
+			flags:    []string{"customers", "tickets", "admission-rate", "opens-in", "streams"},
+			defaults: map[string]string{"connections": "1000", "customers": "100000", "streams": "2000"}},
 	}
 }
 
@@ -122,6 +126,8 @@ type Options struct {
 	MaxStreams    int
 	HoldFor       time.Duration
 	LightRate     float64
+	AdmissionRate int
+	OpensIn       time.Duration
 }
 
 type stringList []string
@@ -171,6 +177,8 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 	fs.IntVar(&o.LightWorkers, "light-workers", 50, "workers (and customers) of the light hold load")
 	fs.IntVar(&o.MaxStreams, "max-streams", 4000, "order event streams open at once (more orders wait for a slot; their confirmation time is then the server's)")
 	fs.IntVar(&o.Streams, "streams", 19000, "concurrent order event streams")
+	fs.IntVar(&o.AdmissionRate, "admission-rate", 120000, "the waiting room's admission rate, customers a minute")
+	fs.DurationVar(&o.OpensIn, "opens-in", 2*time.Second, "the waiting room opens this long after it is turned on: customers who join before are drawn at random at the opening")
 	fs.DurationVar(&o.HoldFor, "hold-for", 60*time.Second, "how long the streams are held open")
 	for name, v := range sc.defaults {
 		f := fs.Lookup(name)
@@ -332,6 +340,16 @@ func (o *Options) validate(sc scenario) error {
 	case "login":
 		if o.Rate <= 0 {
 			errs = append(errs, errors.New("login: --rate (the light hold load) must be positive"))
+		}
+	case "waiting-room":
+		if o.Customers < 2 || o.Tickets < 1 || o.Tickets > 10000000 {
+			errs = append(errs, errors.New("--customers must be 2 or more and --tickets from 1 to 10000000"))
+		}
+		if o.AdmissionRate < 1 || o.AdmissionRate > 1000000 {
+			errs = append(errs, errors.New("--admission-rate must be from 1 to 1000000 a minute"))
+		}
+		if o.Streams < 0 || o.Streams > o.Customers {
+			errs = append(errs, errors.New("--streams must be from 0 to --customers"))
 		}
 	case "streams":
 		if o.Streams < 1 || o.Streams > 1000000 {
