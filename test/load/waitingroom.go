@@ -90,7 +90,7 @@ func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 	joinRec, pollRec, holdRec, orderRec := NewRecorder("join"), NewRecorder("place"), NewRecorder("hold with pass"), NewRecorder("order")
 	var errs, admitted, held, soldOut, ordered, refusedWithout, grantedWithout, swappedRefused, swappedGranted atomic.Int64
 	var streamEvents atomic.Int64
-	var somePass atomic.Pointer[string] // the first pass given, for the probes
+	var somePass atomic.Pointer[string]  // the first pass given, for the probes
 	var firstJoin, lastJoin atomic.Int64 // unix nanoseconds
 	var done sync.WaitGroup
 	slots := make(chan struct{}, o.Connections) // requests in flight while customers wait
