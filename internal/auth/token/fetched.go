@@ -25,10 +25,13 @@ type FetchedKeys struct {
 	fetch func(ctx context.Context) ([]byte, error)
 	clock clock.Clock
 
-	mu      sync.Mutex
-	keys    map[string]ed25519.PublicKey
-	fetched time.Time // last attempt
-	failure error     // why the last attempt failed; nil when it succeeded
+	// fetching lets one fetch run at a time; mu guards what it leaves. They are apart so that
+	// tokens under known kids are checked while a fetch waits on a slow auth.
+	fetching sync.Mutex
+	mu       sync.RWMutex
+	keys     map[string]ed25519.PublicKey
+	fetched  time.Time // last attempt
+	failure  error     // why the last attempt failed; nil when it succeeded
 }
 
 // errKeysUnavailable marks a kid that could not be looked up because auth's keys could not be
@@ -63,50 +66,68 @@ func (k *FetchedKeys) PublicKey(kid string) (ed25519.PublicKey, bool) {
 // is errUnknownKid when auth's set, freshly fetched, lacks kid, and wraps errKeysUnavailable when
 // the set could not be fetched (now, or at the last attempt, too recent to try again).
 func (k *FetchedKeys) lookup(kid string) (ed25519.PublicKey, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if key, ok := k.keys[kid]; ok {
+	if key, ok := k.known(kid); ok {
+		return key, nil
+	}
+	k.fetching.Lock()
+	defer k.fetching.Unlock()
+	// Another request may have fetched the set while this one waited.
+	k.mu.RLock()
+	key, ok := k.keys[kid]
+	fetched, failure := k.fetched, k.failure
+	k.mu.RUnlock()
+	if ok {
 		return key, nil
 	}
 	gap := refetchGap
-	if k.failure != nil {
+	if failure != nil {
 		gap = retryGap
 	}
-	if k.clock.Now().Sub(k.fetched) >= gap {
+	if k.clock.Now().Sub(fetched) >= gap {
 		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 		defer cancel()
-		_ = k.refreshLocked(ctx) // a failure leaves the known keys, and is in k.failure
-		if key, ok := k.keys[kid]; ok {
+		failure = k.refresh(ctx) // a failure leaves the known keys
+		if key, ok := k.known(kid); ok {
 			return key, nil
 		}
 	}
-	if k.failure != nil {
-		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, k.failure)
+	if failure != nil {
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, failure)
 	}
 	return nil, errUnknownKid
 }
 
-// Refresh fetches the set now.
-func (k *FetchedKeys) Refresh(ctx context.Context) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.refreshLocked(ctx)
+func (k *FetchedKeys) known(kid string) (ed25519.PublicKey, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	key, ok := k.keys[kid]
+	return key, ok
 }
 
-func (k *FetchedKeys) refreshLocked(ctx context.Context) error {
-	k.fetched = k.clock.Now()
+// Refresh fetches the set now.
+func (k *FetchedKeys) Refresh(ctx context.Context) error {
+	k.fetching.Lock()
+	defer k.fetching.Unlock()
+	return k.refresh(ctx)
+}
+
+// refresh fetches the set, with k.fetching held, and keeps the keys or the failure.
+func (k *FetchedKeys) refresh(ctx context.Context) error {
+	at := k.clock.Now()
 	data, err := k.fetch(ctx)
+	var keys map[string]ed25519.PublicKey
 	if err != nil {
-		k.failure = fmt.Errorf("fetch auth's public keys: %w", err)
-		return k.failure
+		err = fmt.Errorf("fetch auth's public keys: %w", err)
+	} else {
+		keys, err = parsePublicSet(data)
 	}
-	keys, err := parsePublicSet(data)
-	if err != nil {
-		k.failure = err
-		return err
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.fetched, k.failure = at, err
+	if err == nil {
+		k.keys = keys
 	}
-	k.keys, k.failure = keys, nil
-	return nil
+	return err
 }
 
 // parsePublicSet reads the Ed25519 public keys of a JWK set; anything else in it is ignored.

@@ -22,9 +22,19 @@ type authSide struct {
 	mu   sync.Mutex
 	set  []byte
 	down bool
+	// stall, when set, holds every fetch until it is closed; entered is told when one waits.
+	stall   chan struct{}
+	entered chan struct{}
 }
 
 func (a *authSide) fetch(context.Context) ([]byte, error) {
+	a.mu.Lock()
+	stall, entered := a.stall, a.entered
+	a.mu.Unlock()
+	if stall != nil {
+		entered <- struct{}{}
+		<-stall
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.down {
@@ -111,6 +121,58 @@ func TestFetchedKeysUnreachable(t *testing.T) {
 	clk.Advance(time.Second)
 	if _, err := v.Verify(rotated); err != nil {
 		t.Fatalf("the new kid once auth publishes it: %v", err)
+	}
+}
+
+// TestFetchedKeysSlowAuth: while a fetch waits on a slow auth (a token under a new kid asked
+// for it), tokens under kids already known are still checked: they never wait for the fetch.
+func TestFetchedKeysSlowAuth(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(start)
+	_, set := generate(t, nil)
+	jwks, err := set.PublicJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	side := &authSide{set: jwks}
+	v := fetchingVerifier(t, token.NewFetchedKeys(side.fetch, clk), clk)
+	good := issue(t, token.NewIssuer(set, iss, aud, clk), claims(clk, 15*time.Minute))
+	if _, err := v.Verify(good); err != nil {
+		t.Fatalf("first token: %v", err)
+	}
+
+	side.mu.Lock()
+	side.stall, side.entered = make(chan struct{}), make(chan struct{})
+	side.mu.Unlock()
+	clk.Advance(time.Second)
+	_, foreign := generate(t, nil)
+	unknown := issue(t, token.NewIssuer(foreign, iss, aud, clk), claims(clk, 15*time.Minute))
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(unknown)
+		done <- err
+	}()
+	<-side.entered // the fetch for the unknown kid is under way, and stays so
+
+	// A fresh token under the known kid (not in the verifier's cache) is checked meanwhile.
+	clk.Advance(time.Millisecond)
+	other := issue(t, token.NewIssuer(set, iss, aud, clk), claims(clk, 15*time.Minute))
+	checked := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(other)
+		checked <- err
+	}()
+	select {
+	case err := <-checked:
+		if err != nil {
+			t.Fatalf("a token under a known kid during a fetch: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a token under a known kid waited for a fetch of auth's keys")
+	}
+	close(side.stall)
+	if err := <-done; !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("the unknown kid once auth answered: %v, want invalid-token", err)
 	}
 }
 
