@@ -127,39 +127,27 @@ func TestWaitingRoomThreeReplicas(t *testing.T) {
 	streamed := make(map[*Customer]*queuePlace)
 	var streamMu sync.Mutex
 	var streams sync.WaitGroup
-	for _, u := range customers[:roomStreams/2] {
-		streams.Add(1)
-		go func() {
-			defer streams.Done()
-			q, err := followQueue(ctx, cl, u, queuePath+"/me/events")
-			if err != nil {
-				t.Errorf("%s follows the queue: %v", u.Email, err)
-				return
-			}
-			streamMu.Lock()
-			streamed[u] = q
-			streamMu.Unlock()
-		}()
+	follow := func(who []*Customer) {
+		for _, u := range who {
+			streams.Go(func() {
+				q, err := followQueue(ctx, cl, u, queuePath+"/me/events")
+				if err != nil {
+					t.Errorf("%s follows the queue: %v", u.Email, err)
+					return
+				}
+				streamMu.Lock()
+				streamed[u] = q
+				streamMu.Unlock()
+			})
+		}
 	}
+	follow(customers[:roomStreams/2])
 	rec.SetPhase("arrivals")
 	for i, w := range waves[1:] {
 		took := join(w, "")
 		t.Logf("wave %d: %d customers joined in %s", i+1, len(w), took.Round(time.Millisecond))
 	}
-	for _, u := range waves[2][len(waves[2])-roomStreams/2:] {
-		streams.Add(1)
-		go func() {
-			defer streams.Done()
-			q, err := followQueue(ctx, cl, u, queuePath+"/me/events")
-			if err != nil {
-				t.Errorf("%s follows the queue: %v", u.Email, err)
-				return
-			}
-			streamMu.Lock()
-			streamed[u] = q
-			streamMu.Unlock()
-		}()
-	}
+	follow(waves[2][len(waves[2])-roomStreams/2:])
 
 	// Everyone else asks now and then until admitted.
 	rec.SetPhase("admission")
