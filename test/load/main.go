@@ -177,7 +177,7 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 	fs.IntVar(&o.LightWorkers, "light-workers", 50, "workers (and customers) of the light hold load")
 	fs.IntVar(&o.MaxStreams, "max-streams", 4000, "order event streams open at once (more orders wait for a slot; their confirmation time is then the server's)")
 	fs.IntVar(&o.Streams, "streams", 19000, "concurrent order event streams")
-	fs.IntVar(&o.AdmissionRate, "admission-rate", 120000, "the waiting room's admission rate, customers a minute")
+	fs.IntVar(&o.AdmissionRate, "admission-rate", 60000, "the waiting room's admission rate, customers a minute")
 	fs.DurationVar(&o.OpensIn, "opens-in", 2*time.Second, "the waiting room opens this long after it is turned on: customers who join before are drawn at random at the opening")
 	fs.DurationVar(&o.HoldFor, "hold-for", 60*time.Second, "how long the streams are held open")
 	for name, v := range sc.defaults {

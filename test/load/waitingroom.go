@@ -43,7 +43,8 @@ const roomPassLifetime = 30 * time.Minute
 // the estimated wait says their turn is near; --streams of them follow it on the status stream.
 // Admitted customers hold with their pass and check out until the tickets are gone. The
 // invariants: everyone gets a place, places are 1..N each once, admission follows the places
-// strictly, admission runs at R ± 5 %, no hold without a pass (probed), never oversold.
+// strictly, admission runs at R ± 5 % once everyone is in line, no hold without a pass (probed),
+// never oversold. The streaming customers are spread over the line, one every N/streams.
 func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 	o := e.o
 	res := newResult(e, "waiting-room", fmt.Sprintf("%d customers join, admitted at %d a minute", o.Customers, o.AdmissionRate))
@@ -122,7 +123,7 @@ func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			if int(i) < o.Streams {
+			if o.Streams > 0 && int(i)%max(n/o.Streams, 1) == 0 && int(i)/max(n/o.Streams, 1) < o.Streams {
 				qs[i].streamed = true
 				e.followRoom(ctx, queuePath, cu, &qs[i], &q, &streamEvents, pollRec, &errs)
 			} else {
@@ -302,7 +303,9 @@ func (e *env) waitTurn(ctx context.Context, slots chan struct{}, queuePath strin
 		case q.Status == "pre_queue":
 			wait = time.Until(q.OpensAt) + time.Duration(rand.Int64N(int64(2*time.Second)))
 		case q.WaitSeconds != nil:
-			wait = max(time.Duration(*q.WaitSeconds)*time.Second, wait)
+			// The estimate, but no longer than 10 s: a customer's page would not stay silent
+			// longer, and the estimate is pessimistic while the line is still forming.
+			wait = min(max(time.Duration(*q.WaitSeconds)*time.Second, wait), 10*time.Second)
 		}
 		select {
 		case <-ctx.Done():
