@@ -91,8 +91,8 @@ func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 	joinRec, pollRec, holdRec, orderRec := NewRecorder("join"), NewRecorder("place"), NewRecorder("hold with pass"), NewRecorder("order")
 	var errs, admitted, held, soldOut, ordered, refusedWithout, grantedWithout, swappedRefused, swappedGranted atomic.Int64
 	var streamEvents atomic.Int64
-	var somePass atomic.Pointer[string]  // the first pass given, for the probes
-	var firstJoin, lastJoin atomic.Int64 // unix nanoseconds
+	var somePass atomic.Pointer[givenPass] // the first pass given, for the probes
+	var firstJoin, lastJoin atomic.Int64   // unix nanoseconds
 	var done sync.WaitGroup
 	slots := make(chan struct{}, o.Connections) // requests in flight while customers wait
 
@@ -133,7 +133,7 @@ func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 				return
 			}
 			admitted.Add(1)
-			somePass.CompareAndSwap(nil, &qs[i].pass)
+			somePass.CompareAndSwap(nil, &givenPass{pass: qs[i].pass, owner: int(i)})
 			slots <- struct{}{}
 			defer func() { <-slots }()
 			t := time.Now()
@@ -210,17 +210,25 @@ func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 			streamLags = append(streamLags, lag)
 		}
 	}
-	// The rate while everyone was in line: from the last join to the last admission.
-	inLine := 0
+	// The rate while everyone was in line: admission goes by ticks, so it is measured from the
+	// first tick after the last join to the last tick, counting what the ticks after the first
+	// admitted.
+	var inLineAt []time.Time
 	for _, q := range qs {
 		if !q.admittedAt.IsZero() && !q.admittedAt.Before(joined) {
-			inLine++
+			inLineAt = append(inLineAt, q.admittedAt)
 		}
 	}
-	window := lastAdm.Sub(joined)
+	slices.SortFunc(inLineAt, func(a, b time.Time) int { return a.Compare(b) })
+	var window time.Duration
 	rate := 0.0
-	if window > 0 {
-		rate = float64(inLine) / window.Minutes()
+	if len(inLineAt) > 1 {
+		from, to := inLineAt[0], inLineAt[len(inLineAt)-1]
+		window = to.Sub(from)
+		after := len(inLineAt) - slices.IndexFunc(inLineAt, func(t time.Time) bool { return t.After(from) })
+		if window > 0 {
+			rate = float64(after) / window.Minutes()
+		}
 	}
 	res.Set("join_s", round(joined.Sub(time.Unix(0, firstJoin.Load())).Seconds(), 2))
 	res.Set("joins_per_s", round(float64(n)/joinEl.Seconds(), 0))
@@ -389,7 +397,7 @@ func (me *queuer) record(q queueAnswer) bool {
 
 // probePasses asks for holds, while the room admits, as customers who joined last (no pass),
 // then with the pass of a customer admitted already: every one must be refused.
-func (e *env) probePasses(ctx context.Context, s sale, customers []Customer, pass func() *string, refusedWithout, grantedWithout, swappedRefused, swappedGranted, errs *atomic.Int64) {
+func (e *env) probePasses(ctx context.Context, s sale, customers []Customer, pass func() *givenPass, refusedWithout, grantedWithout, swappedRefused, swappedGranted, errs *atomic.Int64) {
 	probes := min(200, len(customers)/2)
 	hold := func(cu Customer, header map[string]string) Response {
 		return e.admin.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", Token: cu.Token, From: cu.From,
@@ -398,7 +406,7 @@ func (e *env) probePasses(ctx context.Context, s sale, customers []Customer, pas
 	for k := range probes {
 		countProbe(hold(customers[len(customers)-1-k], nil), "queue-pass-required", refusedWithout, grantedWithout, errs)
 	}
-	var p *string
+	var p *givenPass
 	for p = pass(); p == nil; p = pass() {
 		select {
 		case <-ctx.Done():
@@ -407,8 +415,16 @@ func (e *env) probePasses(ctx context.Context, s sale, customers []Customer, pas
 		}
 	}
 	for k := range probes {
-		countProbe(hold(customers[len(customers)-1-k], map[string]string{"Queue-Pass": *p}), "queue-pass-invalid", swappedRefused, swappedGranted, errs)
+		if i := len(customers) - 1 - k; i != p.owner {
+			countProbe(hold(customers[i], map[string]string{"Queue-Pass": p.pass}), "queue-pass-invalid", swappedRefused, swappedGranted, errs)
+		}
 	}
+}
+
+// givenPass is a pass and the customer it was given to.
+type givenPass struct {
+	pass  string
+	owner int
 }
 
 func countProbe(r Response, want string, refused, granted, errs *atomic.Int64) {
