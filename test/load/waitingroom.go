@@ -138,13 +138,16 @@ func runWaitingRoom(ctx context.Context, e *env) (*Result, error) {
 			defer func() { <-slots }()
 			t := time.Now()
 			hr := e.c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", Token: cu.Token, From: cu.From,
-				Body: map[string]any{"ticket_type_id": s.TicketType, "quantity": 1}, Header: map[string]string{"Queue-Pass": qs[i].pass}})
+				Body: map[string]any{"ticket_type_id": s.TicketType, "quantity": 1},
+				// The key makes the hold safe to send again, as the transport does when a kept-alive
+				// connection turns out closed.
+				Header: map[string]string{"Queue-Pass": qs[i].pass, "Idempotency-Key": fmt.Sprintf("room-hold-%s-%d", e.runID, i)}})
 			holdRec.Record(t, hr.Outcome())
 			var h struct {
 				ID string `json:"id"`
 			}
 			switch {
-			case hr.Status == http.StatusCreated && hr.Decode(&h) == nil:
+			case (hr.Status == http.StatusCreated || hr.Status == http.StatusOK) && hr.Decode(&h) == nil:
 				held.Add(1)
 				or, id := e.order(ctx, e.c, cu, h.ID, fmt.Sprintf("room-%s-%d", e.runID, i), "")
 				orderRec.Record(t, or.Outcome())
