@@ -229,6 +229,97 @@ func TestParseSources(t *testing.T) {
 	}
 }
 
+// --route MODULE=URL: what it accepts, what it refuses, and how parseArgs ties it to --metrics.
+func TestParseRoutes(t *testing.T) {
+	routes, err := parseRoutes([]string{"payment=http://127.0.0.1:8081/", " inventory = https://inv.example:9443", "payment=http://127.0.0.1:8082"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{{"payment", "http://127.0.0.1:8081"}, {"inventory", "https://inv.example:9443"}, {"payment", "http://127.0.0.1:8082"}}
+	if fmt.Sprint(routes) != fmt.Sprint(want) {
+		t.Fatalf("parseRoutes = %v, want %v", routes, want)
+	}
+	for _, bad := range [][]string{
+		{"payment"},                                       // no URL
+		{"payment="},                                      // an empty URL
+		{"=http://127.0.0.1:8081"},                        // no module
+		{"orders=http://127.0.0.1:8081"},                  // not a module
+		{"all=http://127.0.0.1:8081"},                     // not one module
+		{"payment=127.0.0.1:8081"},                        // no scheme
+		{"payment=ftp://127.0.0.1:8081"},                  // not HTTP
+		{"payment=http://"},                               // no host
+		{"payment=http://127.0.0.1:8081/v1/orders"},       // a path: the request's is appended
+		{"payment=http://127.0.0.1:8081?x=1"},             // a query
+		{"payment=http://u:p@127.0.0.1:8081"},             // credentials
+		{"payment=http://127.0.0.1:%zz"},                  // not a URL
+		{"payment=http://a:1", "payment=http://a:1/"},     // the same route twice
+		{"inventory=http://a:1", "payment=http://a:1 :2"}, // a second bad one
+	} {
+		if got, err := parseRoutes(bad); err == nil {
+			t.Errorf("parseRoutes(%q) = %v, want an error", bad, got)
+		}
+	}
+
+	args := []string{"checkout", "--target", "http://127.0.0.1:8080", "--organizer", "o@x.io:password1", "--route", "payment=http://127.0.0.1:8081"}
+	_, o, err := parseArgs(args, io.Discard, io.Discard)
+	if err != nil || len(o.Routes) != 1 || o.Routes[0] != (Route{"payment", "http://127.0.0.1:8081"}) {
+		t.Fatalf("parseArgs(%q) = %+v, %v", args, o, err)
+	}
+	if _, _, err := parseArgs(append(args, "--route", "nope=http://x"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown module") {
+		t.Errorf("a bad --route: %v, want an error naming the unknown module", err)
+	}
+	if _, _, err := parseArgs(append(args, "--metrics", "http://127.0.0.1:6060"), io.Discard, io.Discard); err == nil {
+		t.Error("one --metrics for a target and a route was accepted")
+	}
+	if _, _, err := parseArgs(append(args, "--metrics", "http://127.0.0.1:6060", "--metrics", "http://127.0.0.1:6061"), io.Discard, io.Discard); err != nil {
+		t.Errorf("--metrics for the target and the route: %v", err)
+	}
+}
+
+// The paths of a routed module go to its processes in turn, whatever target a request names;
+// the rest go to the targets.
+func TestClientRoutesModules(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v1/auth/login": "auth", "/v1/me": "auth", "/.well-known/jwks.json": "auth",
+		"/v1/events": "inventory", "/v1/events/x/queue/me/events": "inventory", "/v1/holds/x?y=1": "inventory",
+		"/v1/orders": "payment", "/v1/orders/x/events": "payment", "/v1/checkins": "payment", "/.well-known/ticket-keys.json": "payment",
+		"/livez": "", "/metrics": "", "/v1/ordersx": "", "/v1/authx": "", "/provider/mode": "",
+	} {
+		if got := pathModule(path); got != want {
+			t.Errorf("pathModule(%s) = %q, want %q", path, got, want)
+		}
+	}
+	serve := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) }))
+	}
+	main, pay1, pay2 := serve("main"), serve("pay1"), serve("pay2")
+	defer main.Close()
+	defer pay1.Close()
+	defer pay2.Close()
+	c := NewClient([]string{main.URL}, []Route{{"payment", pay1.URL}, {"payment", pay2.URL}}, 4, nil, 5*time.Second, nil)
+	defer c.Close()
+	var got []string
+	for _, r := range []Request{
+		{Method: http.MethodPost, Path: "/v1/holds"},
+		{Method: http.MethodPost, Path: "/v1/orders"},
+		{Method: http.MethodGet, Path: "/v1/orders/x", Target: main.URL}, // a named target: still its module's process
+		{Method: http.MethodGet, Path: "/metrics", Target: main.URL},
+		{Method: http.MethodPost, Path: "/v1/orders"},
+	} {
+		resp := c.Do(context.Background(), r)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("%s %s: %s", r.Method, r.Path, resp.Problem())
+		}
+		got = append(got, string(resp.Body))
+	}
+	if strings.Join(got, " ") != "main pay1 pay2 main pay1" {
+		t.Errorf("answered by %v, want main pay1 pay2 main pay1", got)
+	}
+	if u := c.Target("", "/v1/orders/x/events"); u != pay2.URL {
+		t.Errorf("the stream of an order goes to %s, want %s", u, pay2.URL)
+	}
+}
+
 // A customer's requests all leave from one source address, customers are spread over all of
 // them, and the tally counts the limited requests per address against the servers' defaults.
 func TestClientSpreadsCustomersOverSources(t *testing.T) {
@@ -258,7 +349,7 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := newTally()
-	c := NewClient([]string{srv.URL}, 8, sources, 5*time.Second, tl)
+	c := NewClient([]string{srv.URL}, nil, 8, sources, 5*time.Second, tl)
 	defer c.Close()
 	ctx := context.Background()
 	for round := range 3 {
