@@ -698,3 +698,98 @@ func TestFlashSaleExternal(t *testing.T) {
 		t.Errorf("db_sold %v, want 30", v)
 	}
 }
+
+// The checkout scenario through a split deployment, on real Redis, PostgreSQL and NATS: payment in
+// a process of its own, auth and inventory in another, wired by their internal APIs, the tool
+// sending payment's paths there with --route. A correctness smoke of the setup that
+// docs/benchmarks.md measures ("The cost of the hop"): every order accepted and confirmed, and
+// the servers' CPU counted over both processes.
+func TestCheckoutSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server; skipped with -short")
+	}
+	_, redisPrefix := testenv.Redis(t)
+	dbURL := testenv.PostgresURL(t)
+	natsPrefix := testenv.Unique("LOAD")
+	testenv.NATS(t, natsPrefix)
+	bin := buildServer(t)
+	dir := t.TempDir()
+	file := func(name string, data []byte) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keys := func(name string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "admin", "gen-keys").Output()
+		if err != nil {
+			t.Fatalf("server admin gen-keys: %v", err)
+		}
+		return file(name, out)
+	}
+	secret := ""
+	for range 8 { // 64 random hex digits: the servers want at least 32 characters
+		secret += newRunID()
+	}
+	shared := []string{
+		"ONSALE_REDIS_URL=" + testenv.RedisURL(),
+		"ONSALE_REDIS_PREFIX=" + redisPrefix,
+		"ONSALE_DATABASE_URL=" + dbURL,
+		"ONSALE_DB_MAX_CONNS=8",
+		"ONSALE_NATS_URL=" + testenv.NATSURL(),
+		"ONSALE_NATS_PREFIX=" + natsPrefix,
+		"ONSALE_INTERNAL_SECRET_FILE=" + file("internal-secret", []byte(secret+"\n")),
+	}
+	authInv := freeAddr(t)
+	a := startServer(t, bin, append(shared, "ONSALE_MODULES=auth,inventory", "ONSALE_INTERNAL_ADDR="+authInv,
+		"ONSALE_JWT_KEYS_FILE="+keys("jwt.json"))...)
+	p := startServer(t, bin, append(shared, "ONSALE_MODULES=payment", "ONSALE_INTERNAL_ADDR="+freeAddr(t),
+		"ONSALE_AUTH_URL=http://"+authInv, "ONSALE_INVENTORY_URL=http://"+authInv,
+		"ONSALE_TICKET_KEYS_FILE="+keys("tickets.json"))...)
+
+	args := []string{"checkout", "--target", a.base, "--route", "payment=" + p.base, "--provider", p.provider,
+		"--organizer", "org@load.test:organizer password", "--quiet", "--rate", "100", "--duration", "2s",
+		"--connections", "50", "--baseline-duration", "1s", "--holds-per-customer", "1000"}
+	scenario, o, err := parseArgs(args, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	o.Metrics = []string{a.metrics, p.metrics} // as --metrics would, in --target then --route order
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := execute(ctx, scenario, o, &out, io.Discard)
+	logs := fmt.Sprintf("auth,inventory log:\n%s\npayment log:\n%s", tail(a.log), tail(p.log))
+	if err != nil {
+		t.Fatalf("checkout: %v\n%s\n%s", err, out.String(), logs)
+	}
+	if res.Failed(false) {
+		t.Fatalf("checkout: an invariant failed:\n%s\n%s", out.String(), logs)
+	}
+	if c, e := fieldOf(res, "confirmed"), fieldOf(res, "errors"); c != int64(200) || e != int64(0) {
+		t.Errorf("confirmed %v, errors %v; want all 200 orders confirmed and no error\n%s", c, e, out.String())
+	}
+	if cpu, _ := fieldOf(res, "server_cpu_ms_per_order").(float64); cpu <= 0 {
+		t.Errorf("server CPU per order %v, want a positive figure from both processes\n%s", fieldOf(res, "server_cpu_ms_per_order"), out.String())
+	}
+	// The orders went to the payment process: it confirmed them all, through inventory's
+	// internal API on the other.
+	scrape := func(s *server) metrics {
+		t.Helper()
+		resp, err := http.Get(s.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return metrics(data)
+	}
+	if v, _ := scrape(p).Sum("onsale_payment_orders_total", map[string]string{"status": "confirmed"}); v != 200 {
+		t.Errorf("the payment process confirmed %v orders, want 200", v)
+	}
+	t.Logf("checkout split: %.0f orders/s, creation p99 %.2f ms, order to confirmed p99 %.2f ms, %.2f ms CPU per order",
+		res.ThroughputRPS, fieldOf(res, "creation_p99_ms"), fieldOf(res, "order_to_confirmed_p99_ms"), fieldOf(res, "server_cpu_ms_per_order"))
+}
