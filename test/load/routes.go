@@ -71,6 +71,15 @@ func routeURLs(routes []Route) []string {
 	return out
 }
 
+// routeSpecs returns the routes as --route takes them, for the report.
+func routeSpecs(routes []Route) []string {
+	var out []string
+	for _, r := range routes {
+		out = append(out, r.Module+"="+r.URL)
+	}
+	return out
+}
+
 // pathModule names the module that serves a public path, "" for the routes every process serves
 // (/livez, /metrics, ...). It is the split of deploy/nginx/split.conf, kept in step with it.
 func pathModule(path string) string {
