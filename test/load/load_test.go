@@ -352,6 +352,7 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 	c := NewClient([]string{srv.URL}, nil, 8, sources, 5*time.Second, tl)
 	defer c.Close()
 	ctx := context.Background()
+	start := time.Now()
 	for round := range 3 {
 		for from := 1; from <= 30; from++ {
 			r := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", From: from, Header: map[string]string{"X-From": strconv.Itoa(from)}})
@@ -363,6 +364,7 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 	for range 700 { // one address far past the default burst of holds
 		c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", From: 31, Header: map[string]string{"X-From": "31"}})
 	}
+	elapsed := time.Since(start)
 	c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login", From: 1, Header: map[string]string{"X-From": "1"}})
 	all := map[string]bool{}
 	for from := 1; from <= 31; from++ {
@@ -383,9 +385,11 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 	figs := tl.figures()
 	holds := figs[kindOf(http.MethodPost, "/v1/holds")]
 	// Customer 31 shares its address with customers 1, 11 and 21: 9 + 700 holds, of which the
-	// default bucket lets through its burst of 600 and 20/s.
-	if holds.Total != 790 || holds.MaxPerSrc != 709 || holds.Refused < 80 || holds.Refused > 109 {
-		t.Errorf("holds tallied %+v, want 790 in all, 709 from the busiest address and about 109 refused at the defaults", holds)
+	// default bucket lets through its burst of 600 and 20/s: 109 refused, less the refills while
+	// the requests were sent (a slow run, under -race on a busy machine, refills more).
+	least := 109 - int64(20*elapsed.Seconds()) - 1
+	if holds.Total != 790 || holds.MaxPerSrc != 709 || holds.Refused < least || holds.Refused > 109 {
+		t.Errorf("holds tallied %+v, want 790 in all, 709 from the busiest address and %d to 109 refused at the defaults after %v", holds, least, elapsed)
 	}
 	if auth := figs[kindOf(http.MethodPost, "/v1/auth/login")]; auth.Total != 1 || auth.Refused != 0 {
 		t.Errorf("logins tallied %+v, want 1 and none refused", auth)
