@@ -70,6 +70,8 @@ var exportedMetrics = set(
 	"onsale_payment_orders_created_total", "onsale_payment_orders_total", "onsale_payment_breaker_state",
 	"onsale_payment_queue_pending", "onsale_payment_queue_ack_pending", "onsale_payment_outbox_backlog",
 	"onsale_payment_dead_lettered_total",
+	"onsale_payment_processing_duration_seconds_bucket", "onsale_payment_processing_duration_seconds_sum",
+	"onsale_payment_processing_duration_seconds_count",
 	"target_info",
 	// Go collector.
 	"go_gc_duration_seconds", "go_gc_duration_seconds_count", "go_gc_duration_seconds_sum", "go_gc_gogc_percent",
