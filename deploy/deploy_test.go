@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -1236,7 +1237,8 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	if h.Spec.MaxReplicas < 3 {
 		t.Errorf("maxReplicas %d is below minReplicas", h.Spec.MaxReplicas)
 	}
-	// CPU only: the Go runtime keeps the heap it grew (GOGC 400, GOMEMLIMIT), so memory says
+	// Of the resources, CPU only (the custom metrics are TestCustomMetricsAutoscaler's): the Go
+	// runtime keeps the heap it grew (GOGC 400, GOMEMLIMIT), so memory says
 	// little about load, and a memory target would scale out and never back in.
 	want := map[corev1.ResourceName]int32{corev1.ResourceCPU: 70}
 	got := map[corev1.ResourceName]int32{}
@@ -3613,5 +3615,257 @@ func TestComposeCluster(t *testing.T) {
 	// Prometheus finds every replica on its debug port.
 	if want := name + ":6060"; !slices.Contains(scrapeJobs(t)["onsale"].dnsTargets, want) {
 		t.Errorf("prometheus.yml does not find %s's containers (%s)", name, want)
+	}
+}
+
+// ---- custom metrics for the autoscaler (deploy/k8s/prometheus-adapter) ----
+
+// adapterConfig is Prometheus Adapter's configuration file, the part these manifests use.
+type adapterConfig struct {
+	Rules []struct {
+		SeriesQuery   string `yaml:"seriesQuery"`
+		SeriesFilters []struct {
+			Is    string `yaml:"is"`
+			IsNot string `yaml:"isNot"`
+		} `yaml:"seriesFilters"`
+		Resources struct {
+			Overrides map[string]struct {
+				Group    string `yaml:"group"`
+				Resource string `yaml:"resource"`
+			} `yaml:"overrides"`
+			Template string `yaml:"template"`
+		} `yaml:"resources"`
+		Name struct {
+			Matches string `yaml:"matches"`
+			As      string `yaml:"as"`
+		} `yaml:"name"`
+		MetricsQuery string `yaml:"metricsQuery"`
+	} `yaml:"rules"`
+}
+
+// adapterLabels are the labels the adapter's queries use besides the server's own: the pod's
+// namespace and name, which the Kubernetes scrape adds and by which the adapter finds a pod.
+var adapterLabels = set("namespace", "pod")
+
+// registeredMetrics returns the series names the server's instruments give on /metrics, read
+// from the instrument registrations in internal/ (meter.Int64Counter("onsale.x.y", ...) and the
+// like) and named as OpenTelemetry's Prometheus exporter names them: dots become underscores, a
+// unit of seconds adds _seconds, a counter _total, a histogram _bucket, _sum and _count.
+func registeredMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	call := regexp.MustCompile(`\.(Int64|Float64)(Counter|UpDownCounter|Histogram|Gauge|ObservableCounter|ObservableUpDownCounter|ObservableGauge)\(\s*"([a-z0-9_.]+)"`)
+	out := map[string]bool{}
+	err := filepath.WalkDir("../internal", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		src := string(data)
+		locs := call.FindAllStringSubmatchIndex(src, -1)
+		for i, loc := range locs {
+			kind, name := src[loc[4]:loc[5]], strings.ReplaceAll(src[loc[6]:loc[7]], ".", "_")
+			// The options of this call run up to the next registration (or a few lines).
+			end := min(len(src), loc[1]+400)
+			if i+1 < len(locs) {
+				end = min(end, locs[i+1][0])
+			}
+			if strings.Contains(src[loc[1]:end], `metric.WithUnit("s")`) && !strings.HasSuffix(name, "_seconds") {
+				name += "_seconds"
+			}
+			switch kind {
+			case "Counter", "ObservableCounter":
+				out[name+"_total"] = true
+			case "Histogram":
+				out[name+"_bucket"], out[name+"_sum"], out[name+"_count"] = true, true, true
+			default:
+				out[name] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"onsale_http_requests_total", "http_server_request_duration_seconds_bucket", "onsale_payment_queue_pending"} {
+		if !out[want] {
+			t.Fatalf("the registrations scan of internal/ did not find %s (found %v); have the instruments moved?", want, out)
+		}
+	}
+	return out
+}
+
+// adapterQuery turns an adapter query template into PromQL, the way the adapter fills it in
+// when the HPA asks for a metric of some pods.
+func adapterQuery(tmpl, series string) string {
+	return strings.NewReplacer(
+		"<<.Series>>", series,
+		"<<.LabelMatchers>>", `namespace="shop",pod=~"onsale-a|onsale-b"`,
+		"<<.GroupBy>>", "pod",
+	).Replace(tmpl)
+}
+
+// TestCustomMetricsAutoscaler: the HPA scales on requests in flight per pod and on payment
+// processing time per pod besides CPU, through Prometheus Adapter rules whose queries use series
+// the server registers (and exports: TestInFlightGauge, TestProcessingDurationMetric), with
+// targets that act before the server sheds or the provider times out; it scales up fast and down
+// slowly.
+func TestCustomMetricsAutoscaler(t *testing.T) {
+	adapter := loadManifestFiles(t, manifestFiles(t, "k8s/prometheus-adapter"))
+	if len(adapter.configMaps) != 1 || len(allObjects(adapter)) != 1 {
+		t.Fatalf("deploy/k8s/prometheus-adapter: want one ConfigMap (the adapter's config.yaml), found %d objects", len(allObjects(adapter)))
+	}
+	raw, ok := adapter.configMaps[0].Data["config.yaml"]
+	if !ok {
+		t.Fatalf("ConfigMap %s has no config.yaml, the file the adapter reads", adapter.configMaps[0].Name)
+	}
+	var cfg adapterConfig
+	dec := yamlv3.NewDecoder(strings.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatalf("config.yaml is not a Prometheus Adapter configuration: %v", err)
+	}
+	registered := registeredMetrics(t)
+	labelsOK := func(where string, labelNames []string) {
+		for _, l := range labelNames {
+			if !knownLabels[l] && !adapterLabels[l] {
+				t.Errorf("%s: label %s is not one the server's metrics (or the Kubernetes scrape) give", where, l)
+			}
+		}
+	}
+	exposed := map[string]string{} // custom metric name → the server series its rule selects
+	for i, r := range cfg.Rules {
+		where := fmt.Sprintf("rule %d", i+1)
+		metrics, labelNames, err := queryNames(r.SeriesQuery)
+		if err != nil || len(metrics) != 1 {
+			t.Errorf("%s: seriesQuery %q: want a selector of one metric (%v)", where, r.SeriesQuery, err)
+			continue
+		}
+		series := metrics[0]
+		if !registered[series] || !exportedMetrics[series] {
+			t.Errorf("%s: %s is not a series the server exports (registered %v, listed %v)", where, series, registered[series], exportedMetrics[series])
+		}
+		labelsOK(where, labelNames)
+		if !regexp.MustCompile(`namespace\s*!=\s*""`).MatchString(r.SeriesQuery) || !regexp.MustCompile(`pod\s*!=\s*""`).MatchString(r.SeriesQuery) {
+			t.Errorf("%s: seriesQuery %q must ask for series with namespace and pod labels, or the adapter cannot tell pods apart", where, r.SeriesQuery)
+		}
+		ov := r.Resources.Overrides
+		if ov["namespace"].Resource != "namespace" || ov["pod"].Resource != "pod" {
+			t.Errorf("%s: resources.overrides %v: want namespace → namespace and pod → pod (the HPA asks per pod)", where, ov)
+		}
+		re, err := regexp.Compile(r.Name.Matches)
+		if err != nil || !re.MatchString(series) {
+			t.Errorf("%s: name.matches %q does not match %s", where, r.Name.Matches, series)
+			continue
+		}
+		name := series
+		if r.Name.As != "" {
+			name = re.ReplaceAllString(series, r.Name.As)
+		} else if re.NumSubexp() > 0 {
+			name = re.ReplaceAllString(series, "$1")
+		}
+		if _, dup := exposed[name]; dup {
+			t.Errorf("%s: two rules expose %s", where, name)
+		}
+		exposed[name] = series
+		if !strings.Contains(r.MetricsQuery, "<<.LabelMatchers>>") || !regexp.MustCompile(`by\s*\(\s*<<\.GroupBy>>\s*\)`).MatchString(r.MetricsQuery) {
+			t.Errorf("%s: metricsQuery %q must filter by <<.LabelMatchers>> and group by (<<.GroupBy>>), or every pod gets the whole deployment's value", where, r.MetricsQuery)
+		}
+		q := adapterQuery(r.MetricsQuery, series)
+		qm, ql, err := queryNames(q)
+		if err != nil {
+			t.Errorf("%s: metricsQuery %q: %v", where, q, err)
+			continue
+		}
+		for _, m := range qm {
+			if !registered[m] || !exportedMetrics[m] {
+				t.Errorf("%s: metricsQuery uses %s, which the server does not export", where, m)
+			}
+		}
+		labelsOK(where, ql)
+	}
+
+	m := loadManifests(t)
+	d, c := m.theDeployment(t)
+	env := containerEnv(t, m, c)
+	server := serverAccepts(t, "Deployment "+d.Name, env, containerModules(t, c))
+	if len(m.hpas) != 1 {
+		t.Fatalf("want one HorizontalPodAutoscaler, found %d", len(m.hpas))
+	}
+	h := m.hpas[0]
+	signals := map[string]resource.Quantity{} // the server series behind each Pods metric → target
+	cpu := false
+	for _, mt := range h.Spec.Metrics {
+		switch mt.Type {
+		case autoscalingv2.ResourceMetricSourceType:
+			cpu = cpu || (mt.Resource != nil && mt.Resource.Name == corev1.ResourceCPU)
+		case autoscalingv2.PodsMetricSourceType:
+			name := mt.Pods.Metric.Name
+			series, ok := exposed[name]
+			if !ok {
+				t.Errorf("the HPA scales on %s, which no adapter rule exposes (%v)", name, exposed)
+				continue
+			}
+			if mt.Pods.Metric.Selector != nil {
+				t.Errorf("%s: a selector the adapter's rule does not expect", name)
+			}
+			if mt.Pods.Target.Type != autoscalingv2.AverageValueMetricType || mt.Pods.Target.AverageValue == nil || mt.Pods.Target.AverageValue.Sign() <= 0 {
+				t.Errorf("%s: target %+v, want a positive AverageValue (Pods metrics are averaged over the pods)", name, mt.Pods.Target)
+				continue
+			}
+			signals[series] = *mt.Pods.Target.AverageValue
+		default:
+			t.Errorf("the HPA has a metric of type %s", mt.Type)
+		}
+	}
+	if !cpu {
+		t.Error("the HPA no longer scales on CPU")
+	}
+	inFlight, ok := signals["onsale_http_in_flight"]
+	if !ok {
+		t.Error("the HPA does not scale on requests in flight per pod (onsale_http_in_flight)")
+	} else if limit := server.HTTP.MaxInFlight; limit > 0 && inFlight.Value() > int64(limit/4) {
+		t.Errorf("in-flight target %s is over a quarter of the shedding limit (ONSALE_HTTP_MAX_IN_FLIGHT=%d): pods would shed before new ones are asked for", inFlight.String(), limit)
+	}
+	processing, ok := signals["onsale_payment_processing_duration_seconds_count"]
+	if !ok {
+		t.Error("the HPA does not scale on payment processing time per pod (onsale_payment_processing_duration_seconds)")
+	} else if secs := processing.AsApproximateFloat64(); secs >= server.Payment.ProviderTO.Seconds()/2 {
+		t.Errorf("payment processing target %ss is not well under the provider timeout (%s): attempts would time out before the HPA acts", processing.String(), server.Payment.ProviderTO)
+	}
+
+	// Fast up, slow down.
+	b := h.Spec.Behavior
+	if b == nil || b.ScaleUp == nil || b.ScaleDown == nil {
+		t.Fatal("the HPA has no scaleUp and scaleDown behavior: the defaults wait 5 minutes before every scale-down but also limit scale-up to 4 pods or 100% per 15 s; say what is meant")
+	}
+	window := func(w *int32) int32 {
+		if w == nil {
+			return -1 // unset: the defaults, 0 up and 300 down, are not what these manifests say
+		}
+		return *w
+	}
+	if w := window(b.ScaleUp.StabilizationWindowSeconds); w < 0 || w > 30 {
+		t.Errorf("scaleUp stabilizationWindowSeconds %d: want 0 to 30 s, a crowd does not wait", w)
+	}
+	fastUp := false
+	for _, p := range b.ScaleUp.Policies {
+		fastUp = fastUp || (p.PeriodSeconds <= 60 && ((p.Type == autoscalingv2.PercentScalingPolicy && p.Value >= 100) || (p.Type == autoscalingv2.PodsScalingPolicy && p.Value >= 4)))
+	}
+	if !fastUp || (b.ScaleUp.SelectPolicy != nil && *b.ScaleUp.SelectPolicy != autoscalingv2.MaxChangePolicySelect) {
+		t.Errorf("scaleUp %+v: want a policy of at least doubling (or 4 pods) a minute, and the largest policy to apply", b.ScaleUp)
+	}
+	if w := window(b.ScaleDown.StabilizationWindowSeconds); w < 300 {
+		t.Errorf("scaleDown stabilizationWindowSeconds %d: want 300 s or more, a sale comes in waves", w)
+	}
+	if len(b.ScaleDown.Policies) == 0 {
+		t.Error("scaleDown has no policy: the default removes any number of pods at once")
+	}
+	for _, p := range b.ScaleDown.Policies {
+		if p.PeriodSeconds < 60 || (p.Type == autoscalingv2.PodsScalingPolicy && p.Value > 2) || (p.Type == autoscalingv2.PercentScalingPolicy && p.Value > 20) {
+			t.Errorf("scaleDown policy %+v: want at most 2 pods or 20%% per minute or longer", p)
+		}
 	}
 }
