@@ -55,8 +55,8 @@ var requiredInProduction = []string{
 	"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL", "ONSALE_JWT_KEYS_FILE", "ONSALE_TICKET_KEYS_FILE",
 }
 
-// connectionURLs may carry passwords: they must come from a Secret.
-var connectionURLs = []string{"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL"}
+// connectionURLs may carry passwords: they must come from a Secret (the last two when set).
+var connectionURLs = []string{"ONSALE_REDIS_URL", "ONSALE_DATABASE_URL", "ONSALE_NATS_URL", "ONSALE_MIGRATE_DATABASE_URL", "ONSALE_DATABASE_READ_URL"}
 
 // exportedMetrics are the series names the server's /metrics serves (OpenTelemetry's Prometheus
 // exporter plus the Go and process collectors), and target_info.
@@ -3331,7 +3331,8 @@ func TestComposeCluster(t *testing.T) {
 			t.Errorf("%s: image %q, want the single redis's %q", name, s.Image, single.Image)
 		}
 		cmd := strings.Join(s.Command, " ") + " "
-		for _, want := range []string{"--maxmemory-policy noeviction", "--appendonly no", "--save  ", "--cluster-node-timeout "} {
+		// Without full coverage required, one master failing over leaves the others serving.
+		for _, want := range []string{"--maxmemory-policy noeviction", "--appendonly no", "--save  ", "--cluster-node-timeout ", "--cluster-require-full-coverage no"} {
 			if !strings.Contains(cmd, want) {
 				t.Errorf("%s: command %q lacks %q", name, cmd, strings.TrimSpace(want))
 			}
