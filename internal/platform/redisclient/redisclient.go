@@ -101,6 +101,9 @@ func Open(url string) (rueidis.Client, error) {
 	// The client-side cache is per connection; a few MiB each is plenty for session flags and
 	// catalogue entries.
 	opt.CacheSizeEachConn = 16 << 20
+	if IsCluster(url) {
+		opt.RetryDelay = clusterRetryDelay
+	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect redis %s: %w", config.RedactURL(url), config.RedactError(err, url))
@@ -116,6 +119,19 @@ func Open(url string) (rueidis.Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// clusterRetryDelay bounds rueidis's retries of read-only commands on a cluster. By default it
+// retries them until the context ends; while a dead master's replica is being promoted (node
+// timeout plus an election: seconds) that holds every read of the master's slots — a session
+// check, a catalogue read — for the whole failover, and a customer sees a hang. A few quick
+// retries ride out a dropped connection or a slot moving; after them the error reaches the
+// handler, which answers 503 with Retry-After at once.
+func clusterRetryDelay(attempts int, _ rueidis.Completed, _ error) time.Duration {
+	if attempts > 3 {
+		return -1
+	}
+	return time.Duration(attempts) * 50 * time.Millisecond
 }
 
 // Check is a readiness check: a PING round trip.
