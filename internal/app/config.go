@@ -128,6 +128,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Invalid("ONSALE_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(),
 			"want a duration longer than ONSALE_DRAIN_DELAY ("+c.DrainDelay.String()+")"))
 	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		// A brace in the prefix would become every key's hash tag: on a Redis Cluster all keys in
+		// one slot, and the scripts' own tags ({tt:<id>}...) no longer spreading them.
+		errs = append(errs, config.Invalid("ONSALE_REDIS_PREFIX", c.RedisPrefix, "want a prefix without { or }"))
+	}
 	for name, u := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL} {
 		if err := checkURL(name, u); err != nil {
 			errs = append(errs, err)
