@@ -133,6 +133,14 @@ func absent(t testing.TB, what string, err error) {
 
 func requireReachable(t testing.TB, what, rawURL, defPort string) {
 	t.Helper()
+	if redisclient.IsCluster(rawURL) {
+		// A Redis Cluster's seed list: the first seed stands for it.
+		opt, err := redisclient.ParseURL(rawURL)
+		if err != nil {
+			t.Fatalf("%s URL: %v", what, err)
+		}
+		rawURL = "redis://" + opt.InitAddress[0]
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatalf("%s URL %q: %v", what, rawURL, err)
