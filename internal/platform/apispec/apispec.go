@@ -34,6 +34,7 @@ type Spec struct {
 	doc      *openapi3.T
 	routes   map[string]*routers.Route // "GET /v1/holds/{hold_id}"
 	requests map[string]*routers.Route // the same, for request validation (see Load)
+	compiled map[string]*compiled      // the same, compiled for the fast path
 	options  *openapi3filter.Options
 }
 
@@ -57,6 +58,7 @@ func Load(data []byte) (*Spec, error) {
 		doc:      doc,
 		routes:   map[string]*routers.Route{},
 		requests: map[string]*routers.Route{},
+		compiled: map[string]*compiled{},
 		options: &openapi3filter.Options{
 			// Authentication is enforced by the routes' own middleware, which runs first.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
@@ -75,6 +77,11 @@ func Load(data []byte) (*Spec, error) {
 			s.requests[method+" "+path] = &routers.Route{
 				Spec: &legacy, Path: path, PathItem: item, Method: method, Operation: &reqOp,
 			}
+			c, err := compileOperation(s.requests[method+" "+path])
+			if err != nil {
+				return nil, fmt.Errorf("compile %s %s: %w", method, path, err)
+			}
+			s.compiled[method+" "+path] = c
 		}
 	}
 	return s, nil
@@ -126,8 +133,19 @@ func (s *Spec) RequestValidator(method, echoPath string) (echo.MiddlewareFunc, e
 		// Nothing to validate: skip the work on hot paths such as health checks.
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }, nil
 	}
+	fast := s.compiled[method+" "+OpenAPIPath(echoPath)]
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			ok, done, err := fast.validate(c)
+			if done != nil {
+				defer done()
+			}
+			if err != nil {
+				return toProblem(err)
+			}
+			if ok {
+				return next(c)
+			}
 			params := make(map[string]string, len(c.ParamNames()))
 			for i, name := range c.ParamNames() {
 				params[name] = c.ParamValues()[i]
