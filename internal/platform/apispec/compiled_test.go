@@ -275,4 +275,3 @@ func clone(m map[string]any) map[string]any {
 	}
 	return out
 }
-
