@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -36,6 +37,7 @@ type Spec struct {
 	requests map[string]*routers.Route // the same, for request validation (see Load)
 	compiled map[string]*compiled      // the same, compiled for the fast path
 	options  *openapi3filter.Options
+	bodies   *sync.Pool // *bodyBuffer: request bodies while their requests are served
 }
 
 // Load parses and validates the document.
@@ -59,6 +61,7 @@ func Load(data []byte) (*Spec, error) {
 		routes:   map[string]*routers.Route{},
 		requests: map[string]*routers.Route{},
 		compiled: map[string]*compiled{},
+		bodies:   &sync.Pool{New: func() any { return new(bodyBuffer) }},
 		options: &openapi3filter.Options{
 			// Authentication is enforced by the routes' own middleware, which runs first.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
@@ -136,9 +139,9 @@ func (s *Spec) RequestValidator(method, echoPath string) (echo.MiddlewareFunc, e
 	fast := s.compiled[method+" "+OpenAPIPath(echoPath)]
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			ok, done, err := fast.validate(c)
-			if done != nil {
-				defer done()
+			ok, buf, err := fast.validate(c, s.bodies)
+			if buf != nil {
+				defer s.bodies.Put(buf)
 			}
 			if err != nil {
 				return toProblem(err)

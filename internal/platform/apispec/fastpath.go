@@ -149,10 +149,6 @@ func (b *bodyBuffer) Read(p []byte) (int, error) { return b.reader.Read(p) }
 
 var _ io.ReadCloser = (*bodyBuffer)(nil)
 
-// bodies recycles request body buffers. A package-level pool keeps the buffers' life out of
-// every Spec's way; it holds no state beyond reusable memory.
-var bodies = sync.Pool{New: func() any { return new(bodyBuffer) }}
-
 // jsonMedia reports whether a Content-Type names JSON, as kin-openapi decides which decoder to use.
 func jsonMedia(ct string) bool {
 	if ct == "application/json" {
@@ -163,8 +159,9 @@ func jsonMedia(ct string) bool {
 }
 
 // validate runs the compiled rules; it returns ok false when kin-openapi must judge the request.
-// On ok, the request's body has been replaced by the buffered copy, which done gives back.
-func (c *compiled) validate(ec echo.Context) (ok bool, done func(), err error) {
+// When it returns a buffer, the request's body has been replaced by that buffered copy, which
+// goes back to bodies when the request ends.
+func (c *compiled) validate(ec echo.Context, bodies *sync.Pool) (ok bool, buf *bodyBuffer, err error) {
 	if !c.paramsValid(ec) {
 		return false, nil, nil
 	}
@@ -185,15 +182,8 @@ func (c *compiled) validate(ec echo.Context) (ok bool, done func(), err error) {
 	data := b.buf.Bytes()
 	b.reader.Reset(data)
 	req.Body = b
-	release := func() { bodies.Put(b) }
 	if len(bytes.TrimSpace(data)) == 0 {
-		if c.required {
-			return false, release, nil
-		}
-		return true, release, nil
+		return !c.required, b, nil
 	}
-	if !json.Valid(data) || !c.body.valid(data) {
-		return false, release, nil
-	}
-	return true, release, nil
+	return json.Valid(data) && c.body.valid(data), b, nil
 }

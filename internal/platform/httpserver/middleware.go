@@ -30,17 +30,13 @@ import (
 
 // requestID keeps a sane client-sent X-Request-Id (so a request can be followed through proxies)
 // and replaces anything else with a fresh id.
-func requestID() echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			id := c.Request().Header.Get(echo.HeaderXRequestID)
-			if !saneRequestID(id) {
-				id = uuid.NewString()
-			}
-			c.Response().Header().Set(echo.HeaderXRequestID, id)
-			return next(c)
-		}
+func requestID(c echo.Context) string {
+	id := c.Request().Header.Get(echo.HeaderXRequestID)
+	if !saneRequestID(id) {
+		id = uuid.NewString()
 	}
+	c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+	return id
 }
 
 func saneRequestID(id string) bool {
@@ -110,26 +106,48 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	return &i, err
 }
 
-// observe gives each request a span, RED metrics and one access log line. Errors returned by the
-// handlers are rendered here (through the error handler) so the status is known when recording.
-func (s *Server) observe(tracer trace.Tracer, prop propagation.TextMapPropagator) echo.MiddlewareFunc {
+// edgeConfig is what the edge middleware needs.
+type edgeConfig struct {
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	bodyLimit  int64
+	maxInFlght int            // 0: no limit
+	limitIP    *clientLimiter // nil: no limit
+	overloaded *problem.Error
+}
+
+// traceID puts a trace id in a log record only when one is written.
+type traceID trace.TraceID
+
+// LogValue renders the id as hex.
+func (t traceID) LogValue() slog.Value { return slog.StringValue(trace.TraceID(t).String()) }
+
+// edge is the platform middleware every request passes, in this order: a request id; a span, RED
+// metrics and one access log line (errors returned by handlers are rendered here, through the
+// error handler, so the status is known when recording); panic recovery; the body limit; load
+// shedding; the per-address rate limit. It is one function rather than a chain (see New).
+func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
+	var inFlight atomic.Int64
+	spanKind := trace.WithSpanKind(trace.SpanKindServer) // built once, not per request
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
+			rid := requestID(c)
 			req := c.Request()
 			route := c.Path()
 			if route == "/*" || route == "" {
 				route = "unmatched" // keep unknown paths out of the label values
 			}
-			ctx := prop.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
-			ctx, span := tracer.Start(ctx, req.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
-			rid := c.Response().Header().Get(echo.HeaderXRequestID)
-			ctx = logging.WithAttrs(ctx,
-				slog.String("request_id", rid),
-				slog.String("trace_id", span.SpanContext().TraceID().String()))
-			c.SetRequest(req.WithContext(ctx))
+			ctx := req.Context()
+			if len(req.Header) > 0 {
+				ctx = cfg.prop.Extract(ctx, propagation.HeaderCarrier(req.Header))
+			}
+			ctx, span := cfg.tracer.Start(ctx, req.Method+" "+route, spanKind)
+			ctx = logging.WithAttrs(ctx, slog.String("request_id", rid), slog.Any("trace_id", traceID(span.SpanContext().TraceID())))
+			req = req.WithContext(ctx)
+			c.SetRequest(req)
 
-			err := next(c)
+			err := s.guarded(c, next, &cfg, &inFlight)
 			if err != nil {
 				c.Error(err)
 			}
@@ -161,80 +179,85 @@ func (s *Server) observe(tracer trace.Tracer, prop propagation.TextMapPropagator
 	}
 }
 
-// recoverPanics turns a panic in a handler into a 500 whose body shows nothing of it; the stack
-// goes to the log.
-func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					if r == http.ErrAbortHandler {
-						panic(r)
-					}
-					log.ErrorContext(c.Request().Context(), "panic in handler",
-						"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					err = problem.ErrInternal.Wrap(fmt.Errorf("panic: %v", r))
-				}
-			}()
-			return next(c)
+// guarded runs the handler behind panic recovery, the body limit, load shedding and the
+// per-address rate limit.
+func (s *Server) guarded(c echo.Context, next echo.HandlerFunc, cfg *edgeConfig, inFlight *atomic.Int64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			// The stack goes to the log; the response shows nothing of it.
+			s.log.ErrorContext(c.Request().Context(), "panic in handler",
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = problem.ErrInternal.Wrap(fmt.Errorf("panic: %v", r))
 		}
+	}()
+	req := c.Request()
+	// The body limit refuses at once when Content-Length says so, otherwise when reading crosses
+	// the limit.
+	if req.ContentLength > cfg.bodyLimit {
+		return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", cfg.bodyLimit)
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, cfg.bodyLimit)
+	}
+	api := strings.HasPrefix(c.Path(), "/v1/")
+	if cfg.maxInFlght > 0 && api && !s.streams[req.Method+" "+c.Path()] {
+		// Shedding answers 503 at once when too many requests are being handled, so a flash
+		// crowd meets a fast "try again" instead of a collapsing server. Probes, metrics and
+		// streams are exempt.
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		ctx := req.Context()
+		if n > int64(cfg.maxInFlght) {
+			s.inst.shed.Add(ctx, 1)
+			return cfg.overloaded
+		}
+		s.inst.inFlight.Add(ctx, 1)
+		defer s.inst.inFlight.Add(ctx, -1)
+	}
+	if cfg.limitIP != nil && api {
+		if err := cfg.limitIP.check(c); err != nil {
+			return err
+		}
+	}
+	return next(c)
+}
+
+// clientLimiter is a token bucket per client address, in this process.
+type clientLimiter struct {
+	limiter     *ratelimit.Memory
+	policy      string
+	policyField string
+}
+
+// newClientLimiter returns a limiter of rps requests per second after a burst of burst, or nil
+// for rps 0.
+func newClientLimiter(policy string, rps float64, burst int) *clientLimiter {
+	if rps <= 0 {
+		return nil
+	}
+	window := int(math.Ceil(float64(burst) / rps))
+	return &clientLimiter{
+		limiter:     ratelimit.NewMemory(rps, burst, 100_000),
+		policy:      policy,
+		policyField: fmt.Sprintf("%q;q=%d;w=%d", policy, burst, window),
 	}
 }
 
-// bodyLimit refuses bodies over limit bytes: at once when Content-Length says so, otherwise when
-// reading crosses the limit.
-func bodyLimit(limit int64) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			req := c.Request()
-			if req.ContentLength > limit {
-				return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", limit)
-			}
-			if req.Body != nil && req.Body != http.NoBody {
-				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
-			}
-			return next(c)
-		}
+// check refuses a request over its address's budget: 429 with Retry-After and the IETF
+// RateLimit-Policy and RateLimit fields naming the policy, so a client can pace itself.
+func (l *clientLimiter) check(c echo.Context) error {
+	ok, wait := l.limiter.Allow(ratelimit.ClientKey(c.RealIP()))
+	if ok {
+		return nil
 	}
-}
-
-// shed answers 503 at once when too many requests are being handled, so a flash crowd meets a
-// fast "try again" instead of a collapsing server. Probes, metrics and streams are exempt.
-func (s *Server) shed(limit int) echo.MiddlewareFunc {
-	inst := s.inst
-	var inFlight atomic.Int64
-	overloaded := problem.ErrOverloaded.WithDetail("the server is at capacity; retry shortly").WithRetryAfter(time.Second)
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if !strings.HasPrefix(c.Path(), "/v1/") || s.streams[c.Request().Method+" "+c.Path()] {
-				return next(c)
-			}
-			n := inFlight.Add(1)
-			defer inFlight.Add(-1)
-			ctx := c.Request().Context()
-			if n > int64(limit) {
-				inst.shed.Add(ctx, 1)
-				return overloaded
-			}
-			inst.inFlight.Add(ctx, 1)
-			defer inst.inFlight.Add(ctx, -1)
-			return next(c)
-		}
-	}
-}
-
-// limitPerIP applies a token bucket per client address to the API routes.
-func limitPerIP(rps float64) echo.MiddlewareFunc {
-	limit := LimitPerClient("api", rps, int(2*rps)+1)
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		limited := limit(next)
-		return func(c echo.Context) error {
-			if !strings.HasPrefix(c.Path(), "/v1/") {
-				return next(c)
-			}
-			return limited(c)
-		}
-	}
+	secs := int(math.Ceil(wait.Seconds()))
+	h := c.Response().Header()
+	h.Set("RateLimit-Policy", l.policyField)
+	h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", l.policy, secs))
+	return problem.ErrRateLimited.WithDetail("too many requests from this address; slow down").WithRetryAfter(wait)
 }
 
 // LimitPerClient returns middleware that lets each client address (IPv6 by its /64) send rps
@@ -242,23 +265,16 @@ func limitPerIP(rps float64) echo.MiddlewareFunc {
 // A refusal is 429 with Retry-After and the IETF RateLimit-Policy and RateLimit fields naming
 // the policy, so a client can pace itself.
 func LimitPerClient(policy string, rps float64, burst int) echo.MiddlewareFunc {
-	if rps <= 0 {
+	l := newClientLimiter(policy, rps, burst)
+	if l == nil {
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
-	limiter := ratelimit.NewMemory(rps, burst, 100_000)
-	window := int(math.Ceil(float64(burst) / rps))
-	policyField := fmt.Sprintf("%q;q=%d;w=%d", policy, burst, window)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			ok, wait := limiter.Allow(ratelimit.ClientKey(c.RealIP()))
-			if ok {
-				return next(c)
+			if err := l.check(c); err != nil {
+				return err
 			}
-			secs := int(math.Ceil(wait.Seconds()))
-			h := c.Response().Header()
-			h.Set("RateLimit-Policy", policyField)
-			h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", policy, secs))
-			return problem.ErrRateLimited.WithDetail("too many requests from this address; slow down").WithRetryAfter(wait)
+			return next(c)
 		}
 	}
 }

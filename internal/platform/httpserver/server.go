@@ -86,16 +86,16 @@ func New(cfg Config, d Deps) (*Server, error) {
 	e.HTTPErrorHandler = s.handleError
 
 	tracer := d.Tracers.Tracer("github.com/onsale-dev/onsale/internal/platform/httpserver")
-	e.Pre(requestID())
-	e.Use(s.observe(tracer, d.Propagator))
-	e.Use(recoverPanics(d.Log))
-	e.Use(bodyLimit(cfg.BodyLimit))
-	if cfg.MaxInFlight > 0 {
-		e.Use(s.shed(cfg.MaxInFlight))
-	}
-	if cfg.RateLimitIP > 0 {
-		e.Use(limitPerIP(cfg.RateLimitIP))
-	}
+	// The edge middleware runs as one function: echo composes its global middleware anew on
+	// every request, one closure each, which showed in allocation profiles of the hottest routes.
+	e.Use(s.edge(edgeConfig{
+		tracer:     tracer,
+		prop:       d.Propagator,
+		bodyLimit:  cfg.BodyLimit,
+		maxInFlght: cfg.MaxInFlight,
+		limitIP:    newClientLimiter("api", cfg.RateLimitIP, int(2*cfg.RateLimitIP)+1),
+		overloaded: problem.ErrOverloaded.WithDetail("the server is at capacity; retry shortly").WithRetryAfter(time.Second),
+	}))
 	// Unknown paths are left to echo's own not-found handler (rendered by handleError): a
 	// catch-all route here would also answer 404 where the path exists with another method (405).
 	return s, nil
@@ -124,7 +124,13 @@ func (s *Server) Register(routes ...Route) error {
 				mws = append(mws, v)
 			}
 		}
-		s.echo.Add(r.Method, r.Path, r.Handler, mws...)
+		// The route's middleware is applied here, once: echo's own Add would compose it again on
+		// every request.
+		h := r.Handler
+		for i := len(mws) - 1; i >= 0; i-- {
+			h = mws[i](h)
+		}
+		s.echo.Add(r.Method, r.Path, h)
 	}
 	return nil
 }
