@@ -237,6 +237,9 @@ func (n *node) valid(v []byte) bool {
 		if !n.permits(tString) {
 			return false
 		}
+		if raw := v[1 : len(v)-1]; bytes.IndexByte(raw, '\\') < 0 && n.format == nil {
+			return n.validRaw(raw) // no escapes: checked in place, without a copy
+		}
 		s, ok := jsonString(v)
 		return ok && n.validString(s)
 	case 't', 'f':
@@ -312,19 +315,48 @@ func (n *node) validString(s string) bool {
 	return true
 }
 
+// validRaw is validString for the bytes of a string without escapes, for a node without format.
+func (n *node) validRaw(s []byte) bool {
+	if len(n.enum) > 0 {
+		found := false
+		for _, e := range n.enum {
+			if e == string(s) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if n.minLength > 0 || n.maxLength >= 0 {
+		length := utf8.RuneCount(s)
+		if length < n.minLength || n.maxLength >= 0 && length > n.maxLength {
+			return false
+		}
+	}
+	return n.pattern == nil || n.pattern.Match(s)
+}
+
 func (n *node) object(v []byte) bool {
 	var seen uint64
 	count := 0
 	ok := true
-	members(v, func(key string, val []byte) {
+	members(v, func(rawKey []byte, val []byte) {
 		if !ok {
 			return
 		}
 		count++
-		if bit, req := n.required[key]; req {
+		// Keys without escapes are looked up in place (no copy); others are decoded first.
+		key := rawKey[1 : len(rawKey)-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			k, _ := jsonString(rawKey)
+			key = []byte(k)
+		}
+		if bit, req := n.required[string(key)]; req {
 			seen |= 1 << bit
 		}
-		if p, known := n.props[key]; known {
+		if p, known := n.props[string(key)]; known {
 			ok = p.valid(val)
 			return
 		}
@@ -355,12 +387,12 @@ func (n *node) array(v []byte) bool {
 
 // The scanners below walk JSON already checked by json.Valid, so they need not handle errors.
 
-// members calls fn for each member of the object v.
-func members(v []byte, fn func(key string, val []byte)) {
+// members calls fn for each member of the object v, with the key as its JSON string literal.
+func members(v []byte, fn func(key, val []byte)) {
 	i := skipSpace(v, 1)
 	for i < len(v) && v[i] != '}' {
 		kEnd := valueEnd(v, i)
-		key, _ := jsonString(v[i:kEnd])
+		key := v[i:kEnd]
 		i = skipSpace(v, kEnd)
 		i = skipSpace(v, i+1) // the colon
 		end := valueEnd(v, i)

@@ -2,6 +2,8 @@ package httpserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,13 +32,38 @@ import (
 
 // requestID keeps a sane client-sent X-Request-Id (so a request can be followed through proxies)
 // and replaces anything else with a fresh id.
-func requestID(c echo.Context) string {
+func (s *Server) requestID(c echo.Context) string {
 	id := c.Request().Header.Get(echo.HeaderXRequestID)
 	if !saneRequestID(id) {
-		id = uuid.NewString()
+		id = s.ids.next()
 	}
 	c.Response().Header()[echo.HeaderXRequestID] = []string{id}
 	return id
+}
+
+// requestIDs makes request ids: UUIDs of version 8 (RFC 9562's custom layout) holding a random
+// prefix drawn when the server starts and a counter, unique across replicas without reading
+// the system's random source on every request, which cost a random UUID three allocations.
+type requestIDs struct {
+	prefix [8]byte
+	seq    atomic.Uint64
+}
+
+func newRequestIDs() (*requestIDs, error) {
+	ids := &requestIDs{}
+	if _, err := rand.Read(ids.prefix[:]); err != nil {
+		return nil, fmt.Errorf("seed request ids: %w", err)
+	}
+	return ids, nil
+}
+
+func (r *requestIDs) next() string {
+	var u uuid.UUID
+	copy(u[:8], r.prefix[:])
+	binary.BigEndian.PutUint64(u[8:], r.seq.Add(1))
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // the RFC 9562 variant
+	return u.String()
 }
 
 func saneRequestID(id string) bool {
@@ -132,7 +159,7 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
-			rid := requestID(c)
+			rid := s.requestID(c)
 			req := c.Request()
 			route := c.Path()
 			if route == "/*" || route == "" {

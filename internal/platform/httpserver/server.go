@@ -59,6 +59,7 @@ type Server struct {
 	spec    *apispec.Spec
 	httpSrv *http.Server
 	inst    *instruments
+	ids     *requestIDs
 	streams map[string]bool // "GET /v1/orders/:order_id/events"; written only before Start
 
 	streamsCtx    context.Context
@@ -81,7 +82,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: d.Log, echo: e, spec: d.Spec, inst: inst, streams: map[string]bool{}}
+	ids, err := newRequestIDs()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: d.Log, echo: e, spec: d.Spec, inst: inst, ids: ids, streams: map[string]bool{}}
 	s.streamsCtx, s.cancelStreams = context.WithCancel(context.Background())
 	e.HTTPErrorHandler = s.handleError
 
