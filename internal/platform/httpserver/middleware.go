@@ -85,7 +85,7 @@ type instruments struct {
 	errors   metric.Int64Counter
 	inFlight metric.Int64UpDownCounter
 	shed     metric.Int64Counter
-	sets     sync.Map // attrKey → metric.MeasurementOption
+	sets     sync.Map // attrKey → *attrSet
 }
 
 type attrKey struct {
@@ -93,9 +93,17 @@ type attrKey struct {
 	status        int
 }
 
+// attrSet is what one route, method and status record with, built once: building an attribute
+// set, or even the option slices the instruments take, per request showed in profiles.
+type attrSet struct {
+	record   []metric.RecordOption
+	add      []metric.AddOption
+	spanName string
+}
+
 // attrs returns the measurement attributes of a route, method and status (0: without status),
-// built once per combination: building an attribute set per request showed in profiles.
-func (i *instruments) attrs(route, method string, status int) metric.MeasurementOption {
+// built once per combination.
+func (i *instruments) attrs(route, method string, status int) *attrSet {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
@@ -104,14 +112,17 @@ func (i *instruments) attrs(route, method string, status int) metric.Measurement
 	}
 	k := attrKey{route, method, status}
 	if v, ok := i.sets.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*attrSet)
 	}
 	kvs := []attribute.KeyValue{attribute.String("http.route", route), attribute.String("http.request.method", method)}
 	if status != 0 {
 		kvs = append(kvs, attribute.Int("http.response.status_code", status))
 	}
-	v, _ := i.sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
-	return v.(metric.MeasurementOption)
+	opt := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	v, _ := i.sets.LoadOrStore(k, &attrSet{
+		record: []metric.RecordOption{opt}, add: []metric.AddOption{opt}, spanName: method + " " + route,
+	})
+	return v.(*attrSet)
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -143,12 +154,6 @@ type edgeConfig struct {
 	overloaded *problem.Error
 }
 
-// traceID puts a trace id in a log record only when one is written.
-type traceID trace.TraceID
-
-// LogValue renders the id as hex.
-func (t traceID) LogValue() slog.Value { return slog.StringValue(trace.TraceID(t).String()) }
-
 // edge is the platform middleware every request passes, in this order: a request id; a span, RED
 // metrics and one access log line (errors returned by handlers are rendered here, through the
 // error handler, so the status is known when recording); panic recovery; the body limit; load
@@ -169,8 +174,17 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 			if len(req.Header) > 0 {
 				ctx = cfg.prop.Extract(ctx, propagation.HeaderCarrier(req.Header))
 			}
-			ctx, span := cfg.tracer.Start(ctx, req.Method+" "+route, spanKind)
-			ctx = logging.WithAttrs(ctx, slog.String("request_id", rid), slog.Any("trace_id", traceID(span.SpanContext().TraceID())))
+			ctx, span := cfg.tracer.Start(ctx, s.inst.attrs(route, req.Method, 0).spanName, spanKind)
+			// The log handler adds the trace id itself, from the span in ctx.
+			ctx = logging.WithAttrs(ctx, slog.String("request_id", rid))
+			if !s.streams[req.Method+" "+c.Path()] {
+				// The request's deadline, set here rather than by a middleware of its own to
+				// save a copy of the request: handlers pass the request context down so database
+				// and cache calls stop when it expires. Streams live as long as they need.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+				defer cancel()
+			}
 			req = req.WithContext(ctx)
 			c.SetRequest(req)
 
@@ -181,10 +195,10 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 			status := c.Response().Status
 			elapsed := time.Since(start)
 			attrs := s.inst.attrs(route, req.Method, status)
-			s.inst.duration.Record(ctx, elapsed.Seconds(), attrs)
-			s.inst.requests.Add(ctx, 1, attrs)
+			s.inst.duration.Record(ctx, elapsed.Seconds(), attrs.record...)
+			s.inst.requests.Add(ctx, 1, attrs.add...)
 			if status >= 500 {
-				s.inst.errors.Add(ctx, 1, s.inst.attrs(route, req.Method, 0))
+				s.inst.errors.Add(ctx, 1, s.inst.attrs(route, req.Method, 0).add...)
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 			if span.IsRecording() {
@@ -301,19 +315,6 @@ func LimitPerClient(policy string, rps float64, burst int) echo.MiddlewareFunc {
 			if err := l.check(c); err != nil {
 				return err
 			}
-			return next(c)
-		}
-	}
-}
-
-// deadline bounds the time spent on one request; handlers pass the request context down so
-// database and cache calls stop when it expires.
-func deadline(d time.Duration) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
-			defer cancel()
-			c.SetRequest(c.Request().WithContext(ctx))
 			return next(c)
 		}
 	}

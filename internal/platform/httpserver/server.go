@@ -111,9 +111,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 func (s *Server) Register(routes ...Route) error {
 	for _, r := range routes {
 		mws := append([]echo.MiddlewareFunc{}, r.Middleware...)
-		if !r.Stream {
-			mws = append([]echo.MiddlewareFunc{deadline(s.cfg.RequestTimeout)}, mws...)
-		} else {
+		// Every other route gets its deadline at the edge (see edge).
+		if r.Stream {
 			mws = append([]echo.MiddlewareFunc{liftWriteDeadline}, mws...)
 			s.streams[r.Method+" "+r.Path] = true
 		}
