@@ -100,3 +100,16 @@ func BenchmarkSoldOutRequest(b *testing.B) {
 		callB(b, h, "POST", "/v1/holds", buyer, body, 409)
 	}
 }
+
+// BenchmarkTrivialRequest is the yardstick for the two benchmarks above: a trivial JSON handler
+// (GET /livez) through the same process's public handler and so the same edge middleware (request
+// id, trace, metrics, panic recovery, body limit, deadline), run beside them so their ratios to it
+// come from one run on a noisy machine.
+func BenchmarkTrivialRequest(b *testing.B) {
+	h := startAppB(b).Public().Handler()
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		callB(b, h, "GET", "/livez", "", "", 200)
+	}
+}

@@ -53,10 +53,21 @@ type Module struct {
 type metrics struct {
 	created, rejected, released, expired, hits, misses, commits, joined metric.Int64Counter
 	batch                                                               metric.Int64Histogram
+	reasons                                                             *sync.Map // code → metric.MeasurementOption
+}
+
+// reject counts a refused hold by reason. The attribute set of a reason is built once: a
+// flash sale refuses almost every request, for the same few reasons.
+func (m metrics) reject(ctx context.Context, code string) {
+	opt, ok := m.reasons.Load(code)
+	if !ok {
+		opt, _ = m.reasons.LoadOrStore(code, metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", code))))
+	}
+	m.rejected.Add(ctx, 1, opt.(metric.MeasurementOption))
 }
 
 func newMetrics(m metric.Meter) (metrics, error) {
-	var out metrics
+	out := metrics{reasons: &sync.Map{}}
 	var errs []error
 	counter := func(name, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithDescription(desc))
@@ -693,7 +704,7 @@ func (m *Module) HoldWithPass(ctx context.Context, customer, ticketType uuid.UUI
 	passEvent, err := m.checkPass(ctx, customer, pass)
 	if err != nil {
 		if pe := problem.As(err); pe != nil {
-			m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", pe.Code)))
+			m.m.reject(ctx, pe.Code)
 		}
 		return Hold{}, false, err
 	}
@@ -706,7 +717,7 @@ func (m *Module) HoldWithPass(ctx context.Context, customer, ticketType uuid.UUI
 			return Hold{}, false, unavailable("bind idempotency key", err)
 		}
 		if bound != fp {
-			m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", ErrIdempotencyMismatch.Code)))
+			m.m.reject(ctx, ErrIdempotencyMismatch.Code)
 			return Hold{}, false, ErrIdempotencyMismatch.WithDetail("this Idempotency-Key was used for another ticket type or quantity")
 		}
 		id = IdempotentHoldID(ticketType, customer, idempotencyKey)
@@ -723,7 +734,7 @@ func (m *Module) HoldWithPass(ctx context.Context, customer, ticketType uuid.UUI
 	}
 	if err != nil {
 		if pe := problem.As(err); pe != nil && pe.Kind != problem.Internal && pe.Kind != problem.Unavailable {
-			m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", pe.Code)))
+			m.m.reject(ctx, pe.Code)
 			return Hold{}, false, err
 		}
 		return Hold{}, false, unavailable("hold", err)
@@ -740,7 +751,7 @@ func (m *Module) HoldWithPass(ctx context.Context, customer, ticketType uuid.UUI
 		if rerr := m.d.Holds.Release(ctx, h.ID, now); rerr != nil {
 			m.d.Log.WarnContext(ctx, "give back a hold over the customer's cap", "hold", h.ID, "err", rerr)
 		}
-		m.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", ErrTooManyHolds.Code)))
+		m.m.reject(ctx, ErrTooManyHolds.Code)
 		return Hold{}, false, ErrTooManyHolds.WithDetail("you already have %d live holds; release one or wait for one to end", m.cfg.MaxHolds).
 			WithRetryAfter(earliest.Sub(now))
 	}

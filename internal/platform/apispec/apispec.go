@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -34,7 +35,9 @@ type Spec struct {
 	doc      *openapi3.T
 	routes   map[string]*routers.Route // "GET /v1/holds/{hold_id}"
 	requests map[string]*routers.Route // the same, for request validation (see Load)
+	compiled map[string]*compiled      // the same, compiled for the fast path
 	options  *openapi3filter.Options
+	bodies   *sync.Pool // *bodyBuffer: request bodies while their requests are served
 }
 
 // Load parses and validates the document.
@@ -57,6 +60,8 @@ func Load(data []byte) (*Spec, error) {
 		doc:      doc,
 		routes:   map[string]*routers.Route{},
 		requests: map[string]*routers.Route{},
+		compiled: map[string]*compiled{},
+		bodies:   &sync.Pool{New: func() any { return new(bodyBuffer) }},
 		options: &openapi3filter.Options{
 			// Authentication is enforced by the routes' own middleware, which runs first.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
@@ -75,6 +80,11 @@ func Load(data []byte) (*Spec, error) {
 			s.requests[method+" "+path] = &routers.Route{
 				Spec: &legacy, Path: path, PathItem: item, Method: method, Operation: &reqOp,
 			}
+			c, err := compileOperation(s.requests[method+" "+path])
+			if err != nil {
+				return nil, fmt.Errorf("compile %s %s: %w", method, path, err)
+			}
+			s.compiled[method+" "+path] = c
 		}
 	}
 	return s, nil
@@ -126,8 +136,19 @@ func (s *Spec) RequestValidator(method, echoPath string) (echo.MiddlewareFunc, e
 		// Nothing to validate: skip the work on hot paths such as health checks.
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }, nil
 	}
+	fast := s.compiled[method+" "+OpenAPIPath(echoPath)]
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			ok, buf, err := fast.validate(c, s.bodies)
+			if buf != nil {
+				defer s.bodies.Put(buf)
+			}
+			if err != nil {
+				return toProblem(err)
+			}
+			if ok {
+				return next(c)
+			}
 			params := make(map[string]string, len(c.ParamNames()))
 			for i, name := range c.ParamNames() {
 				params[name] = c.ParamValues()[i]

@@ -2,6 +2,8 @@ package httpserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,17 +32,38 @@ import (
 
 // requestID keeps a sane client-sent X-Request-Id (so a request can be followed through proxies)
 // and replaces anything else with a fresh id.
-func requestID() echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			id := c.Request().Header.Get(echo.HeaderXRequestID)
-			if !saneRequestID(id) {
-				id = uuid.NewString()
-			}
-			c.Response().Header().Set(echo.HeaderXRequestID, id)
-			return next(c)
-		}
+func (s *Server) requestID(c echo.Context) string {
+	id := c.Request().Header.Get(echo.HeaderXRequestID)
+	if !saneRequestID(id) {
+		id = s.ids.next()
 	}
+	c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+	return id
+}
+
+// requestIDs makes request ids: UUIDs of version 8 (RFC 9562's custom layout) holding a random
+// prefix drawn when the server starts and a counter, unique across replicas without reading
+// the system's random source on every request, which cost a random UUID three allocations.
+type requestIDs struct {
+	prefix [8]byte
+	seq    atomic.Uint64
+}
+
+func newRequestIDs() (*requestIDs, error) {
+	ids := &requestIDs{}
+	if _, err := rand.Read(ids.prefix[:]); err != nil {
+		return nil, fmt.Errorf("seed request ids: %w", err)
+	}
+	return ids, nil
+}
+
+func (r *requestIDs) next() string {
+	var u uuid.UUID
+	copy(u[:8], r.prefix[:])
+	binary.BigEndian.PutUint64(u[8:], r.seq.Add(1))
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // the RFC 9562 variant
+	return u.String()
 }
 
 func saneRequestID(id string) bool {
@@ -62,7 +85,7 @@ type instruments struct {
 	errors   metric.Int64Counter
 	inFlight metric.Int64UpDownCounter
 	shed     metric.Int64Counter
-	sets     sync.Map // attrKey → metric.MeasurementOption
+	sets     sync.Map // attrKey → *attrSet
 }
 
 type attrKey struct {
@@ -70,9 +93,17 @@ type attrKey struct {
 	status        int
 }
 
+// attrSet is what one route, method and status record with, built once: building an attribute
+// set, or even the option slices the instruments take, per request showed in profiles.
+type attrSet struct {
+	record   []metric.RecordOption
+	add      []metric.AddOption
+	spanName string
+}
+
 // attrs returns the measurement attributes of a route, method and status (0: without status),
-// built once per combination: building an attribute set per request showed in profiles.
-func (i *instruments) attrs(route, method string, status int) metric.MeasurementOption {
+// built once per combination.
+func (i *instruments) attrs(route, method string, status int) *attrSet {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
@@ -81,14 +112,17 @@ func (i *instruments) attrs(route, method string, status int) metric.Measurement
 	}
 	k := attrKey{route, method, status}
 	if v, ok := i.sets.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*attrSet)
 	}
 	kvs := []attribute.KeyValue{attribute.String("http.route", route), attribute.String("http.request.method", method)}
 	if status != 0 {
 		kvs = append(kvs, attribute.Int("http.response.status_code", status))
 	}
-	v, _ := i.sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
-	return v.(metric.MeasurementOption)
+	opt := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	v, _ := i.sets.LoadOrStore(k, &attrSet{
+		record: []metric.RecordOption{opt}, add: []metric.AddOption{opt}, spanName: method + " " + route,
+	})
+	return v.(*attrSet)
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -110,36 +144,61 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	return &i, err
 }
 
-// observe gives each request a span, RED metrics and one access log line. Errors returned by the
-// handlers are rendered here (through the error handler) so the status is known when recording.
-func (s *Server) observe(tracer trace.Tracer, prop propagation.TextMapPropagator) echo.MiddlewareFunc {
+// edgeConfig is what the edge middleware needs.
+type edgeConfig struct {
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	bodyLimit  int64
+	maxInFlght int            // 0: no limit
+	limitIP    *clientLimiter // nil: no limit
+	overloaded *problem.Error
+}
+
+// edge is the platform middleware every request passes, in this order: a request id; a span, RED
+// metrics and one access log line (errors returned by handlers are rendered here, through the
+// error handler, so the status is known when recording); panic recovery; the body limit; load
+// shedding; the per-address rate limit. It is one function rather than a chain (see New).
+func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
+	var inFlight atomic.Int64
+	spanKind := trace.WithSpanKind(trace.SpanKindServer) // built once, not per request
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
+			rid := s.requestID(c)
 			req := c.Request()
 			route := c.Path()
 			if route == "/*" || route == "" {
 				route = "unmatched" // keep unknown paths out of the label values
 			}
-			ctx := prop.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
-			ctx, span := tracer.Start(ctx, req.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
-			rid := c.Response().Header().Get(echo.HeaderXRequestID)
-			ctx = logging.WithAttrs(ctx,
-				slog.String("request_id", rid),
-				slog.String("trace_id", span.SpanContext().TraceID().String()))
-			c.SetRequest(req.WithContext(ctx))
+			ctx := req.Context()
+			if len(req.Header) > 0 {
+				ctx = cfg.prop.Extract(ctx, propagation.HeaderCarrier(req.Header))
+			}
+			ctx, span := cfg.tracer.Start(ctx, s.inst.attrs(route, req.Method, 0).spanName, spanKind)
+			// The log handler adds the trace id itself, from the span in ctx.
+			ctx = logging.WithAttrs(ctx, slog.String("request_id", rid))
+			if !s.streams[req.Method+" "+c.Path()] {
+				// The request's deadline, set here rather than by a middleware of its own to
+				// save a copy of the request: handlers pass the request context down so database
+				// and cache calls stop when it expires. Streams live as long as they need.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+				defer cancel()
+			}
+			req = req.WithContext(ctx)
+			c.SetRequest(req)
 
-			err := next(c)
+			err := s.guarded(c, next, &cfg, &inFlight)
 			if err != nil {
 				c.Error(err)
 			}
 			status := c.Response().Status
 			elapsed := time.Since(start)
 			attrs := s.inst.attrs(route, req.Method, status)
-			s.inst.duration.Record(ctx, elapsed.Seconds(), attrs)
-			s.inst.requests.Add(ctx, 1, attrs)
+			s.inst.duration.Record(ctx, elapsed.Seconds(), attrs.record...)
+			s.inst.requests.Add(ctx, 1, attrs.add...)
 			if status >= 500 {
-				s.inst.errors.Add(ctx, 1, s.inst.attrs(route, req.Method, 0))
+				s.inst.errors.Add(ctx, 1, s.inst.attrs(route, req.Method, 0).add...)
 				span.SetStatus(codes.Error, http.StatusText(status))
 			}
 			if span.IsRecording() {
@@ -161,80 +220,85 @@ func (s *Server) observe(tracer trace.Tracer, prop propagation.TextMapPropagator
 	}
 }
 
-// recoverPanics turns a panic in a handler into a 500 whose body shows nothing of it; the stack
-// goes to the log.
-func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					if r == http.ErrAbortHandler {
-						panic(r)
-					}
-					log.ErrorContext(c.Request().Context(), "panic in handler",
-						"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					err = problem.ErrInternal.Wrap(fmt.Errorf("panic: %v", r))
-				}
-			}()
-			return next(c)
+// guarded runs the handler behind panic recovery, the body limit, load shedding and the
+// per-address rate limit.
+func (s *Server) guarded(c echo.Context, next echo.HandlerFunc, cfg *edgeConfig, inFlight *atomic.Int64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			// The stack goes to the log; the response shows nothing of it.
+			s.log.ErrorContext(c.Request().Context(), "panic in handler",
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = problem.ErrInternal.Wrap(fmt.Errorf("panic: %v", r))
 		}
+	}()
+	req := c.Request()
+	// The body limit refuses at once when Content-Length says so, otherwise when reading crosses
+	// the limit.
+	if req.ContentLength > cfg.bodyLimit {
+		return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", cfg.bodyLimit)
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, cfg.bodyLimit)
+	}
+	api := strings.HasPrefix(c.Path(), "/v1/")
+	if cfg.maxInFlght > 0 && api && !s.streams[req.Method+" "+c.Path()] {
+		// Shedding answers 503 at once when too many requests are being handled, so a flash
+		// crowd meets a fast "try again" instead of a collapsing server. Probes, metrics and
+		// streams are exempt.
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		ctx := req.Context()
+		if n > int64(cfg.maxInFlght) {
+			s.inst.shed.Add(ctx, 1)
+			return cfg.overloaded
+		}
+		s.inst.inFlight.Add(ctx, 1)
+		defer s.inst.inFlight.Add(ctx, -1)
+	}
+	if cfg.limitIP != nil && api {
+		if err := cfg.limitIP.check(c); err != nil {
+			return err
+		}
+	}
+	return next(c)
+}
+
+// clientLimiter is a token bucket per client address, in this process.
+type clientLimiter struct {
+	limiter     *ratelimit.Memory
+	policy      string
+	policyField string
+}
+
+// newClientLimiter returns a limiter of rps requests per second after a burst of burst, or nil
+// for rps 0.
+func newClientLimiter(policy string, rps float64, burst int) *clientLimiter {
+	if rps <= 0 {
+		return nil
+	}
+	window := int(math.Ceil(float64(burst) / rps))
+	return &clientLimiter{
+		limiter:     ratelimit.NewMemory(rps, burst, 100_000),
+		policy:      policy,
+		policyField: fmt.Sprintf("%q;q=%d;w=%d", policy, burst, window),
 	}
 }
 
-// bodyLimit refuses bodies over limit bytes: at once when Content-Length says so, otherwise when
-// reading crosses the limit.
-func bodyLimit(limit int64) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			req := c.Request()
-			if req.ContentLength > limit {
-				return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", limit)
-			}
-			if req.Body != nil && req.Body != http.NoBody {
-				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
-			}
-			return next(c)
-		}
+// check refuses a request over its address's budget: 429 with Retry-After and the IETF
+// RateLimit-Policy and RateLimit fields naming the policy, so a client can pace itself.
+func (l *clientLimiter) check(c echo.Context) error {
+	ok, wait := l.limiter.Allow(ratelimit.ClientKey(c.RealIP()))
+	if ok {
+		return nil
 	}
-}
-
-// shed answers 503 at once when too many requests are being handled, so a flash crowd meets a
-// fast "try again" instead of a collapsing server. Probes, metrics and streams are exempt.
-func (s *Server) shed(limit int) echo.MiddlewareFunc {
-	inst := s.inst
-	var inFlight atomic.Int64
-	overloaded := problem.ErrOverloaded.WithDetail("the server is at capacity; retry shortly").WithRetryAfter(time.Second)
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if !strings.HasPrefix(c.Path(), "/v1/") || s.streams[c.Request().Method+" "+c.Path()] {
-				return next(c)
-			}
-			n := inFlight.Add(1)
-			defer inFlight.Add(-1)
-			ctx := c.Request().Context()
-			if n > int64(limit) {
-				inst.shed.Add(ctx, 1)
-				return overloaded
-			}
-			inst.inFlight.Add(ctx, 1)
-			defer inst.inFlight.Add(ctx, -1)
-			return next(c)
-		}
-	}
-}
-
-// limitPerIP applies a token bucket per client address to the API routes.
-func limitPerIP(rps float64) echo.MiddlewareFunc {
-	limit := LimitPerClient("api", rps, int(2*rps)+1)
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		limited := limit(next)
-		return func(c echo.Context) error {
-			if !strings.HasPrefix(c.Path(), "/v1/") {
-				return next(c)
-			}
-			return limited(c)
-		}
-	}
+	secs := int(math.Ceil(wait.Seconds()))
+	h := c.Response().Header()
+	h.Set("RateLimit-Policy", l.policyField)
+	h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", l.policy, secs))
+	return problem.ErrRateLimited.WithDetail("too many requests from this address; slow down").WithRetryAfter(wait)
 }
 
 // LimitPerClient returns middleware that lets each client address (IPv6 by its /64) send rps
@@ -242,35 +306,15 @@ func limitPerIP(rps float64) echo.MiddlewareFunc {
 // A refusal is 429 with Retry-After and the IETF RateLimit-Policy and RateLimit fields naming
 // the policy, so a client can pace itself.
 func LimitPerClient(policy string, rps float64, burst int) echo.MiddlewareFunc {
-	if rps <= 0 {
+	l := newClientLimiter(policy, rps, burst)
+	if l == nil {
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
-	limiter := ratelimit.NewMemory(rps, burst, 100_000)
-	window := int(math.Ceil(float64(burst) / rps))
-	policyField := fmt.Sprintf("%q;q=%d;w=%d", policy, burst, window)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			ok, wait := limiter.Allow(ratelimit.ClientKey(c.RealIP()))
-			if ok {
-				return next(c)
+			if err := l.check(c); err != nil {
+				return err
 			}
-			secs := int(math.Ceil(wait.Seconds()))
-			h := c.Response().Header()
-			h.Set("RateLimit-Policy", policyField)
-			h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", policy, secs))
-			return problem.ErrRateLimited.WithDetail("too many requests from this address; slow down").WithRetryAfter(wait)
-		}
-	}
-}
-
-// deadline bounds the time spent on one request; handlers pass the request context down so
-// database and cache calls stop when it expires.
-func deadline(d time.Duration) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
-			defer cancel()
-			c.SetRequest(c.Request().WithContext(ctx))
 			return next(c)
 		}
 	}

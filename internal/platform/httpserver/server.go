@@ -59,6 +59,7 @@ type Server struct {
 	spec    *apispec.Spec
 	httpSrv *http.Server
 	inst    *instruments
+	ids     *requestIDs
 	streams map[string]bool // "GET /v1/orders/:order_id/events"; written only before Start
 
 	streamsCtx    context.Context
@@ -81,21 +82,25 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: d.Log, echo: e, spec: d.Spec, inst: inst, streams: map[string]bool{}}
+	ids, err := newRequestIDs()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: d.Log, echo: e, spec: d.Spec, inst: inst, ids: ids, streams: map[string]bool{}}
 	s.streamsCtx, s.cancelStreams = context.WithCancel(context.Background())
 	e.HTTPErrorHandler = s.handleError
 
 	tracer := d.Tracers.Tracer("github.com/onsale-dev/onsale/internal/platform/httpserver")
-	e.Pre(requestID())
-	e.Use(s.observe(tracer, d.Propagator))
-	e.Use(recoverPanics(d.Log))
-	e.Use(bodyLimit(cfg.BodyLimit))
-	if cfg.MaxInFlight > 0 {
-		e.Use(s.shed(cfg.MaxInFlight))
-	}
-	if cfg.RateLimitIP > 0 {
-		e.Use(limitPerIP(cfg.RateLimitIP))
-	}
+	// The edge middleware runs as one function: echo composes its global middleware anew on
+	// every request, one closure each, which showed in allocation profiles of the hottest routes.
+	e.Use(s.edge(edgeConfig{
+		tracer:     tracer,
+		prop:       d.Propagator,
+		bodyLimit:  cfg.BodyLimit,
+		maxInFlght: cfg.MaxInFlight,
+		limitIP:    newClientLimiter("api", cfg.RateLimitIP, int(2*cfg.RateLimitIP)+1),
+		overloaded: problem.ErrOverloaded.WithDetail("the server is at capacity; retry shortly").WithRetryAfter(time.Second),
+	}))
 	// Unknown paths are left to echo's own not-found handler (rendered by handleError): a
 	// catch-all route here would also answer 404 where the path exists with another method (405).
 	return s, nil
@@ -106,9 +111,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 func (s *Server) Register(routes ...Route) error {
 	for _, r := range routes {
 		mws := append([]echo.MiddlewareFunc{}, r.Middleware...)
-		if !r.Stream {
-			mws = append([]echo.MiddlewareFunc{deadline(s.cfg.RequestTimeout)}, mws...)
-		} else {
+		// Every other route gets its deadline at the edge (see edge).
+		if r.Stream {
 			mws = append([]echo.MiddlewareFunc{liftWriteDeadline}, mws...)
 			s.streams[r.Method+" "+r.Path] = true
 		}
@@ -124,7 +128,13 @@ func (s *Server) Register(routes ...Route) error {
 				mws = append(mws, v)
 			}
 		}
-		s.echo.Add(r.Method, r.Path, r.Handler, mws...)
+		// The route's middleware is applied here, once: echo's own Add would compose it again on
+		// every request.
+		h := r.Handler
+		for i := len(mws) - 1; i >= 0; i-- {
+			h = mws[i](h)
+		}
+		s.echo.Add(r.Method, r.Path, h)
 	}
 	return nil
 }

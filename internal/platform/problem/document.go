@@ -36,31 +36,74 @@ var standardMembers = []string{"type", "title", "status", "detail", "instance", 
 // extension and are the commonest answer of a flash sale, so this appends to the encoded
 // document instead of decoding and re-encoding it.)
 func (d Document) MarshalJSON() ([]byte, error) {
-	type plain Document
-	base, err := json.Marshal(plain(d))
-	if err != nil || len(d.Extra) == 0 {
-		return base, err
+	// Appended into one buffer: the answer to every refused request goes through here, and
+	// encoding/json's reflection cost several allocations per document.
+	out := make([]byte, 0, 256)
+	out = append(out, `{"type":`...)
+	out = appendString(out, d.Type)
+	out = append(out, `,"title":`...)
+	out = appendString(out, d.Title)
+	out = append(out, `,"status":`...)
+	out = strconv.AppendInt(out, int64(d.Status), 10)
+	if d.Detail != "" {
+		out = append(out, `,"detail":`...)
+		out = appendString(out, d.Detail)
 	}
-	keys := make([]string, 0, len(d.Extra))
+	if d.Instance != "" {
+		out = append(out, `,"instance":`...)
+		out = appendString(out, d.Instance)
+	}
+	if d.RequestID != "" {
+		out = append(out, `,"request_id":`...)
+		out = appendString(out, d.RequestID)
+	}
+	if len(d.Errors) > 0 {
+		errs, err := json.Marshal(d.Errors)
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(out, `,"errors":`...), errs...)
+	}
+	if len(d.Extra) == 0 {
+		return append(out, '}'), nil
+	}
+	var keys []string
 	for k := range d.Extra {
 		if !slices.Contains(standardMembers, k) {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
-	out := base[:len(base)-1] // drop the closing brace
 	for _, k := range keys {
-		name, err := json.Marshal(k)
-		if err != nil {
-			return nil, err
+		out = appendString(append(out, ','), k)
+		out = append(out, ':')
+		switch v := d.Extra[k].(type) {
+		case int:
+			out = strconv.AppendInt(out, int64(v), 10)
+		case int64:
+			out = strconv.AppendInt(out, v, 10)
+		case string:
+			out = appendString(out, v)
+		default:
+			value, err := json.Marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, value...)
 		}
-		value, err := json.Marshal(d.Extra[k])
-		if err != nil {
-			return nil, err
-		}
-		out = append(append(append(append(out, ','), name...), ':'), value...)
 	}
 	return append(out, '}'), nil
+}
+
+// appendString appends s as a JSON string, as encoding/json would write it.
+func appendString(out []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(s) // a string always encodes
+			return append(out, quoted...)
+		}
+	}
+	return append(append(append(out, '"'), s...), '"')
 }
 
 // Resolve turns any error into the *Error a client may see. Errors of this package keep their

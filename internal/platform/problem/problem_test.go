@@ -307,3 +307,44 @@ func TestDecodeKeepsIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentEncodingMatchesEncodingJSON checks the hand-written encoder against encoding/json,
+// escapes included, for documents with and without fields and extensions.
+func TestDocumentEncodingMatchesEncodingJSON(t *testing.T) {
+	type plain struct {
+		Type      string       `json:"type"`
+		Title     string       `json:"title"`
+		Status    int          `json:"status"`
+		Detail    string       `json:"detail,omitempty"`
+		Instance  string       `json:"instance,omitempty"`
+		RequestID string       `json:"request_id,omitempty"`
+		Errors    []FieldError `json:"errors,omitempty"`
+		Available int          `json:"available,omitempty"`
+		Note      string       `json:"note,omitempty"`
+	}
+	for _, p := range []plain{
+		{Type: "https://x/sold-out", Title: "Sold out", Status: 409, Available: 3},
+		{Type: "t", Title: "a \"quoted\" <title> & \\ \u2028 é \x01", Status: 400, Detail: "d", Instance: "/v1/x?a=<b>", RequestID: "r-1",
+			Errors: []FieldError{{Field: "f", Message: "m <"}}, Note: "n\n"},
+	} {
+		want, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := Document{Type: p.Type, Title: p.Title, Status: p.Status, Detail: p.Detail, Instance: p.Instance,
+			RequestID: p.RequestID, Errors: p.Errors, Extra: map[string]any{"status": 1}}
+		if p.Available != 0 {
+			d.Extra["available"] = p.Available
+		}
+		if p.Note != "" {
+			d.Extra["note"] = p.Note
+		}
+		got, err := d.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("got  %s\nwant %s", got, want)
+		}
+	}
+}
