@@ -250,7 +250,9 @@ func (q *Queue) Admit(_ context.Context, req inventory.AdmitRequest) (inventory.
 	r.freeze()
 	r.prune(now)
 	tick := now.UnixMilli() / max(req.Tick.Milliseconds(), 1)
-	if r.tick == tick {
+	// A tick at or before the last one run (a call that waited, with an earlier clock reading)
+	// decides nothing: admission times only move forward.
+	if tick <= r.tick {
 		return r.state(now), nil
 	}
 	r.tick = tick

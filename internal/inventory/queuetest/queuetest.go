@@ -287,6 +287,42 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.QueueStore) {
 		}
 	})
 
+	t.Run("LateTickDecidesNothing", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, newStore)
+		cs := f.customers(7)
+		for _, c := range cs[:5] {
+			f.join(c)
+		}
+		f.run(time.Second) // all five admitted; the line is empty and tokens build up
+		f.now = f.now.Add(tick)
+		f.join(cs[5])
+		if st := f.admit(); st.Admitted != 6 {
+			t.Fatalf("admitted %d, want 6", st.Admitted)
+		}
+		// A replica whose call waited arrives with an earlier clock reading, in the tick before:
+		// it must decide nothing, or the next place would be admitted before this one.
+		f.join(cs[6])
+		late := f.room
+		late.Now = f.now.Add(-5 * time.Millisecond)
+		st, err := f.s.Admit(context.Background(), late)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Admitted != 6 {
+			t.Fatalf("a tick earlier than the last one admitted %d more", st.Admitted-6)
+		}
+		f.run(tick)
+		var last time.Time
+		for i, c := range cs {
+			e := f.wantStatus(c, inventory.EntryAdmitted)
+			if e.PassExpires.Before(last) {
+				t.Fatalf("place %d admitted at %s, before place %d at %s", i+1, e.PassExpires, i, last)
+			}
+			last = e.PassExpires
+		}
+	})
+
 	t.Run("MaxShoppers", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, newStore)

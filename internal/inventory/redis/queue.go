@@ -168,7 +168,9 @@ if now < opensAt and not frozen() then return state(now, opensAt) end
 local f = freeze()
 prune(now)
 local tick = math.floor(now / tonumber(ARGV[7]))
-if num(redis.call('HGET', meta, 'tick')) == tick then return state(now, opensAt) end
+-- A tick at or before the last one run (a call that waited, with an earlier clock reading)
+-- decides nothing: admission times only move forward.
+if num(redis.call('HGET', meta, 'tick')) >= tick then return state(now, opensAt) end
 redis.call('HSET', meta, 'tick', tick)
 local rate, cap, lifetime, paused = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local m = redis.call('HMGET', meta, 'tokens', 'last', 'through', 'seq', 'leftw', 'admitted')
