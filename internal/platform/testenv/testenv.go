@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,11 @@ const (
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
 	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultNATSURL     = "nats://127.0.0.1:4222"
+	// DefaultNATSClusterURL is the 3-node JetStream cluster .ci/nats-cluster.sh starts.
+	DefaultNATSClusterURL = "nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233"
+	// DefaultPgBouncerURL is the PgBouncer .ci/pgbouncer.sh starts (transaction pooling) in
+	// front of the local PostgreSQL; any database name passes through.
+	DefaultPgBouncerURL = "postgres://postgres@127.0.0.1:6432/test?sslmode=disable"
 )
 
 // RequireServices tells whether a missing service fails the test instead of skipping it.
@@ -54,6 +60,26 @@ func DatabaseURL() string { return envOr("ONSALE_TEST_DATABASE_URL", DefaultData
 // NATSURL is the test NATS server.
 func NATSURL() string { return envOr("ONSALE_TEST_NATS_URL", DefaultNATSURL) }
 
+// NATSClusterURL is the test NATS JetStream cluster: a comma list of its servers.
+func NATSClusterURL() string { return envOr("ONSALE_TEST_NATS_CLUSTER_URL", DefaultNATSClusterURL) }
+
+// NATSReplicas is the stream replicas tests ask of the NATS at NATSURL (ONSALE_TEST_NATS_REPLICAS,
+// 1 by default; 3 when NATSURL is a cluster).
+func NATSReplicas() int {
+	if n, err := strconv.Atoi(os.Getenv("ONSALE_TEST_NATS_REPLICAS")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+// MigrateDatabaseURL is a direct connection to the server behind DatabaseURL, for what needs a
+// session (migrations' advisory lock) when DatabaseURL is a transaction-pooling PgBouncer
+// (ONSALE_TEST_MIGRATE_DATABASE_URL; DatabaseURL itself by default).
+func MigrateDatabaseURL() string { return envOr("ONSALE_TEST_MIGRATE_DATABASE_URL", DatabaseURL()) }
+
+// PgBouncerURL is the test PgBouncer in front of the test PostgreSQL.
+func PgBouncerURL() string { return envOr("ONSALE_TEST_PGBOUNCER_URL", DefaultPgBouncerURL) }
+
 func absent(t testing.TB, service string, err error) {
 	t.Helper()
 	if RequireServices() {
@@ -62,7 +88,17 @@ func absent(t testing.TB, service string, err error) {
 	t.Skipf("%s unreachable, skipping (set ONSALE_TEST_REQUIRE_SERVICES=1 to fail instead): %v", service, err)
 }
 
+// reachable dials rawURL's server, or every server of a comma list.
 func reachable(rawURL, defPort string) error {
+	for _, item := range strings.Split(rawURL, ",") {
+		if err := reachableOne(strings.TrimSpace(item), defPort); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func reachableOne(rawURL, defPort string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return err
@@ -171,12 +207,23 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 // names start with streamPrefix are deleted when the test ends.
 func NATS(t testing.TB, streamPrefix string) *natsclient.Conn {
 	t.Helper()
-	if err := reachable(NATSURL(), "4222"); err != nil {
-		absent(t, "NATS", err)
+	return connectNATS(t, "NATS", NATSURL(), streamPrefix)
+}
+
+// NATSCluster connects to the test NATS JetStream cluster (all its servers), like NATS.
+func NATSCluster(t testing.TB, streamPrefix string) *natsclient.Conn {
+	t.Helper()
+	return connectNATS(t, "the NATS cluster (.ci/nats-cluster.sh)", NATSClusterURL(), streamPrefix)
+}
+
+func connectNATS(t testing.TB, what, rawURL, streamPrefix string) *natsclient.Conn {
+	t.Helper()
+	if err := reachable(rawURL, "4222"); err != nil {
+		absent(t, what, err)
 	}
-	c, err := natsclient.Connect(NATSURL(), "onsale-test", logging.Discard())
+	c, err := natsclient.Connect(rawURL, "onsale-test", logging.Discard())
 	if err != nil {
-		absent(t, "NATS", err)
+		absent(t, what, err)
 	}
 	t.Cleanup(func() {
 		if streamPrefix != "" {
