@@ -131,7 +131,21 @@ func absent(t testing.TB, what string, err error) {
 	t.Skipf("%s unavailable, skipping (set ONSALE_TEST_REQUIRE_SERVICES=1 to fail instead): %v", what, err)
 }
 
+// requireReachable dials the server of rawURL, or each server of a comma list of them (a NATS
+// cluster's; an item without a scheme takes the first item's).
 func requireReachable(t testing.TB, what, rawURL, defPort string) {
+	t.Helper()
+	items := strings.Split(rawURL, ",")
+	scheme, _, _ := strings.Cut(items[0], "://")
+	for _, item := range items {
+		if !strings.Contains(item, "://") {
+			item = scheme + "://" + item
+		}
+		requireReachableOne(t, what, strings.TrimSpace(item), defPort)
+	}
+}
+
+func requireReachableOne(t testing.TB, what, rawURL, defPort string) {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -800,12 +814,14 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	c.DB = pool
 
 	c.replicaEnv = map[string]string{
-		"ONSALE_ENV":                 "production",
-		"ONSALE_REDIS_URL":           c.RedisURL,
-		"ONSALE_DATABASE_URL":        replicaDB,
-		"ONSALE_NATS_URL":            c.NATSURL,
-		"ONSALE_REDIS_PREFIX":        c.RedisPrefix,
-		"ONSALE_NATS_PREFIX":         c.NATSPrefix,
+		"ONSALE_ENV":          "production",
+		"ONSALE_REDIS_URL":    c.RedisURL,
+		"ONSALE_DATABASE_URL": replicaDB,
+		"ONSALE_NATS_URL":     c.NATSURL,
+		"ONSALE_REDIS_PREFIX": c.RedisPrefix,
+		"ONSALE_NATS_PREFIX":  c.NATSPrefix,
+		// 3 when ONSALE_TEST_NATS_URL is a NATS cluster (ONSALE_TEST_NATS_REPLICAS).
+		"ONSALE_NATS_REPLICAS":       strconv.Itoa(testenv.NATSReplicas()),
 		"ONSALE_DB_MAX_CONNS":        "8",
 		"ONSALE_JWT_KEYS_FILE":       jwtKeys,
 		"ONSALE_TICKET_KEYS_FILE":    ticketKeys,
@@ -827,6 +843,10 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	c.replicaEnv["ONSALE_INTERNAL_SECRET_FILE"] = secretFile
+	if sharedNATS {
+		// 3 when ONSALE_TEST_NATS_URL is a NATS cluster (ONSALE_TEST_NATS_REPLICAS).
+		c.replicaEnv["ONSALE_NATS_REPLICAS"] = strconv.Itoa(testenv.NATSReplicas())
+	}
 	for k, v := range o.Env {
 		c.replicaEnv[k] = v
 	}

@@ -265,6 +265,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	cc, err := cons.Consume(w.dispatch,
 		jetstream.PullMaxMessages(w.cfg.Workers),
+		// A pull request lives 10 s with a heartbeat every 5 s (not 30 s and 15 s): when the
+		// consumer's leader is lost with a NATS node, the missing heartbeats are noticed and the
+		// pull is made again, to the new leader, within about 10 s.
+		jetstream.PullExpiry(10*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			w.log.Debug("payment consumer", "err", err)
 		}))
