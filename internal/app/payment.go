@@ -56,7 +56,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	}
 	m := &PaymentModule{Keys: keys}
 	if p.PG != nil {
-		if err := paypostgres.Migrate(ctx, p.PG, p.log); err != nil {
+		if err := p.migrate(ctx, paypostgres.Migrate); err != nil {
 			return nil, err
 		}
 		m.Store = paypostgres.NewStore(p.PG)

@@ -162,7 +162,13 @@ func DeleteRedisKeys(c rueidis.Client, pattern string) {
 // PostgresURL creates a fresh database for this test, dropped when it ends, and returns its URL.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	base := DatabaseURL()
+	return freshDatabase(t, DatabaseURL())
+}
+
+// freshDatabase creates a database through base's server, dropped when the test ends, and
+// returns base's URL with its name.
+func freshDatabase(t testing.TB, base string) string {
+	t.Helper()
 	if err := reachable(base, "5432"); err != nil {
 		absent(t, "PostgreSQL", err)
 	}
@@ -201,6 +207,42 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// PgBouncerExecMode is the query exec mode pools through the test PgBouncer use: Debian's
+// PgBouncer 1.18 keeps no prepared statement across transactions (that came with 1.21).
+const PgBouncerExecMode = "cache_describe"
+
+// PgBouncer makes a fresh database for this test, dropped when it ends, and returns a pool on it
+// through the test PgBouncer (transaction pooling, PgBouncerExecMode) and one direct to
+// PostgreSQL, for what needs a session (migrations).
+func PgBouncer(t testing.TB) (bounced, direct *pgxpool.Pool) {
+	t.Helper()
+	if err := reachable(PgBouncerURL(), "6432"); err != nil {
+		absent(t, "PgBouncer (.ci/pgbouncer.sh)", err)
+	}
+	directURL := freshDatabase(t, MigrateDatabaseURL())
+	d, err := url.Parse(directURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := url.Parse(PgBouncerURL())
+	if err != nil {
+		t.Fatalf("ONSALE_TEST_PGBOUNCER_URL: %v", err)
+	}
+	b.Path = d.Path // the fresh database, through PgBouncer
+	ctx := context.Background()
+	direct, err = pgpool.Open(ctx, directURL, 4)
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(direct.Close)
+	bounced, err = pgpool.OpenWith(ctx, b.String(), pgpool.Options{MaxConns: 8, MinIdleConns: 2, QueryExecMode: PgBouncerExecMode})
+	if err != nil {
+		absent(t, "PgBouncer (.ci/pgbouncer.sh)", err)
+	}
+	t.Cleanup(bounced.Close)
+	return bounced, direct
 }
 
 // NATS connects to the test NATS server. Use Unique for stream and subject names; streams whose
