@@ -682,6 +682,9 @@ type Options struct {
 	// path to the processes of the module that serves it, and balances each module's internal API
 	// for the processes that call it.
 	Topology []Tier
+	// PgBouncer puts the test PgBouncer (transaction pooling) between the replicas and
+	// PostgreSQL; ONSALE_TEST_DATABASE_URL naming one does the same for every test.
+	PgBouncer bool
 	// InventoryProxy puts a cuttable TCP proxy (Cluster.InvProxy) between the processes that call
 	// inventory and inventory's internal API.
 	InventoryProxy bool
@@ -751,7 +754,15 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	}
 	requireReachable(t, "Redis", c.RedisURL, "6379")
 	requireReachable(t, "NATS", c.NATSURL, "4222")
-	c.DatabaseURL = testenv.PostgresURL(t) // skips or fails when PostgreSQL is absent
+	// The replicas' database URL, and the same database directly (the invariant checks, and the
+	// replicas' migrations when the first is a PgBouncer's); skips or fails when PostgreSQL is absent.
+	pooledBase := testenv.DatabaseURL()
+	if o.PgBouncer {
+		pooledBase = testenv.PgBouncerURL()
+		requireReachable(t, "PgBouncer (.ci/pgbouncer.sh)", pooledBase, "6432")
+	}
+	pooledDB, directDB := testenv.DatabaseURLs(t, pooledBase)
+	c.DatabaseURL = directDB
 	c.RedisPrefix = testenv.Unique("sys") + ":"
 	c.NATSPrefix = testenv.Unique("SYS")
 
@@ -791,9 +802,9 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 
 	c.Provider = StartProvider(t, c.Dir, o.ProviderLatency)
 
-	replicaDB := c.DatabaseURL
+	replicaDB := pooledDB
 	if o.PostgresProxy {
-		u, err := url.Parse(c.DatabaseURL)
+		u, err := url.Parse(replicaDB)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -843,6 +854,12 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	c.replicaEnv["ONSALE_INTERNAL_SECRET_FILE"] = secretFile
+	if pooledDB != directDB {
+		// Through PgBouncer in transaction pooling: migrations on a direct connection, and no
+		// named prepared statements (Debian's PgBouncer 1.18 does not keep them).
+		c.replicaEnv["ONSALE_MIGRATE_DATABASE_URL"] = directDB
+		c.replicaEnv["ONSALE_DB_QUERY_EXEC_MODE"] = testenv.PgBouncerExecMode
+	}
 	if sharedNATS {
 		// 3 when ONSALE_TEST_NATS_URL is a NATS cluster (ONSALE_TEST_NATS_REPLICAS).
 		c.replicaEnv["ONSALE_NATS_REPLICAS"] = strconv.Itoa(testenv.NATSReplicas())

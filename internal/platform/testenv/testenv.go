@@ -165,6 +165,25 @@ func PostgresURL(t testing.TB) string {
 	return freshDatabase(t, DatabaseURL())
 }
 
+// DatabaseURLs creates a fresh database for this test, dropped when it ends, on the PostgreSQL
+// behind MigrateDatabaseURL, and returns its URL through pooledBase's server (DatabaseURL, or a
+// PgBouncer's) and directly. They are the same URL unless ONSALE_TEST_MIGRATE_DATABASE_URL or
+// pooledBase names another server.
+func DatabaseURLs(t testing.TB, pooledBase string) (pooled, direct string) {
+	t.Helper()
+	direct = freshDatabase(t, MigrateDatabaseURL())
+	d, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := url.Parse(pooledBase)
+	if err != nil {
+		t.Fatalf("database URL: %v", err)
+	}
+	p.Path = d.Path
+	return p.String(), direct
+}
+
 // freshDatabase creates a database through base's server, dropped when the test ends, and
 // returns base's URL with its name.
 func freshDatabase(t testing.TB, base string) string {
