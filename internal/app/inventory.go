@@ -36,6 +36,9 @@ func (p *Process) localInventory(ctx context.Context) ([]Runner, error) {
 			return nil, err
 		}
 		d.Store = invpostgres.NewStore(p.PG)
+		if p.PGRead != nil {
+			d.Replica = invpostgres.NewStore(p.PGRead)
+		}
 	} else {
 		d.Store = p.memory.catalogue
 	}
