@@ -36,10 +36,10 @@ type Deps struct {
 	// figures are loaded from Store, so a lagging replica never makes availability show more
 	// tickets than exist.
 	Replica CatalogueReader
-	Queue     QueueStore
-	Clock     clock.Clock
-	Log       *slog.Logger
-	Meter     metric.Meter
+	Queue   QueueStore
+	Clock   clock.Clock
+	Log     *slog.Logger
+	Meter   metric.Meter
 }
 
 // Module is the inventory module: the operations payment needs of holds and sales (its
