@@ -8,7 +8,16 @@ set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if port_open 6432; then echo "pgbouncer: already on 127.0.0.1:6432"; exit 0; fi
+answers() { psql "postgres://postgres@127.0.0.1:6432/test" -Atc 'select 1' >/dev/null 2>&1; }
+if port_open 6432; then
+  if answers; then echo "pgbouncer: already on 127.0.0.1:6432"; exit 0; fi
+  # Debian's own service (started by the package where systemd runs) has no databases: stop it.
+  echo "pgbouncer: 6432 is taken by a PgBouncer that does not pass database test through; stopping it"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO systemctl stop pgbouncer 2>/dev/null || $SUDO service pgbouncer stop 2>/dev/null || true
+  for _ in $(seq 1 50); do port_open 6432 || break; sleep 0.1; done
+  if port_open 6432; then echo "pgbouncer: 6432 is still taken" >&2; exit 1; fi
+fi
 bin=$(command -v pgbouncer) || { echo "pgbouncer is not installed (apt-get install pgbouncer)" >&2; exit 1; }
 
 dir=${PGBOUNCER_DIR:-/var/lib/onsale-pgbouncer}
@@ -45,7 +54,7 @@ else
   sudo -u postgres "$bin" -d "$dir/pgbouncer.ini"
 fi
 for _ in $(seq 1 100); do
-  if port_open 6432 && psql "postgres://postgres@127.0.0.1:6432/test" -Atc 'select 1' >/dev/null 2>&1; then
+  if port_open 6432 && answers; then
     echo "pgbouncer: $("$bin" --version | head -1) on 127.0.0.1:6432, transaction pooling in front of 127.0.0.1:5432"
     exit 0
   fi
