@@ -259,3 +259,33 @@ func TestRunBadConfig(t *testing.T) {
 		t.Fatalf("unknown flag: exit code %d, want 2", code)
 	}
 }
+
+// TestConfigRedisClusterURL: ONSALE_REDIS_URL takes a Redis Cluster's seed list
+// (redis+cluster://), which --print-config shows with its password masked; a cluster URL naming a
+// database other than 0 is refused (a cluster has database 0 only), and so is a key prefix with
+// braces (it would be every key's hash tag).
+func TestConfigRedisClusterURL(t *testing.T) {
+	t.Parallel()
+	const seeds = "redis+cluster://onsale:cl5ter-pw@redis-0:7000,redis-1:7000,redis-2:7000"
+	if _, err := loadConfig(envMap(map[string]string{"ONSALE_REDIS_URL": seeds}), "", ""); err != nil {
+		t.Fatalf("a cluster URL refused: %v", err)
+	}
+	_, err := loadConfig(envMap(map[string]string{"ONSALE_REDIS_URL": "redis+cluster://:cl5ter-pw@a:7000,b:7000/2"}), "", "")
+	if err == nil || !strings.Contains(err.Error(), "ONSALE_REDIS_URL") || strings.Contains(err.Error(), "cl5ter-pw") {
+		t.Errorf("a cluster URL with database 2: err = %v", err)
+	}
+	_, err = loadConfig(envMap(map[string]string{"ONSALE_REDIS_URL": seeds, "ONSALE_REDIS_PREFIX": "{onsale}:"}), "", "")
+	if err == nil || !strings.Contains(err.Error(), "ONSALE_REDIS_PREFIX") {
+		t.Errorf("a prefix with a hash tag: err = %v", err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--print-config"}, envList(map[string]string{"ONSALE_REDIS_URL": seeds}),
+		strings.NewReader(""), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	if out := stdout.String(); strings.Contains(out, "cl5ter-pw") ||
+		!strings.Contains(out, "ONSALE_REDIS_URL=redis+cluster://onsale:****@redis-0:7000,redis-1:7000,redis-2:7000\n") {
+		t.Errorf("printed config:\n%s", out)
+	}
+}

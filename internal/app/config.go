@@ -16,6 +16,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 	"github.com/onsale-dev/onsale/internal/platform/pgpool"
+	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 	"github.com/onsale-dev/onsale/internal/platform/telemetry"
 )
 
@@ -25,7 +26,7 @@ type Config struct {
 	Modules     string `env:"ONSALE_MODULES" yaml:"modules" default:"all" help:"modules this process runs: all, or a comma list of auth, inventory and payment (the --modules flag overrides it)"`
 	Env         string `env:"ONSALE_ENV" yaml:"env" default:"development" help:"development or production; production refuses memory adapters"`
 	DataDir     string `env:"ONSALE_DATA_DIR" yaml:"data_dir" default:"./data" help:"where embedded mode keeps its NATS store and generated keys"`
-	RedisURL    string `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0; empty uses memory"`
+	RedisURL    string `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0, or a Redis Cluster by seed addresses, redis+cluster://host:7000,host:7001,host:7002; empty uses memory"`
 	RedisPrefix string `env:"ONSALE_REDIS_PREFIX" yaml:"redis_prefix" help:"prefix of every Redis key (to share a Redis between deployments)"`
 	DatabaseURL string `env:"ONSALE_DATABASE_URL" yaml:"database_url" secret:"true" help:"PostgreSQL, e.g. postgres://onsale@127.0.0.1:5432/onsale; empty uses memory"`
 	// MigrateDatabaseURL and DBQueryExecMode are what PostgreSQL behind a transaction-pooling
@@ -148,6 +149,11 @@ func (c *Config) Validate() error {
 	if c.DatabaseURL == "" && (c.MigrateDatabaseURL != "" || c.DatabaseReadURL != "") {
 		errs = append(errs, errors.New("ONSALE_MIGRATE_DATABASE_URL and ONSALE_DATABASE_READ_URL go with ONSALE_DATABASE_URL, which is not set"))
 	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		// A brace in the prefix would become every key's hash tag: on a Redis Cluster all keys in
+		// one slot, and the scripts' own tags ({tt:<id>}...) no longer spreading them.
+		errs = append(errs, config.Invalid("ONSALE_REDIS_PREFIX", c.RedisPrefix, "want a prefix without { or }"))
+	}
 	for name, u := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL,
 		"ONSALE_MIGRATE_DATABASE_URL": c.MigrateDatabaseURL, "ONSALE_DATABASE_READ_URL": c.DatabaseReadURL} {
 		if err := checkURL(name, u); err != nil {
@@ -202,7 +208,7 @@ func (c *Config) checkPlacement(local map[string]bool) error {
 func urlSetting(module string) string { return "ONSALE_" + strings.ToUpper(module) + "_URL" }
 
 var schemes = map[string][]string{
-	"ONSALE_REDIS_URL":            {"redis", "rediss"},
+	"ONSALE_REDIS_URL":            {"redis", "rediss", redisclient.ClusterScheme, redisclient.ClusterTLSScheme},
 	"ONSALE_DATABASE_URL":         {"postgres", "postgresql"},
 	"ONSALE_MIGRATE_DATABASE_URL": {"postgres", "postgresql"},
 	"ONSALE_DATABASE_READ_URL":    {"postgres", "postgresql"},
@@ -225,6 +231,14 @@ func checkURL(name, raw string) error {
 		scheme, rest, ok := strings.Cut(item, "://")
 		if !ok || rest == "" || !slices.Contains(want, scheme) {
 			return config.Invalid(name, "", "want a URL starting with "+strings.Join(want, ":// or ")+"://")
+		}
+		if name == "ONSALE_REDIS_URL" && redisclient.IsCluster(item) {
+			// A seed list is no single URL (url.Parse refuses a list of IPv6 seeds); the client's
+			// own parser says whether it can connect.
+			if _, err := redisclient.ParseURL(item); err != nil {
+				return config.Invalid(name, "", "want redis+cluster://[user:password@]host:port,host:port,... (database 0 only)")
+			}
+			continue
 		}
 		if _, err := url.Parse(item); err != nil {
 			return config.Invalid(name, "", "not a valid URL (a password with @, /, ?, # or % in it must be percent-encoded)")

@@ -46,6 +46,11 @@ type Processor struct {
 	clock    clock.Clock
 	log      *slog.Logger
 	outcomes metric.Int64Counter
+	// duration is how long each attempt takes, by what came of it: the autoscaler's second signal
+	// besides requests in flight (deploy/k8s/hpa.yaml), since a provider slowing down fills the
+	// payment queue long before it shows in CPU.
+	duration metric.Float64Histogram
+	results  map[Action]metric.MeasurementOption // the duration's labels, built once
 	// settling bounds the charged payments being turned into sales at once. Charges answered by a
 	// slow provider come back in waves, hundreds within milliseconds; settled all at once they
 	// queued customers' holds behind a thousand Redis scripts (hold p95 ×4 in the slow-provider
@@ -58,9 +63,21 @@ func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bu
 	clk clock.Clock, log *slog.Logger, meter metric.Meter, settleAtOnce int) (*Processor, error) {
 	outcomes, err := meter.Int64Counter("onsale.payment.orders", metric.WithDescription("Orders that reached a status, by status and reason."))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("orders counter: %w", err)
+	}
+	duration, err := meter.Float64Histogram("onsale.payment.processing.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of payment attempts (charge and settlement), by result: done, retry, wait or discard."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+	if err != nil {
+		return nil, fmt.Errorf("processing duration histogram: %w", err)
 	}
 	return &Processor{store: store, inv: inv, provider: provider, bus: bus, clock: clk, log: log, outcomes: outcomes,
+		duration: duration, results: map[Action]metric.MeasurementOption{
+			Done:    metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "done"))),
+			Retry:   metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "retry"))),
+			Wait:    metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "wait"))),
+			Discard: metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "discard"))),
+		},
 		settling: make(chan struct{}, max(settleAtOnce, 1))}, nil
 }
 
@@ -73,7 +90,10 @@ func backoff(attempt int) time.Duration {
 // Process makes one attempt at an order's payment. An attempt that leaves the order pending is
 // recorded, so the relay's reconciler can tell a waiting order from one whose request was lost.
 func (p *Processor) Process(ctx context.Context, orderID uuid.UUID, attempt int) Decision {
+	// Wall time, not p.clock: this measures the work, whatever clock the domain runs on.
+	start := time.Now()
 	d := p.process(ctx, orderID, attempt)
+	p.duration.Record(ctx, time.Since(start).Seconds(), p.results[d.Action])
 	// A payment waiting for the breaker is not recorded: the reconciler leaves pending orders
 	// alone while the breaker is open (see Relay.Reconcile).
 	if d.Action == Retry {

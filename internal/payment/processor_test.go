@@ -3,7 +3,12 @@ package payment_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +23,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/telemetry"
 )
 
 // The processor tests drive Processor.Process themselves (no worker), on the memory stack.
@@ -679,5 +685,61 @@ func TestProcessSettlesAFewAtOnce(t *testing.T) {
 	}
 	if sold := s.Sold(tt); sold != len(orders) {
 		t.Fatalf("sold %d, want %d", sold, len(orders))
+	}
+}
+
+// TestProcessingDurationMetric: every attempt's duration reaches /metrics as
+// onsale_payment_processing_duration_seconds, labelled by its result; the Kubernetes autoscaler
+// scales on it (deploy/k8s/prometheus-adapter), so its name and labels are part of the contract.
+func TestProcessingDurationMetric(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{}, "onsale-test", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	s := processorStack(t, paymenttest.Options{Mode: simulated.Mode{Latency: 20 * time.Millisecond}, Meters: tel.Meters})
+	o := pendingOrder(t, s, s.TicketType(10), 1)
+	wantAction(t, process(t, s, o.ID, 1), payment.Done)
+	wantAction(t, process(t, s, uuid.New(), 1), payment.Discard)
+
+	rec := httptest.NewRecorder()
+	tel.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	series := map[string]float64{} // name{result} → value
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if !strings.HasPrefix(line, "onsale_payment_processing_duration_seconds_") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		labels, value, _ := strings.Cut(rest, "} ")
+		result := regexp.MustCompile(`result="([a-z]+)"`).FindStringSubmatch(labels)
+		le := regexp.MustCompile(`le="([^"]+)"`).FindStringSubmatch(labels)
+		if result == nil {
+			t.Fatalf("a series without the result label: %s", line)
+		}
+		key := name + "{" + result[1]
+		if le != nil {
+			key += "," + le[1]
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		series[key+"}"] = v
+	}
+	for key, want := range map[string]float64{
+		"onsale_payment_processing_duration_seconds_count{done}":    1,
+		"onsale_payment_processing_duration_seconds_count{discard}": 1,
+		// The charge alone waits for the provider's 20 ms.
+		"onsale_payment_processing_duration_seconds_bucket{done,0.01}":    0,
+		"onsale_payment_processing_duration_seconds_bucket{done,+Inf}":    1,
+		"onsale_payment_processing_duration_seconds_bucket{discard,+Inf}": 1,
+	} {
+		if got, ok := series[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v; series: %v", key, got, ok, want, series)
+		}
+	}
+	if sum := series["onsale_payment_processing_duration_seconds_sum{done}"]; sum < 0.02 {
+		t.Errorf("the confirmed attempt took %.3f s by the metric, less than the provider's 20 ms", sum)
 	}
 }

@@ -39,14 +39,14 @@ func newEnv(o *Options, stdout, stderr io.Writer) (*env, error) {
 	e.c = e.client(o.Connections, o.Timeout)
 	// The few requests of no customer in particular (the organizer, samplers, metrics) need no
 	// crowd of addresses: one pool of connections from the first address keeps them reused.
-	e.admin = NewClient(o.Targets, 16, e.sources[:min(1, len(e.sources))], o.Timeout, e.tally)
+	e.admin = NewClient(o.Targets, o.Routes, 16, e.sources[:min(1, len(e.sources))], o.Timeout, e.tally)
 	return e, nil
 }
 
 // client returns a client to the targets with conns connections per target (0: unbounded),
 // from the run's source addresses, counted in the run's tally.
 func (e *env) client(conns int, timeout time.Duration) *Client {
-	return NewClient(e.o.Targets, conns, e.sources, timeout, e.tally)
+	return NewClient(e.o.Targets, e.o.Routes, conns, e.sources, timeout, e.tally)
 }
 
 func (e *env) close() {

@@ -39,7 +39,7 @@ func (e *env) runBaseline(ctx context.Context, loop Loop) (Phase, error) {
 		return Phase{}, fmt.Errorf("baseline server: %w", err)
 	}
 	defer stop()
-	c := NewClient([]string{url}, loop.Workers, e.sources, e.o.Timeout, nil)
+	c := NewClient([]string{url}, nil, loop.Workers, e.sources, e.o.Timeout, nil)
 	defer c.Close()
 	loop.Duration = e.o.baselineDuration()
 	loop.Limit = 0

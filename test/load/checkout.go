@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -91,6 +92,9 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	var confirmed, failed, lost, errs atomic.Int64
 	var follow sync.WaitGroup
 	streams := make(chan struct{}, o.MaxStreams)
+	// The servers' CPU from the first order to the last confirmation: what the orders cost them,
+	// whatever process they ran in (a split deployment's work is spread over several).
+	cpuBefore, cpuErr := e.serverCPU(ctx)
 	stop = startProgress(e.prog, "checkout  ", orderRec)
 	start := time.Now()
 	el := loop.Run(ctx, orderRec, func(ctx context.Context, w int, i int64) Outcome {
@@ -134,6 +138,8 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	cpuAfter, err := e.serverCPU(ctx)
+	cpuErr = errors.Join(cpuErr, err)
 	res.AddPhase(orderRec.Phase(el), true)
 	res.AddPhase(confirmRec.Phase(all), false)
 	created, conf := orderRec.Latency(), confirmRec.Latency()
@@ -142,9 +148,20 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	res.Set("confirmed", confirmed.Load())
 	res.Set("failed", failed.Load())
 	res.Set("lost_streams", lost.Load())
+	res.Set("creation_p50_ms", created.P50)
 	res.Set("creation_p99_ms", created.P99)
+	res.Set("order_to_confirmed_p50_ms", conf.P50)
 	res.Set("order_to_confirmed_p99_ms", conf.P99)
 	res.Set("errors", errs.Load()+failed.Load()+lost.Load())
+	// Per accepted order: each was created, and is confirmed by the servers even when its stream
+	// was lost (then the figure covers whatever of its payment ran before the last scrape).
+	if accepted := orderRec.StatusCount(http.StatusAccepted); cpuErr == nil && accepted > 0 {
+		cpu := cpuAfter - cpuBefore
+		res.Set("server_cpu_s", cpu)
+		res.Set("server_cpu_ms_per_order", 1000*cpu/float64(accepted))
+	} else if cpuErr != nil {
+		res.Note("server CPU per order not measured: %v", cpuErr)
+	}
 
 	notAccepted := orderRec.Unexpected(http.StatusAccepted)
 	res.Invariant("every order accepted (202)", notAccepted == 0, "%d of %d orders not 202", notAccepted, orderRec.Count())

@@ -25,6 +25,7 @@ import (
 // spreading the load over many addresses lets one machine stand for a crowd.
 type Client struct {
 	targets []string
+	modules moduleTargets // --route: where a routed module's paths go instead of the targets
 	rr      atomic.Uint64 // the next target
 	anyRR   atomic.Uint64 // the next route for a request from no one in particular
 	routes  []route
@@ -67,9 +68,10 @@ func newTransport(conns int, src net.IP) *http.Transport {
 // NewClient returns a client with conns keep-alive connections per target (0: unbounded),
 // spread over the source addresses (none: the system's choice). With several addresses each
 // keeps up to twice its share of conns, so that a customer's requests rarely wait for a
-// connection of their address while another address has one idle. tally, when not nil, counts
-// the requests the servers limit per address.
-func NewClient(targets []string, conns int, sources []net.IP, timeout time.Duration, t *tally) *Client {
+// connection of their address while another address has one idle. The requests of a module in
+// routes go to its processes instead of the targets, whatever target a request names. tally, when
+// not nil, counts the requests the servers limit per address.
+func NewClient(targets []string, routes []Route, conns int, sources []net.IP, timeout time.Duration, t *tally) *Client {
 	if len(sources) == 0 {
 		sources = []net.IP{nil}
 	}
@@ -77,7 +79,7 @@ func NewClient(targets []string, conns int, sources []net.IP, timeout time.Durat
 	if conns > 0 && len(sources) > 1 {
 		perRoute = max(2, (2*conns+len(sources)-1)/len(sources))
 	}
-	c := &Client{targets: targets, timeout: timeout, tally: t}
+	c := &Client{targets: targets, modules: newModuleTargets(routes), timeout: timeout, tally: t}
 	for _, src := range sources {
 		tr := newTransport(perRoute, src)
 		c.routes = append(c.routes, route{src: src, tr: tr, hc: &http.Client{Transport: tr}})
@@ -103,6 +105,19 @@ func (c *Client) Close() {
 // Next returns the next target in turn.
 func (c *Client) Next() string {
 	return c.targets[(c.rr.Add(1)-1)%uint64(len(c.targets))]
+}
+
+// Target is the server a request for path goes to: a process of the path's module when the
+// module is routed (a split deployment's processes serve only their own modules' paths), else
+// target, or the next target in turn when target is "".
+func (c *Client) Target(target, path string) string {
+	if t := c.modules.pick(path); t != "" {
+		return t
+	}
+	if target == "" {
+		return c.Next()
+	}
+	return target
 }
 
 // Request is one API call. Target "" means the next target in turn; Path is appended to it.
@@ -153,10 +168,7 @@ func clip(b []byte) string {
 
 // Do sends the request and reads the whole answer (so the connection is reused).
 func (c *Client) Do(ctx context.Context, r Request) Response {
-	target := r.Target
-	if target == "" {
-		target = c.Next()
-	}
+	target := c.Target(r.Target, r.Path)
 	var body io.Reader
 	switch b := r.Body.(type) {
 	case nil:

@@ -229,6 +229,97 @@ func TestParseSources(t *testing.T) {
 	}
 }
 
+// --route MODULE=URL: what it accepts, what it refuses, and how parseArgs ties it to --metrics.
+func TestParseRoutes(t *testing.T) {
+	routes, err := parseRoutes([]string{"payment=http://127.0.0.1:8081/", " inventory = https://inv.example:9443", "payment=http://127.0.0.1:8082"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{{"payment", "http://127.0.0.1:8081"}, {"inventory", "https://inv.example:9443"}, {"payment", "http://127.0.0.1:8082"}}
+	if fmt.Sprint(routes) != fmt.Sprint(want) {
+		t.Fatalf("parseRoutes = %v, want %v", routes, want)
+	}
+	for _, bad := range [][]string{
+		{"payment"},                                       // no URL
+		{"payment="},                                      // an empty URL
+		{"=http://127.0.0.1:8081"},                        // no module
+		{"orders=http://127.0.0.1:8081"},                  // not a module
+		{"all=http://127.0.0.1:8081"},                     // not one module
+		{"payment=127.0.0.1:8081"},                        // no scheme
+		{"payment=ftp://127.0.0.1:8081"},                  // not HTTP
+		{"payment=http://"},                               // no host
+		{"payment=http://127.0.0.1:8081/v1/orders"},       // a path: the request's is appended
+		{"payment=http://127.0.0.1:8081?x=1"},             // a query
+		{"payment=http://u:p@127.0.0.1:8081"},             // credentials
+		{"payment=http://127.0.0.1:%zz"},                  // not a URL
+		{"payment=http://a:1", "payment=http://a:1/"},     // the same route twice
+		{"inventory=http://a:1", "payment=http://a:1 :2"}, // a second bad one
+	} {
+		if got, err := parseRoutes(bad); err == nil {
+			t.Errorf("parseRoutes(%q) = %v, want an error", bad, got)
+		}
+	}
+
+	args := []string{"checkout", "--target", "http://127.0.0.1:8080", "--organizer", "o@x.io:password1", "--route", "payment=http://127.0.0.1:8081"}
+	_, o, err := parseArgs(args, io.Discard, io.Discard)
+	if err != nil || len(o.Routes) != 1 || o.Routes[0] != (Route{"payment", "http://127.0.0.1:8081"}) {
+		t.Fatalf("parseArgs(%q) = %+v, %v", args, o, err)
+	}
+	if _, _, err := parseArgs(append(args, "--route", "nope=http://x"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown module") {
+		t.Errorf("a bad --route: %v, want an error naming the unknown module", err)
+	}
+	if _, _, err := parseArgs(append(args, "--metrics", "http://127.0.0.1:6060"), io.Discard, io.Discard); err == nil {
+		t.Error("one --metrics for a target and a route was accepted")
+	}
+	if _, _, err := parseArgs(append(args, "--metrics", "http://127.0.0.1:6060", "--metrics", "http://127.0.0.1:6061"), io.Discard, io.Discard); err != nil {
+		t.Errorf("--metrics for the target and the route: %v", err)
+	}
+}
+
+// The paths of a routed module go to its processes in turn, whatever target a request names;
+// the rest go to the targets.
+func TestClientRoutesModules(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v1/auth/login": "auth", "/v1/me": "auth", "/.well-known/jwks.json": "auth",
+		"/v1/events": "inventory", "/v1/events/x/queue/me/events": "inventory", "/v1/holds/x?y=1": "inventory",
+		"/v1/orders": "payment", "/v1/orders/x/events": "payment", "/v1/checkins": "payment", "/.well-known/ticket-keys.json": "payment",
+		"/livez": "", "/metrics": "", "/v1/ordersx": "", "/v1/authx": "", "/provider/mode": "",
+	} {
+		if got := pathModule(path); got != want {
+			t.Errorf("pathModule(%s) = %q, want %q", path, got, want)
+		}
+	}
+	serve := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) }))
+	}
+	main, pay1, pay2 := serve("main"), serve("pay1"), serve("pay2")
+	defer main.Close()
+	defer pay1.Close()
+	defer pay2.Close()
+	c := NewClient([]string{main.URL}, []Route{{"payment", pay1.URL}, {"payment", pay2.URL}}, 4, nil, 5*time.Second, nil)
+	defer c.Close()
+	var got []string
+	for _, r := range []Request{
+		{Method: http.MethodPost, Path: "/v1/holds"},
+		{Method: http.MethodPost, Path: "/v1/orders"},
+		{Method: http.MethodGet, Path: "/v1/orders/x", Target: main.URL}, // a named target: still its module's process
+		{Method: http.MethodGet, Path: "/metrics", Target: main.URL},
+		{Method: http.MethodPost, Path: "/v1/orders"},
+	} {
+		resp := c.Do(context.Background(), r)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("%s %s: %s", r.Method, r.Path, resp.Problem())
+		}
+		got = append(got, string(resp.Body))
+	}
+	if strings.Join(got, " ") != "main pay1 pay2 main pay1" {
+		t.Errorf("answered by %v, want main pay1 pay2 main pay1", got)
+	}
+	if u := c.Target("", "/v1/orders/x/events"); u != pay2.URL {
+		t.Errorf("the stream of an order goes to %s, want %s", u, pay2.URL)
+	}
+}
+
 // A customer's requests all leave from one source address, customers are spread over all of
 // them, and the tally counts the limited requests per address against the servers' defaults.
 func TestClientSpreadsCustomersOverSources(t *testing.T) {
@@ -258,9 +349,10 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := newTally()
-	c := NewClient([]string{srv.URL}, 8, sources, 5*time.Second, tl)
+	c := NewClient([]string{srv.URL}, nil, 8, sources, 5*time.Second, tl)
 	defer c.Close()
 	ctx := context.Background()
+	start := time.Now()
 	for round := range 3 {
 		for from := 1; from <= 30; from++ {
 			r := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", From: from, Header: map[string]string{"X-From": strconv.Itoa(from)}})
@@ -272,6 +364,7 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 	for range 700 { // one address far past the default burst of holds
 		c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/holds", From: 31, Header: map[string]string{"X-From": "31"}})
 	}
+	elapsed := time.Since(start)
 	c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login", From: 1, Header: map[string]string{"X-From": "1"}})
 	all := map[string]bool{}
 	for from := 1; from <= 31; from++ {
@@ -292,9 +385,11 @@ func TestClientSpreadsCustomersOverSources(t *testing.T) {
 	figs := tl.figures()
 	holds := figs[kindOf(http.MethodPost, "/v1/holds")]
 	// Customer 31 shares its address with customers 1, 11 and 21: 9 + 700 holds, of which the
-	// default bucket lets through its burst of 600 and 20/s.
-	if holds.Total != 790 || holds.MaxPerSrc != 709 || holds.Refused < 80 || holds.Refused > 109 {
-		t.Errorf("holds tallied %+v, want 790 in all, 709 from the busiest address and about 109 refused at the defaults", holds)
+	// default bucket lets through its burst of 600 and 20/s: 109 refused, less the refills while
+	// the requests were sent (a slow run, under -race on a busy machine, refills more).
+	least := 109 - int64(20*elapsed.Seconds()) - 1
+	if holds.Total != 790 || holds.MaxPerSrc != 709 || holds.Refused < least || holds.Refused > 109 {
+		t.Errorf("holds tallied %+v, want 790 in all, 709 from the busiest address and %d to 109 refused at the defaults after %v", holds, least, elapsed)
 	}
 	if auth := figs[kindOf(http.MethodPost, "/v1/auth/login")]; auth.Total != 1 || auth.Refused != 0 {
 		t.Errorf("logins tallied %+v, want 1 and none refused", auth)
@@ -606,4 +701,99 @@ func TestFlashSaleExternal(t *testing.T) {
 	if v := fieldOf(res, "db_sold"); v != 30 {
 		t.Errorf("db_sold %v, want 30", v)
 	}
+}
+
+// The checkout scenario through a split deployment, on real Redis, PostgreSQL and NATS: payment in
+// a process of its own, auth and inventory in another, wired by their internal APIs, the tool
+// sending payment's paths there with --route. A correctness smoke of the setup that
+// docs/benchmarks.md measures ("The cost of the hop"): every order accepted and confirmed, and
+// the servers' CPU counted over both processes.
+func TestCheckoutSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server; skipped with -short")
+	}
+	_, redisPrefix := testenv.Redis(t)
+	dbURL := testenv.PostgresURL(t)
+	natsPrefix := testenv.Unique("LOAD")
+	testenv.NATS(t, natsPrefix)
+	bin := buildServer(t)
+	dir := t.TempDir()
+	file := func(name string, data []byte) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keys := func(name string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "admin", "gen-keys").Output()
+		if err != nil {
+			t.Fatalf("server admin gen-keys: %v", err)
+		}
+		return file(name, out)
+	}
+	secret := ""
+	for range 8 { // 64 random hex digits: the servers want at least 32 characters
+		secret += newRunID()
+	}
+	shared := []string{
+		"ONSALE_REDIS_URL=" + testenv.RedisURL(),
+		"ONSALE_REDIS_PREFIX=" + redisPrefix,
+		"ONSALE_DATABASE_URL=" + dbURL,
+		"ONSALE_DB_MAX_CONNS=8",
+		"ONSALE_NATS_URL=" + testenv.NATSURL(),
+		"ONSALE_NATS_PREFIX=" + natsPrefix,
+		"ONSALE_INTERNAL_SECRET_FILE=" + file("internal-secret", []byte(secret+"\n")),
+	}
+	authInv := freeAddr(t)
+	a := startServer(t, bin, append(shared, "ONSALE_MODULES=auth,inventory", "ONSALE_INTERNAL_ADDR="+authInv,
+		"ONSALE_JWT_KEYS_FILE="+keys("jwt.json"))...)
+	p := startServer(t, bin, append(shared, "ONSALE_MODULES=payment", "ONSALE_INTERNAL_ADDR="+freeAddr(t),
+		"ONSALE_AUTH_URL=http://"+authInv, "ONSALE_INVENTORY_URL=http://"+authInv,
+		"ONSALE_TICKET_KEYS_FILE="+keys("tickets.json"))...)
+
+	args := []string{"checkout", "--target", a.base, "--route", "payment=" + p.base, "--provider", p.provider,
+		"--organizer", "org@load.test:organizer password", "--quiet", "--rate", "100", "--duration", "2s",
+		"--connections", "50", "--baseline-duration", "1s", "--holds-per-customer", "1000"}
+	scenario, o, err := parseArgs(args, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	o.Metrics = []string{a.metrics, p.metrics} // as --metrics would, in --target then --route order
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := execute(ctx, scenario, o, &out, io.Discard)
+	logs := fmt.Sprintf("auth,inventory log:\n%s\npayment log:\n%s", tail(a.log), tail(p.log))
+	if err != nil {
+		t.Fatalf("checkout: %v\n%s\n%s", err, out.String(), logs)
+	}
+	if res.Failed(false) {
+		t.Fatalf("checkout: an invariant failed:\n%s\n%s", out.String(), logs)
+	}
+	if c, e := fieldOf(res, "confirmed"), fieldOf(res, "errors"); c != int64(200) || e != int64(0) {
+		t.Errorf("confirmed %v, errors %v; want all 200 orders confirmed and no error\n%s", c, e, out.String())
+	}
+	if cpu, _ := fieldOf(res, "server_cpu_ms_per_order").(float64); cpu <= 0 {
+		t.Errorf("server CPU per order %v, want a positive figure from both processes\n%s", fieldOf(res, "server_cpu_ms_per_order"), out.String())
+	}
+	// The orders went to the payment process: it confirmed them all, through inventory's
+	// internal API on the other.
+	scrape := func(s *server) metrics {
+		t.Helper()
+		resp, err := http.Get(s.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return metrics(data)
+	}
+	if v, _ := scrape(p).Sum("onsale_payment_orders_total", map[string]string{"status": "confirmed"}); v != 200 {
+		t.Errorf("the payment process confirmed %v orders, want 200", v)
+	}
+	t.Logf("checkout split: %.0f orders/s, creation p99 %.2f ms, order to confirmed p99 %.2f ms, %.2f ms CPU per order",
+		res.ThroughputRPS, fieldOf(res, "creation_p99_ms"), fieldOf(res, "order_to_confirmed_p99_ms"), fieldOf(res, "server_cpu_ms_per_order"))
 }

@@ -36,7 +36,7 @@ type scenario struct {
 }
 
 // commonFlags are read by every scenario (or by several: the help says which).
-var commonFlags = []string{"target", "metrics", "organizer", "password", "connections", "timeout", "source-ips", "prep-workers",
+var commonFlags = []string{"target", "route", "metrics", "organizer", "password", "connections", "timeout", "source-ips", "prep-workers",
 	"provider", "database-url", "baseline-duration", "json", "plot", "fail-on-target", "quiet"}
 
 // scenarios lists the scenarios in the order the help shows them.
@@ -89,7 +89,8 @@ func findScenario(name string) (scenario, bool) {
 // Options are the command line's settings.
 type Options struct {
 	Targets      []string
-	Metrics      []string // where each target serves /metrics, in Targets order; empty: the targets
+	Routes       []Route  // --route: the processes of a module's paths, in the order given
+	Metrics      []string // where each target, then each route, serves /metrics, in that order; empty: the targets and routes
 	Connections  int
 	Duration     time.Duration
 	Rate         float64
@@ -136,13 +137,14 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // newFlagSet defines every flag, with sc's defaults where they differ from the common ones.
-func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
+func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *stringList, *string) {
 	fs := flag.NewFlagSet("load "+sc.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parseArgs reports errors and prints the help itself
 	fs.Usage = func() {}
-	targets := &stringList{}
+	targets, routes := &stringList{}, &stringList{}
 	sourceIPs := new(string)
 	fs.Var(targets, "target", "base `URL` of a server under test, e.g. http://127.0.0.1:8080 (repeatable; requests go round-robin)")
+	fs.Var(routes, "route", "`MODULE=URL`: the requests of a module's paths (auth, inventory or payment, split as in deploy/nginx/split.conf) go to URL, a process running it, instead of the targets; repeatable, several URLs of one module take turns. For a split deployment without a load balancer that routes by path")
 	fs.IntVar(&o.Connections, "connections", 1000, "concurrent workers, and keep-alive connections per target")
 	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "how long the measured phase runs")
 	fs.Float64Var(&o.Rate, "rate", 0, "open loop: requests per second at a constant arrival rate (0: closed loop, workers as fast as they can)")
@@ -158,7 +160,7 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 	fs.DurationVar(&o.BaselineDur, "baseline-duration", 0, "length of the baseline run (0: min(duration, 5s))")
 	fs.BoolVar(&o.FailOnTarget, "fail-on-target", false, "exit non-zero also when a performance target is missed")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
-	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order)")
+	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order, then in --route order)")
 
 	fs.IntVar(&o.Buyers, "buyers", 50000, "buyers released at once")
 	fs.IntVar(&o.Tickets, "tickets", 1000, "tickets on sale")
@@ -187,7 +189,7 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *string) {
 		}
 		f.DefValue = v
 	}
-	return fs, targets, sourceIPs
+	return fs, targets, routes, sourceIPs
 }
 
 // printUsage writes the tool's help: how to call it and one line per scenario.
@@ -240,7 +242,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (string, *Options, error
 	if isHelp(args[0]) {
 		if len(args) > 1 {
 			if sc, ok := findScenario(args[1]); ok {
-				fs, _, _ := newFlagSet(&Options{}, sc)
+				fs, _, _, _ := newFlagSet(&Options{}, sc)
 				printScenarioUsage(stdout, sc, fs)
 				return "", nil, flag.ErrHelp
 			}
@@ -256,7 +258,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (string, *Options, error
 		return "", nil, fmt.Errorf("unknown scenario %q (load --help lists them)", args[0])
 	}
 	o := &Options{}
-	fs, targets, sourceIPs := newFlagSet(o, sc)
+	fs, targets, routes, sourceIPs := newFlagSet(o, sc)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printScenarioUsage(stdout, sc, fs)
@@ -278,6 +280,9 @@ func parseArgs(args []string, stdout, stderr io.Writer) (string, *Options, error
 	}
 	o.Provider = strings.TrimRight(o.Provider, "/")
 	var err error
+	if o.Routes, err = parseRoutes(*routes); err != nil {
+		return "", nil, err
+	}
 	if o.SourceIPs, o.SourceAuto, err = parseSources(*sourceIPs); err != nil {
 		return "", nil, err
 	}
@@ -289,8 +294,8 @@ func (o *Options) validate(sc scenario) error {
 	if len(o.Targets) == 0 {
 		errs = append(errs, errors.New("at least one --target is required"))
 	}
-	if len(o.Metrics) > 0 && len(o.Metrics) != len(o.Targets) {
-		errs = append(errs, errors.New("--metrics: give one per --target, in the same order, or none"))
+	if len(o.Metrics) > 0 && len(o.Metrics) != len(o.Targets)+len(o.Routes) {
+		errs = append(errs, errors.New("--metrics: give one per --target and then one per --route, in the same order, or none"))
 	}
 	if o.Connections < 1 {
 		errs = append(errs, errors.New("--connections must be 1 or more"))

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -21,11 +23,12 @@ func (e *env) scrape(ctx context.Context, target string) (metrics, error) {
 	return metrics(r.Body), nil
 }
 
-// scrapeAll reads /metrics from every target (from its --metrics URL when given: a server with
-// ONSALE_DEBUG_ADDR serves /metrics there only).
+// scrapeAll reads /metrics from every target and every --route process (from its --metrics URL
+// when given: a server with ONSALE_DEBUG_ADDR serves /metrics there only).
 func (e *env) scrapeAll(ctx context.Context) ([]metrics, error) {
-	out := make([]metrics, len(e.o.Targets))
-	for i, t := range e.o.Targets {
+	servers := append(slices.Clone(e.o.Targets), routeURLs(e.o.Routes)...)
+	out := make([]metrics, len(servers))
+	for i, t := range servers {
 		if len(e.o.Metrics) > 0 {
 			t = strings.TrimRight(e.o.Metrics[i], "/")
 		}
@@ -36,6 +39,20 @@ func (e *env) scrapeAll(ctx context.Context) ([]metrics, error) {
 		out[i] = m
 	}
 	return out, nil
+}
+
+// serverCPU is the CPU time every target and --route process has used so far, in seconds: the
+// sum of their process_cpu_seconds_total.
+func (e *env) serverCPU(ctx context.Context) (float64, error) {
+	ms, err := e.scrapeAll(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := sumAll(ms, "process_cpu_seconds_total", nil)
+	if !ok {
+		return 0, errors.New("no process_cpu_seconds_total in /metrics")
+	}
+	return v, nil
 }
 
 // sumAll adds up a series over several scrapes.

@@ -30,6 +30,7 @@ type Result struct {
 	RunID         string           `json:"run_id"`
 	Date          string           `json:"date"`
 	Servers       []string         `json:"servers"`
+	Routes        []string         `json:"routes,omitempty"` // --route MODULE=URL, as given
 	Mode          string           `json:"mode"`
 	Connections   int              `json:"connections"`
 	Rate          float64          `json:"rate,omitempty"`
@@ -55,7 +56,7 @@ type Result struct {
 
 func newResult(e *env, scenario string, mode string) *Result {
 	return &Result{Scenario: scenario, RunID: e.runID, Date: time.Now().UTC().Format(time.RFC3339),
-		Servers: e.o.Targets, Mode: mode, Connections: e.o.Connections, Statuses: map[string]int64{}}
+		Servers: e.o.Targets, Routes: routeSpecs(e.o.Routes), Mode: mode, Connections: e.o.Connections, Statuses: map[string]int64{}}
 }
 
 // Set adds a scenario figure; it appears at the top level of the JSON (overriding a common field
@@ -189,7 +190,11 @@ func (r *Result) WriteJSON(path string) error {
 // PrintTable writes the report for people.
 func (r *Result) PrintTable(w io.Writer) {
 	fmt.Fprintf(w, "\nonsale load: %s   run %s   %s\n", r.Scenario, r.RunID, r.Date)
-	fmt.Fprintf(w, "servers: %s   (%s, %d connections)\n\n", strings.Join(r.Servers, " "), r.Mode, r.Connections)
+	fmt.Fprintf(w, "servers: %s   (%s, %d connections)\n", strings.Join(r.Servers, " "), r.Mode, r.Connections)
+	if len(r.Routes) > 0 {
+		fmt.Fprintf(w, "routes:  %s\n", strings.Join(r.Routes, " "))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-26s %10s %10s %9s %9s %9s %9s %9s\n", "phase (latency in ms)", "requests", "req/s", "p50", "p90", "p99", "p99.9", "max")
 	row := func(p Phase) {
 		l := p.Latency

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -87,7 +88,7 @@ func chooseSources(o *Options) ([]net.IP, string, error) {
 		return o.SourceIPs, fmt.Sprintf("requests left from %d source addresses (%s, --source-ips); each customer's from one of them, as from its own device",
 			len(o.SourceIPs), span(o.SourceIPs)), nil
 	}
-	if !onLoopback(o.Targets) {
+	if !onLoopback(append(slices.Clone(o.Targets), routeURLs(o.Routes)...)) {
 		return nil, "requests left from one source address, the system's choice: the targets are not on loopback (--source-ips lists this machine's addresses to spread the load over)", nil
 	}
 	ips, _, err := parseSources(loopbackFirst + "-" + loopbackLast)

@@ -30,7 +30,8 @@ type statusData struct {
 // and closes the body. The stream lives as long as ctx (the client's request timeout does not
 // apply).
 func openStream(ctx context.Context, c *Client, target, orderID string, cu Customer) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target+"/v1/orders/"+orderID+"/events", nil)
+	path := "/v1/orders/" + orderID + "/events"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Target(target, path)+path, nil)
 	if err != nil {
 		return nil, err
 	}

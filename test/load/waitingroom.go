@@ -344,7 +344,8 @@ func (e *env) followRoom(ctx context.Context, queuePath string, cu Customer, me 
 		return
 	}
 	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.c.Next()+queuePath+"/me/events", nil)
+		path := queuePath + "/me/events"
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.c.Target("", path)+path, nil)
 		if err != nil {
 			errs.Add(1)
 			return

@@ -135,6 +135,14 @@ func absent(t testing.TB, what string, err error) {
 // cluster's; an item without a scheme takes the first item's).
 func requireReachable(t testing.TB, what, rawURL, defPort string) {
 	t.Helper()
+	if redisclient.IsCluster(rawURL) {
+		// A Redis Cluster's seed list: the first seed stands for it.
+		opt, err := redisclient.ParseURL(rawURL)
+		if err != nil {
+			t.Fatalf("%s URL: %v", what, err)
+		}
+		rawURL = "redis://" + opt.InitAddress[0]
+	}
 	items := strings.Split(rawURL, ",")
 	scheme, _, _ := strings.Cut(items[0], "://")
 	for _, item := range items {

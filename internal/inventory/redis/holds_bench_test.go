@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,6 +88,51 @@ func BenchmarkHoldSoldOut(b *testing.B) {
 				CustomerID: uuid.New(), Quantity: 1, Now: time.Now(), TTL: benchTTL, MaxLive: 4})
 			if !errors.Is(err, inventory.ErrSoldOut) {
 				b.Errorf("want sold out, got %v", err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkHoldSpread and BenchmarkHoldSpreadRedisCluster are BenchmarkHold over 64 ticket types
+// (so over every master of a cluster), on one Redis and on the 3-master cluster: their ratio is
+// what the cluster costs per hold on one machine (more connections, one pipeline per master).
+func BenchmarkHoldSpread(b *testing.B) {
+	c, prefix := testenv.Redis(b)
+	benchSpread(b, invredis.NewHolds(c, prefix, time.Millisecond))
+}
+
+// BenchmarkHoldSpreadRedisCluster: see BenchmarkHoldSpread.
+func BenchmarkHoldSpreadRedisCluster(b *testing.B) {
+	c, prefix := testenv.RedisCluster(b)
+	benchSpread(b, invredis.NewHolds(c, prefix, time.Millisecond))
+}
+
+func benchSpread(b *testing.B, s *invredis.Holds) {
+	ctx := context.Background()
+	tts := make([]uuid.UUID, 64)
+	for i := range tts {
+		tts[i] = uuid.New()
+		if err := s.Configure(ctx, inventory.HoldRules{TicketTypeID: tts[i], Capacity: 1_000_000, MaxPerOrder: 4,
+			PriceCents: 100, Currency: "EUR"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(parallelism)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tt := tts[next.Add(1)%int64(len(tts))]
+			now := time.Now()
+			h, _, err := s.Hold(ctx, inventory.HoldRequest{ID: inventory.NewHoldID(tt), TicketTypeID: tt,
+				CustomerID: uuid.New(), Quantity: 2, Now: now, TTL: benchTTL, MaxLive: 4})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.Release(ctx, h.ID, now); err != nil {
+				b.Error(err)
 				return
 			}
 		}

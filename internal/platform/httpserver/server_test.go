@@ -894,3 +894,44 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestInFlightGauge: onsale_http_in_flight counts the API requests being handled, as a gauge per
+// process; the Kubernetes autoscaler scales on it (deploy/k8s/prometheus-adapter).
+func TestInFlightGauge(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	inFlight := func() string {
+		t.Helper()
+		rec := f.get("/metrics")
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			if strings.HasPrefix(line, "onsale_http_in_flight{") || strings.HasPrefix(line, "onsale_http_in_flight ") {
+				return line[strings.LastIndexByte(line, ' ')+1:]
+			}
+		}
+		t.Fatalf("no onsale_http_in_flight series:\n%s", rec.Body)
+		return ""
+	}
+	if rec := f.get("/v1/items/5"); rec.Code != http.StatusOK {
+		t.Fatalf("item = %d", rec.Code)
+	}
+	if got := inFlight(); got != "0" {
+		t.Fatalf("in flight after a finished request = %s, want 0", got)
+	}
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- f.get("/v1/block") }()
+	select {
+	case <-f.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never reached its handler")
+	}
+	if got := inFlight(); got != "1" {
+		t.Errorf("in flight while one request is handled = %s, want 1 (/metrics itself is not counted)", got)
+	}
+	f.unblock()
+	if rec := <-done; rec.Code != http.StatusOK {
+		t.Fatalf("block = %d", rec.Code)
+	}
+	if got := inFlight(); got != "0" {
+		t.Errorf("in flight after it finished = %s, want 0", got)
+	}
+}

@@ -1,5 +1,6 @@
 // Package testenv gives tests the real Redis, PostgreSQL and NATS at their usual local addresses
-// (overridable with ONSALE_TEST_REDIS_URL, ONSALE_TEST_DATABASE_URL and ONSALE_TEST_NATS_URL),
+// (overridable with ONSALE_TEST_REDIS_URL, ONSALE_TEST_DATABASE_URL and ONSALE_TEST_NATS_URL; the
+// Redis Cluster of the RedisCluster tests with ONSALE_TEST_REDIS_CLUSTER_URL),
 // each isolated per test: a fresh database, a unique key prefix, unique stream names. When a
 // service is absent the test is skipped, unless ONSALE_TEST_REQUIRE_SERVICES=1, which turns the
 // skip into a failure (CI sets it).
@@ -39,6 +40,9 @@ const (
 	// DefaultPgBouncerURL is the PgBouncer .ci/pgbouncer.sh starts (transaction pooling) in
 	// front of the local PostgreSQL; any database name passes through.
 	DefaultPgBouncerURL = "postgres://postgres@127.0.0.1:6432/test?sslmode=disable"
+	// DefaultRedisClusterURL is the cluster .ci/redis-cluster.sh starts: three masters (and
+	// their replicas) on 7000-7005; the seeds are the masters as created.
+	DefaultRedisClusterURL = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
 )
 
 // RequireServices tells whether a missing service fails the test instead of skipping it.
@@ -53,6 +57,9 @@ func envOr(name, def string) string {
 
 // RedisURL is the test Redis.
 func RedisURL() string { return envOr("ONSALE_TEST_REDIS_URL", DefaultRedisURL) }
+
+// RedisClusterURL is the test Redis Cluster (ONSALE_TEST_REDIS_CLUSTER_URL).
+func RedisClusterURL() string { return envOr("ONSALE_TEST_REDIS_CLUSTER_URL", DefaultRedisClusterURL) }
 
 // DatabaseURL is the test PostgreSQL's maintenance database.
 func DatabaseURL() string { return envOr("ONSALE_TEST_DATABASE_URL", DefaultDatabaseURL) }
@@ -90,6 +97,22 @@ func absent(t testing.TB, service string, err error) {
 
 // reachable dials rawURL's server, or every server of a comma list.
 func reachable(rawURL, defPort string) error {
+	if redisclient.IsCluster(rawURL) {
+		// Any seed will do: the client learns the rest from it.
+		opt, err := redisclient.ParseURL(rawURL)
+		if err != nil {
+			return err
+		}
+		var last error
+		for _, addr := range opt.InitAddress {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				return conn.Close()
+			}
+			last = err
+		}
+		return last
+	}
 	for _, item := range strings.Split(rawURL, ",") {
 		if err := reachableOne(strings.TrimSpace(item), defPort); err != nil {
 			return err
@@ -125,12 +148,29 @@ func Unique(base string) string {
 // prefix are deleted when the test ends.
 func Redis(t testing.TB) (rueidis.Client, string) {
 	t.Helper()
-	if err := reachable(RedisURL(), "6379"); err != nil {
-		absent(t, "Redis", err)
+	return openRedis(t, "Redis", RedisURL())
+}
+
+// RedisCluster returns a client to the test Redis Cluster (rueidis in cluster mode) and a key
+// prefix unique to this test; keys under the prefix are deleted from every master when the test
+// ends.
+func RedisCluster(t testing.TB) (rueidis.Client, string) {
+	t.Helper()
+	c, prefix := openRedis(t, "Redis Cluster", RedisClusterURL())
+	if c.Mode() != rueidis.ClientModeCluster {
+		t.Fatalf("%s is not a Redis Cluster (rueidis mode %v)", RedisClusterURL(), c.Mode())
 	}
-	c, err := redisclient.Open(RedisURL())
+	return c, prefix
+}
+
+func openRedis(t testing.TB, service, url string) (rueidis.Client, string) {
+	t.Helper()
+	if err := reachable(url, "6379"); err != nil {
+		absent(t, service, err)
+	}
+	c, err := redisclient.Open(url)
 	if err != nil {
-		absent(t, "Redis", err)
+		absent(t, service, err)
 	}
 	prefix := Unique("t") + ":"
 	t.Cleanup(func() {
@@ -140,21 +180,25 @@ func Redis(t testing.TB) (rueidis.Client, string) {
 	return c, prefix
 }
 
-// DeleteRedisKeys deletes every key matching pattern.
+// DeleteRedisKeys deletes every key matching pattern. On a Redis Cluster SCAN sees one node's
+// keys only, so every node the client knows is scanned (a replica's keys are its master's: the
+// DEL goes through c, which sends each key to its master).
 func DeleteRedisKeys(c rueidis.Client, pattern string) {
 	ctx := context.Background()
-	var cursor uint64
-	for {
-		res, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return
-		}
-		for _, k := range res.Elements {
-			c.Do(ctx, c.B().Del().Key(k).Build())
-		}
-		cursor = res.Cursor
-		if cursor == 0 {
-			return
+	for _, node := range c.Nodes() {
+		var cursor uint64
+		for {
+			res, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				break
+			}
+			for _, k := range res.Elements {
+				c.Do(ctx, c.B().Del().Key(k).Build())
+			}
+			cursor = res.Cursor
+			if cursor == 0 {
+				break
+			}
 		}
 	}
 }
