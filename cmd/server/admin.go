@@ -162,7 +162,8 @@ func createUser(ctx context.Context, args []string, getenv func(string) string, 
 		*name = strings.ToUpper((*role)[:1]) + (*role)[1:]
 	}
 	log := logging.New(stderr, cfg.Log)
-	pool, err := pgpool.Open(ctx, cfg.DatabaseURL, 2)
+	// A one-off that migrates: the direct connection, when there is one (ONSALE_MIGRATE_DATABASE_URL).
+	pool, err := pgpool.Open(ctx, cfg.MigrationURL(), 2)
 	if err != nil {
 		return err
 	}

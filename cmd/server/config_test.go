@@ -115,6 +115,12 @@ func TestLoadConfigBadValuesNameTheVariable(t *testing.T) {
 		{"ONSALE_REDIS_URL", "localhost:6379", []string{"ONSALE_REDIS_URL", "redis://"}, ""},
 		{"ONSALE_DATABASE_URL", "mysql://onsale:hunter2@db/onsale", []string{"ONSALE_DATABASE_URL", "postgres://"}, "hunter2"},
 		{"ONSALE_NATS_URL", "http://nats:4222", []string{"ONSALE_NATS_URL", "nats://"}, ""},
+		// A cluster's list: every server is checked, and none repeated (one may carry a password).
+		{"ONSALE_NATS_URL", "nats://u:Pw4Nats@n1:4222,http://n2:4222", []string{"ONSALE_NATS_URL", "nats://"}, "Pw4Nats"},
+		{"ONSALE_MIGRATE_DATABASE_URL", "mysql://onsale:hunter3@db/onsale", []string{"ONSALE_MIGRATE_DATABASE_URL", "postgres://"}, "hunter3"},
+		{"ONSALE_DATABASE_READ_URL", "redis://onsale:hunter4@db/onsale", []string{"ONSALE_DATABASE_READ_URL", "postgres://"}, "hunter4"},
+		{"ONSALE_MIGRATE_DATABASE_URL", "postgres://db/onsale", []string{"ONSALE_MIGRATE_DATABASE_URL", "ONSALE_DATABASE_URL, which is not set"}, ""},
+		{"ONSALE_DB_QUERY_EXEC_MODE", "prepared", []string{"ONSALE_DB_QUERY_EXEC_MODE", "cache_describe"}, ""},
 		{"ONSALE_OTLP_ENDPOINT", "collector:4318", []string{"ONSALE_OTLP_ENDPOINT", "http"}, ""},
 	}
 	for _, tc := range cases {

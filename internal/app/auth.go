@@ -69,7 +69,7 @@ func (p *Process) localAuth(ctx context.Context) (_ []Runner, err error) {
 		Meter:  p.meters.Meter("github.com/onsale-dev/onsale/internal/auth"),
 	}
 	if p.PG != nil {
-		if err := authpostgres.Migrate(ctx, p.PG, p.log); err != nil {
+		if err := p.migrate(ctx, authpostgres.Migrate); err != nil {
 			return nil, err
 		}
 		d.Users = authpostgres.NewUsers(p.PG)

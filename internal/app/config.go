@@ -15,6 +15,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/config"
 	"github.com/onsale-dev/onsale/internal/platform/httpserver"
 	"github.com/onsale-dev/onsale/internal/platform/logging"
+	"github.com/onsale-dev/onsale/internal/platform/pgpool"
 	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 	"github.com/onsale-dev/onsale/internal/platform/telemetry"
 )
@@ -22,17 +23,22 @@ import (
 // Config is the whole process's configuration: the platform's parts, which modules run here and
 // where the others are, and each module's own section.
 type Config struct {
-	Modules         string        `env:"ONSALE_MODULES" yaml:"modules" default:"all" help:"modules this process runs: all, or a comma list of auth, inventory and payment (the --modules flag overrides it)"`
-	Env             string        `env:"ONSALE_ENV" yaml:"env" default:"development" help:"development or production; production refuses memory adapters"`
-	DataDir         string        `env:"ONSALE_DATA_DIR" yaml:"data_dir" default:"./data" help:"where embedded mode keeps its NATS store and generated keys"`
-	RedisURL        string        `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0, or a Redis Cluster by seed addresses, redis+cluster://host:7000,host:7001,host:7002; empty uses memory"`
-	RedisPrefix     string        `env:"ONSALE_REDIS_PREFIX" yaml:"redis_prefix" help:"prefix of every Redis key (to share a Redis between deployments)"`
-	DatabaseURL     string        `env:"ONSALE_DATABASE_URL" yaml:"database_url" secret:"true" help:"PostgreSQL, e.g. postgres://onsale@127.0.0.1:5432/onsale; empty uses memory"`
-	DBMaxConns      int           `env:"ONSALE_DB_MAX_CONNS" yaml:"db_max_conns" default:"16" help:"PostgreSQL pool size per replica; keep pool size × replicas under max_connections"`
-	NATSURL         string        `env:"ONSALE_NATS_URL" yaml:"nats_url" secret:"true" help:"NATS with JetStream, e.g. nats://127.0.0.1:4222; empty runs an embedded server"`
-	DrainDelay      time.Duration `env:"ONSALE_DRAIN_DELAY" yaml:"drain_delay" default:"5s" help:"after SIGTERM, how long readiness fails before the server stops accepting"`
-	ShutdownTimeout time.Duration `env:"ONSALE_SHUTDOWN_TIMEOUT" yaml:"shutdown_timeout" default:"25s" help:"the whole shutdown, drain delay included, must finish within this"`
-	DebugAddr       string        `env:"ONSALE_DEBUG_ADDR" yaml:"debug_addr" help:"internal listener for /metrics and pprof, off the public port (keep it private: 127.0.0.1:6060, or a pod port no Service exposes); empty serves /metrics on the API port and no pprof"`
+	Modules     string `env:"ONSALE_MODULES" yaml:"modules" default:"all" help:"modules this process runs: all, or a comma list of auth, inventory and payment (the --modules flag overrides it)"`
+	Env         string `env:"ONSALE_ENV" yaml:"env" default:"development" help:"development or production; production refuses memory adapters"`
+	DataDir     string `env:"ONSALE_DATA_DIR" yaml:"data_dir" default:"./data" help:"where embedded mode keeps its NATS store and generated keys"`
+	RedisURL    string `env:"ONSALE_REDIS_URL" yaml:"redis_url" secret:"true" help:"Redis for holds, sessions and caches, e.g. redis://127.0.0.1:6379/0, or a Redis Cluster by seed addresses, redis+cluster://host:7000,host:7001,host:7002; empty uses memory"`
+	RedisPrefix string `env:"ONSALE_REDIS_PREFIX" yaml:"redis_prefix" help:"prefix of every Redis key (to share a Redis between deployments)"`
+	DatabaseURL string `env:"ONSALE_DATABASE_URL" yaml:"database_url" secret:"true" help:"PostgreSQL, e.g. postgres://onsale@127.0.0.1:5432/onsale; empty uses memory"`
+	// MigrateDatabaseURL and DBQueryExecMode are what PostgreSQL behind a transaction-pooling
+	// PgBouncer needs (docs/operations.md); DatabaseReadURL is a read replica for catalogue reads.
+	MigrateDatabaseURL string        `env:"ONSALE_MIGRATE_DATABASE_URL" yaml:"migrate_database_url" secret:"true" help:"direct PostgreSQL connection for schema migrations, whose advisory lock needs a session (set it when ONSALE_DATABASE_URL is a PgBouncer in transaction pooling); empty: ONSALE_DATABASE_URL"`
+	DatabaseReadURL    string        `env:"ONSALE_DATABASE_READ_URL" yaml:"database_read_url" secret:"true" help:"optional PostgreSQL read replica for catalogue reloads and event listings (never for what could show more tickets than exist); empty: ONSALE_DATABASE_URL"`
+	DBQueryExecMode    string        `env:"ONSALE_DB_QUERY_EXEC_MODE" yaml:"db_query_exec_mode" default:"cache_statement" help:"how pgx sends queries: cache_statement (named prepared statements, direct connections), cache_describe (one round trip, no named statements: for PgBouncer in transaction pooling before 1.21), exec or simple_protocol"`
+	DBMaxConns         int           `env:"ONSALE_DB_MAX_CONNS" yaml:"db_max_conns" default:"16" help:"PostgreSQL pool size per replica; keep pool size × replicas under max_connections"`
+	NATSURL            string        `env:"ONSALE_NATS_URL" yaml:"nats_url" secret:"true" help:"NATS with JetStream, e.g. nats://127.0.0.1:4222; empty runs an embedded server"`
+	DrainDelay         time.Duration `env:"ONSALE_DRAIN_DELAY" yaml:"drain_delay" default:"5s" help:"after SIGTERM, how long readiness fails before the server stops accepting"`
+	ShutdownTimeout    time.Duration `env:"ONSALE_SHUTDOWN_TIMEOUT" yaml:"shutdown_timeout" default:"25s" help:"the whole shutdown, drain delay included, must finish within this"`
+	DebugAddr          string        `env:"ONSALE_DEBUG_ADDR" yaml:"debug_addr" help:"internal listener for /metrics and pprof, off the public port (keep it private: 127.0.0.1:6060, or a pod port no Service exposes); empty serves /metrics on the API port and no pprof"`
 
 	AllowSimulatedProvider bool `env:"ONSALE_ALLOW_SIMULATED_PROVIDER" yaml:"allow_simulated_provider" default:"false" help:"let ONSALE_ENV=production run without ONSALE_PROVIDER_URL, on the in-process simulated provider: orders are confirmed and nobody is charged (demos only)"`
 
@@ -71,6 +77,15 @@ func (c InternalConfig) URL(module string) string {
 // Embedded tells whether no external service is configured at all.
 func (c *Config) Embedded() bool {
 	return c.RedisURL == "" && c.DatabaseURL == "" && c.NATSURL == ""
+}
+
+// MigrationURL is where schema migrations connect: ONSALE_MIGRATE_DATABASE_URL, else
+// ONSALE_DATABASE_URL.
+func (c *Config) MigrationURL() string {
+	if c.MigrateDatabaseURL != "" {
+		return c.MigrateDatabaseURL
+	}
+	return c.DatabaseURL
 }
 
 // Validate checks every part; the errors name the variables at fault.
@@ -128,12 +143,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Invalid("ONSALE_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(),
 			"want a duration longer than ONSALE_DRAIN_DELAY ("+c.DrainDelay.String()+")"))
 	}
+	if _, err := pgpool.ParseQueryExecMode(c.DBQueryExecMode); err != nil || c.DBQueryExecMode == "" {
+		errs = append(errs, config.Invalid("ONSALE_DB_QUERY_EXEC_MODE", c.DBQueryExecMode, "want one of "+strings.Join(pgpool.QueryExecModes, ", ")))
+	}
+	if c.DatabaseURL == "" && (c.MigrateDatabaseURL != "" || c.DatabaseReadURL != "") {
+		errs = append(errs, errors.New("ONSALE_MIGRATE_DATABASE_URL and ONSALE_DATABASE_READ_URL go with ONSALE_DATABASE_URL, which is not set"))
+	}
 	if strings.ContainsAny(c.RedisPrefix, "{}") {
 		// A brace in the prefix would become every key's hash tag: on a Redis Cluster all keys in
 		// one slot, and the scripts' own tags ({tt:<id>}...) no longer spreading them.
 		errs = append(errs, config.Invalid("ONSALE_REDIS_PREFIX", c.RedisPrefix, "want a prefix without { or }"))
 	}
-	for name, u := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL} {
+	for name, u := range map[string]string{"ONSALE_REDIS_URL": c.RedisURL, "ONSALE_DATABASE_URL": c.DatabaseURL, "ONSALE_NATS_URL": c.NATSURL,
+		"ONSALE_MIGRATE_DATABASE_URL": c.MigrateDatabaseURL, "ONSALE_DATABASE_READ_URL": c.DatabaseReadURL} {
 		if err := checkURL(name, u); err != nil {
 			errs = append(errs, err)
 		}
@@ -186,9 +208,11 @@ func (c *Config) checkPlacement(local map[string]bool) error {
 func urlSetting(module string) string { return "ONSALE_" + strings.ToUpper(module) + "_URL" }
 
 var schemes = map[string][]string{
-	"ONSALE_REDIS_URL":    {"redis", "rediss", redisclient.ClusterScheme, redisclient.ClusterTLSScheme},
-	"ONSALE_DATABASE_URL": {"postgres", "postgresql"},
-	"ONSALE_NATS_URL":     {"nats", "tls"},
+	"ONSALE_REDIS_URL":            {"redis", "rediss", redisclient.ClusterScheme, redisclient.ClusterTLSScheme},
+	"ONSALE_DATABASE_URL":         {"postgres", "postgresql"},
+	"ONSALE_MIGRATE_DATABASE_URL": {"postgres", "postgresql"},
+	"ONSALE_DATABASE_READ_URL":    {"postgres", "postgresql"},
+	"ONSALE_NATS_URL":             {"nats", "tls"},
 }
 
 func checkURL(name, raw string) error {

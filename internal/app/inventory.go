@@ -32,10 +32,13 @@ func (p *Process) localInventory(ctx context.Context) ([]Runner, error) {
 		Meter: p.meters.Meter("github.com/onsale-dev/onsale/internal/inventory"),
 	}
 	if p.PG != nil {
-		if err := invpostgres.Migrate(ctx, p.PG, p.log); err != nil {
+		if err := p.migrate(ctx, invpostgres.Migrate); err != nil {
 			return nil, err
 		}
 		d.Store = invpostgres.NewStore(p.PG)
+		if p.PGRead != nil {
+			d.Replica = invpostgres.NewStore(p.PGRead)
+		}
 	} else {
 		d.Store = p.memory.catalogue
 	}

@@ -56,7 +56,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	}
 	m := &PaymentModule{Keys: keys}
 	if p.PG != nil {
-		if err := paypostgres.Migrate(ctx, p.PG, p.log); err != nil {
+		if err := p.migrate(ctx, paypostgres.Migrate); err != nil {
 			return nil, err
 		}
 		m.Store = paypostgres.NewStore(p.PG)
@@ -113,7 +113,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 		proc = p.opts.WrapProcessor(proc)
 	}
 	m.Worker = paynats.NewWorker(p.NATS.JS, m.Names, paynats.WorkerConfig{
-		Workers: cfg.Workers, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		Workers: cfg.Workers, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Replicas: cfg.NATSReplicas,
 	}, proc, m.Publisher, p.prop, log)
 	// Metrics are registered before anything runs: a failure here leaves nothing running.
 	if err := errors.Join(m.Worker.RegisterMetrics(meter), m.Relay.RegisterMetrics(meter)); err != nil {

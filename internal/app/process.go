@@ -93,7 +93,9 @@ type Process struct {
 	// Connections, nil when this process needs none.
 	Redis rueidis.Client
 	PG    *pgxpool.Pool
-	NATS  *natsclient.Conn
+	// PGRead is the read replica (ONSALE_DATABASE_READ_URL), nil without one.
+	PGRead *pgxpool.Pool
+	NATS   *natsclient.Conn
 
 	// The ports modules offer one another: a module here, or a client of one elsewhere.
 	authn     tokenChecker
@@ -323,20 +325,52 @@ func (p *Process) stopRedis(context.Context) error {
 }
 
 func (p *Process) startPostgres(ctx context.Context) error {
-	pool, err := pgpool.Open(ctx, p.cfg.DatabaseURL, p.cfg.DBMaxConns)
+	pool, err := pgpool.OpenWith(ctx, p.cfg.DatabaseURL, pgpool.Options{
+		MaxConns: p.cfg.DBMaxConns, MinIdleConns: 2, QueryExecMode: p.cfg.DBQueryExecMode})
 	if err != nil {
 		return err
 	}
 	p.PG = pool
 	p.health.Add("postgres", pgpool.Check(pool))
+	if p.cfg.DatabaseReadURL != "" {
+		// Catalogue reloads are cache misses: a quarter of the pool is plenty.
+		read, err := pgpool.OpenWith(ctx, p.cfg.DatabaseReadURL, pgpool.Options{
+			MaxConns: max(2, p.cfg.DBMaxConns/4), MinIdleConns: 1, QueryExecMode: p.cfg.DBQueryExecMode})
+		if err != nil {
+			pool.Close()
+			return fmt.Errorf("read replica (ONSALE_DATABASE_READ_URL): %w", err)
+		}
+		p.PGRead = read
+		p.health.Add("postgres read replica", pgpool.Check(read))
+	}
 	return nil
 }
 
 func (p *Process) stopPostgres(context.Context) error {
+	if p.PGRead != nil {
+		p.PGRead.Close()
+	}
 	if p.PG != nil {
 		p.PG.Close()
 	}
 	return nil
+}
+
+// migrate runs a module's migrations. With ONSALE_MIGRATE_DATABASE_URL they run on a pool of
+// their own, direct to PostgreSQL, open only while they run: the advisory lock that makes
+// replicas take turns is a session's, which a PgBouncer in transaction pooling does not keep.
+func (p *Process) migrate(ctx context.Context, run func(context.Context, *pgxpool.Pool, *slog.Logger) error) error {
+	if p.cfg.MigrateDatabaseURL == "" || p.cfg.MigrateDatabaseURL == p.cfg.DatabaseURL {
+		return run(ctx, p.PG, p.log)
+	}
+	// Two connections: one holds the lock while goose works on the other. None is kept idle,
+	// so replicas waiting for the lock hold one connection each.
+	pool, err := pgpool.OpenWith(ctx, p.cfg.MigrateDatabaseURL, pgpool.Options{MaxConns: 2})
+	if err != nil {
+		return fmt.Errorf("migrations (ONSALE_MIGRATE_DATABASE_URL): %w", err)
+	}
+	defer pool.Close()
+	return run(ctx, pool, p.log)
 }
 
 func (p *Process) startNATS(ctx context.Context) error {

@@ -167,6 +167,14 @@ type CommitResult struct {
 	Err     error
 }
 
+// CatalogueReader is what catalogue reads need of a store: a read replica's store serves them
+// (Deps.Replica), the Store itself otherwise.
+type CatalogueReader interface {
+	Event(ctx context.Context, id uuid.UUID) (Event, error)
+	TicketTypes(ctx context.Context, eventID uuid.UUID) ([]TicketType, error)
+	ListEvents(ctx context.Context, after Cursor, limit int) ([]Event, error)
+}
+
 // Store keeps the catalogue and the truth about sales (PostgreSQL in production).
 type Store interface {
 	CreateEvent(ctx context.Context, e Event) error

@@ -31,10 +31,15 @@ type Deps struct {
 	Holds     HoldStore
 	Customers CustomerHolds
 	Catalog   Catalog // nil: read the store directly (embedded mode, one process)
-	Queue     QueueStore
-	Clock     clock.Clock
-	Log       *slog.Logger
-	Meter     metric.Meter
+	// Replica serves catalogue reloads and event listings from a read replica, which may lag
+	// (nil: Store). Nothing that decides what can be held or sold reads it: the hold store's
+	// figures are loaded from Store, so a lagging replica never makes availability show more
+	// tickets than exist.
+	Replica CatalogueReader
+	Queue   QueueStore
+	Clock   clock.Clock
+	Log     *slog.Logger
+	Meter   metric.Meter
 }
 
 // Module is the inventory module: the operations payment needs of holds and sales (its
@@ -311,7 +316,7 @@ func (m *Module) ListEvents(ctx context.Context, cursor string, limit int) ([]Ev
 	if err != nil {
 		return nil, "", err
 	}
-	events, err := m.d.Store.ListEvents(ctx, after, limit+1)
+	events, err := m.reader().ListEvents(ctx, after, limit+1)
 	if err != nil {
 		return nil, "", unavailable("list events", err)
 	}
@@ -362,7 +367,7 @@ func (m *Module) Catalogue(ctx context.Context, id uuid.UUID) (Catalogue, error)
 		m.m.misses.Add(ctx, 1, metric.WithAttributes(attribute.String("cache", "catalogue")))
 	}
 	v, err, _ := m.loads.Do("catalogue:"+id.String(), func() (any, error) {
-		c, err := m.loadCatalogue(ctx, id)
+		c, err := m.loadCatalogue(ctx, id, true)
 		if err == nil && m.d.Catalog != nil {
 			if perr := m.d.Catalog.Put(ctx, c); perr != nil {
 				m.d.Log.WarnContext(ctx, "catalogue cache write failed", "err", perr)
@@ -376,14 +381,32 @@ func (m *Module) Catalogue(ctx context.Context, id uuid.UUID) (Catalogue, error)
 	return v.(Catalogue), nil
 }
 
-func (m *Module) loadCatalogue(ctx context.Context, id uuid.UUID) (Catalogue, error) {
-	e, err := m.d.Store.Event(ctx, id)
-	if err != nil {
-		return Catalogue{}, unavailable("read event", err)
+// reader is where catalogue reads go: the read replica, if any, else the store.
+func (m *Module) reader() CatalogueReader {
+	if m.d.Replica != nil {
+		return m.d.Replica
 	}
-	tts, err := m.d.Store.TicketTypes(ctx, id)
+	return m.d.Store
+}
+
+// loadCatalogue reads an event and its ticket types, from the read replica if fromReplica and
+// there is one. When the replica fails, or does not have the event yet (it lags behind its
+// creation), the store answers instead.
+func (m *Module) loadCatalogue(ctx context.Context, id uuid.UUID, fromReplica bool) (Catalogue, error) {
+	var r CatalogueReader = m.d.Store
+	if fromReplica && m.d.Replica != nil {
+		r = m.d.Replica
+	}
+	e, err := r.Event(ctx, id)
+	var tts []TicketType
+	if err == nil {
+		tts, err = r.TicketTypes(ctx, id)
+	}
+	if err != nil && fromReplica && m.d.Replica != nil {
+		return m.loadCatalogue(ctx, id, false)
+	}
 	if err != nil {
-		return Catalogue{}, unavailable("read ticket types", err)
+		return Catalogue{}, unavailable("read catalogue", err)
 	}
 	return Catalogue{Event: e, TicketTypes: tts}, nil
 }
@@ -396,7 +419,8 @@ func (m *Module) publish(ctx context.Context, eventID uuid.UUID) {
 	if m.d.Catalog == nil {
 		return
 	}
-	c, err := m.loadCatalogue(ctx, eventID)
+	// From the store, never the replica: what was just written must be what replicas cache.
+	c, err := m.loadCatalogue(ctx, eventID, false)
 	if err == nil {
 		err = m.d.Catalog.Put(ctx, c)
 	}

@@ -20,7 +20,7 @@ type Config struct {
 	IdempotencyTTL time.Duration `env:"ONSALE_IDEMPOTENCY_TTL" yaml:"idempotency_ttl" default:"24h" help:"how long an order's Idempotency-Key is remembered"`
 	TicketKeysFile string        `env:"ONSALE_TICKET_KEYS_FILE" yaml:"ticket_keys_file" help:"JWK set of Ed25519 keys that sign ticket codes (the last one signs); empty generates one under the data directory"`
 	StreamPrefix   string        `env:"ONSALE_NATS_PREFIX" yaml:"nats_prefix" help:"prefix of the JetStream stream and subject names (to share a NATS between deployments)"`
-	NATSReplicas   int           `env:"ONSALE_NATS_REPLICAS" yaml:"nats_replicas" default:"1" help:"JetStream stream replicas (3 on a NATS cluster)"`
+	NATSReplicas   int           `env:"ONSALE_NATS_REPLICAS" yaml:"nats_replicas" default:"1" help:"replicas of every JetStream stream and consumer the payment module creates: 1 on a single server, 3 on a NATS cluster of 3 or more nodes (the stream then survives the loss of a node)"`
 	StaleAfter     time.Duration `env:"ONSALE_PAYMENT_STALE_AFTER" yaml:"payment_stale_after" default:"15m" help:"a pending order no worker tried for this long has its payment requested again"`
 	Heartbeat      time.Duration `env:"ONSALE_SSE_HEARTBEAT" yaml:"sse_heartbeat" default:"15s" help:"interval of keep-alive comments on order event streams; each one also checks the stream's session is still live"`
 	MaxStreams     int           `env:"ONSALE_SSE_MAX_PER_CUSTOMER" yaml:"sse_max_per_customer" default:"8" help:"order event streams one customer may keep open at once on one replica; the next is 429"`

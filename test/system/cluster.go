@@ -131,6 +131,8 @@ func absent(t testing.TB, what string, err error) {
 	t.Skipf("%s unavailable, skipping (set ONSALE_TEST_REQUIRE_SERVICES=1 to fail instead): %v", what, err)
 }
 
+// requireReachable dials the server of rawURL, or each server of a comma list of them (a NATS
+// cluster's; an item without a scheme takes the first item's).
 func requireReachable(t testing.TB, what, rawURL, defPort string) {
 	t.Helper()
 	if redisclient.IsCluster(rawURL) {
@@ -141,6 +143,18 @@ func requireReachable(t testing.TB, what, rawURL, defPort string) {
 		}
 		rawURL = "redis://" + opt.InitAddress[0]
 	}
+	items := strings.Split(rawURL, ",")
+	scheme, _, _ := strings.Cut(items[0], "://")
+	for _, item := range items {
+		if !strings.Contains(item, "://") {
+			item = scheme + "://" + item
+		}
+		requireReachableOne(t, what, strings.TrimSpace(item), defPort)
+	}
+}
+
+func requireReachableOne(t testing.TB, what, rawURL, defPort string) {
+	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatalf("%s URL %q: %v", what, rawURL, err)
@@ -676,6 +690,9 @@ type Options struct {
 	// path to the processes of the module that serves it, and balances each module's internal API
 	// for the processes that call it.
 	Topology []Tier
+	// PgBouncer puts the test PgBouncer (transaction pooling) between the replicas and
+	// PostgreSQL; ONSALE_TEST_DATABASE_URL naming one does the same for every test.
+	PgBouncer bool
 	// InventoryProxy puts a cuttable TCP proxy (Cluster.InvProxy) between the processes that call
 	// inventory and inventory's internal API.
 	InventoryProxy bool
@@ -745,7 +762,15 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	}
 	requireReachable(t, "Redis", c.RedisURL, "6379")
 	requireReachable(t, "NATS", c.NATSURL, "4222")
-	c.DatabaseURL = testenv.PostgresURL(t) // skips or fails when PostgreSQL is absent
+	// The replicas' database URL, and the same database directly (the invariant checks, and the
+	// replicas' migrations when the first is a PgBouncer's); skips or fails when PostgreSQL is absent.
+	pooledBase := testenv.DatabaseURL()
+	if o.PgBouncer {
+		pooledBase = testenv.PgBouncerURL()
+		requireReachable(t, "PgBouncer (.ci/pgbouncer.sh)", pooledBase, "6432")
+	}
+	pooledDB, directDB := testenv.DatabaseURLs(t, pooledBase)
+	c.DatabaseURL = directDB
 	c.RedisPrefix = testenv.Unique("sys") + ":"
 	c.NATSPrefix = testenv.Unique("SYS")
 
@@ -785,9 +810,9 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 
 	c.Provider = StartProvider(t, c.Dir, o.ProviderLatency)
 
-	replicaDB := c.DatabaseURL
+	replicaDB := pooledDB
 	if o.PostgresProxy {
-		u, err := url.Parse(c.DatabaseURL)
+		u, err := url.Parse(replicaDB)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -808,12 +833,14 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	c.DB = pool
 
 	c.replicaEnv = map[string]string{
-		"ONSALE_ENV":                 "production",
-		"ONSALE_REDIS_URL":           c.RedisURL,
-		"ONSALE_DATABASE_URL":        replicaDB,
-		"ONSALE_NATS_URL":            c.NATSURL,
-		"ONSALE_REDIS_PREFIX":        c.RedisPrefix,
-		"ONSALE_NATS_PREFIX":         c.NATSPrefix,
+		"ONSALE_ENV":          "production",
+		"ONSALE_REDIS_URL":    c.RedisURL,
+		"ONSALE_DATABASE_URL": replicaDB,
+		"ONSALE_NATS_URL":     c.NATSURL,
+		"ONSALE_REDIS_PREFIX": c.RedisPrefix,
+		"ONSALE_NATS_PREFIX":  c.NATSPrefix,
+		// 3 when ONSALE_TEST_NATS_URL is a NATS cluster (ONSALE_TEST_NATS_REPLICAS).
+		"ONSALE_NATS_REPLICAS":       strconv.Itoa(testenv.NATSReplicas()),
 		"ONSALE_DB_MAX_CONNS":        "8",
 		"ONSALE_JWT_KEYS_FILE":       jwtKeys,
 		"ONSALE_TICKET_KEYS_FILE":    ticketKeys,
@@ -835,6 +862,16 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	c.replicaEnv["ONSALE_INTERNAL_SECRET_FILE"] = secretFile
+	if pooledDB != directDB {
+		// Through PgBouncer in transaction pooling: migrations on a direct connection, and no
+		// named prepared statements (Debian's PgBouncer 1.18 does not keep them).
+		c.replicaEnv["ONSALE_MIGRATE_DATABASE_URL"] = directDB
+		c.replicaEnv["ONSALE_DB_QUERY_EXEC_MODE"] = testenv.PgBouncerExecMode
+	}
+	if sharedNATS {
+		// 3 when ONSALE_TEST_NATS_URL is a NATS cluster (ONSALE_TEST_NATS_REPLICAS).
+		c.replicaEnv["ONSALE_NATS_REPLICAS"] = strconv.Itoa(testenv.NATSReplicas())
+	}
 	for k, v := range o.Env {
 		c.replicaEnv[k] = v
 	}

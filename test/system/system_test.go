@@ -19,7 +19,13 @@ import (
 // tickets: exactly 200 sold, 200 orders confirmed, 200 charges.
 func TestThreeReplicasSale(t *testing.T) {
 	systemTest(t)
-	c := NewCluster(t, Options{Replicas: 3})
+	threeReplicasSale(t, Options{Replicas: 3})
+}
+
+// threeReplicasSale is TestThreeReplicasSale's sale on the cluster o describes; the cluster
+// runs until the test ends.
+func threeReplicasSale(t *testing.T, o Options) *Cluster {
+	c := NewCluster(t, o)
 	rec := NewRecorder(t)
 	cl := NewClient(c.URL(), rec)
 	eventID, ttID, buyers := setupSale(t, c, cl, saleBuyers, saleCapacity, 1, testTag("sale"))
@@ -58,6 +64,7 @@ func TestThreeReplicasSale(t *testing.T) {
 	rec.Forbid(t, "connection errors", Sample.ConnErr)
 	rec.Forbid(t, "5xx answers other than 503 with Retry-After", func(s Sample) bool { return s.Status >= 500 && !s.Unavailable() })
 	rec.Forbid(t, "401 answers", func(s Sample) bool { return s.Status == http.StatusUnauthorized })
+	return c
 }
 
 // TestReplicaKilledMidSale: the same sale, and one replica is killed with SIGKILL once a third of

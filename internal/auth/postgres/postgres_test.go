@@ -27,6 +27,17 @@ func TestUsers(t *testing.T) {
 	authtest.UserStore(t, func(*testing.T) auth.UserStore { return authpostgres.NewUsers(pool) })
 }
 
+// TestUsersPgBouncer: the user store's suite through PgBouncer in transaction pooling,
+// migrated through a direct connection.
+func TestUsersPgBouncer(t *testing.T) {
+	t.Parallel()
+	pool, direct := testenv.PgBouncer(t)
+	if err := authpostgres.Migrate(context.Background(), direct, logging.Discard()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	authtest.UserStore(t, func(*testing.T) auth.UserStore { return authpostgres.NewUsers(pool) })
+}
+
 func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -29,6 +29,19 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// TestStorePgBouncer: the store's suite through PgBouncer in transaction pooling (each
+// transaction may get another server session), migrated through a direct connection.
+func TestStorePgBouncer(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) inventory.Store {
+		pool, direct := testenv.PgBouncer(t)
+		if err := postgres.Migrate(context.Background(), direct, logging.Discard()); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		return postgres.NewStore(pool)
+	})
+}
+
 // TestMigrateIdempotent runs the migrations twice and then uses the schema: a replica starting
 // against an up-to-date database must neither fail nor change anything.
 func TestMigrateIdempotent(t *testing.T) {

@@ -51,9 +51,15 @@ func NamesFor(prefix string) Names {
 	}
 }
 
-// Setup creates or updates the streams; safe to run on every start of every replica.
+// setupWithin bounds how long creating a stream or the consumer may keep failing: on a NATS
+// cluster that has just started, or that is electing a leader, such calls fail for a few seconds.
+const setupWithin = time.Minute
+
+// Setup creates or updates the streams with the given number of replicas (1 on a single server,
+// 3 on a cluster: a stream then survives the loss of one node); safe to run on every start of
+// every replica.
 func Setup(ctx context.Context, js jetstream.JetStream, n Names, replicas int) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	streams := []jetstream.StreamConfig{{
 		Name:        n.Stream,
 		Description: "payment requests, one per accepted order",
 		Subjects:    []string{n.RequestSubject},
@@ -62,11 +68,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, n Names, replicas int) e
 		Replicas:    replicas,
 		Duplicates:  2 * time.Minute,
 		MaxAge:      7 * 24 * time.Hour,
-	})
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", n.Stream, err)
-	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	}, {
 		Name:        n.DeadStream,
 		Description: "payment requests that could not be processed",
 		Subjects:    []string{n.DeadSubject},
@@ -74,9 +76,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, n Names, replicas int) e
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		MaxAge:      14 * 24 * time.Hour,
-	})
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", n.DeadStream, err)
+	}}
+	for _, cfg := range streams {
+		err := natsclient.Retry(ctx, setupWithin, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("stream %s (%d replicas): %w", cfg.Name, replicas, err)
+		}
 	}
 	return nil
 }
@@ -201,6 +209,8 @@ type WorkerConfig struct {
 	Workers    int
 	AckWait    time.Duration
 	MaxDeliver int
+	// Replicas of the durable consumer's state; the stream's (Setup's replicas) when 0.
+	Replicas int
 }
 
 // Worker consumes payment requests with a durable pull consumer and explicit acks. A request is
@@ -236,20 +246,29 @@ func NewWorker(js jetstream.JetStream, n Names, cfg WorkerConfig, proc Processor
 
 // Start creates (or updates) the durable consumer and starts consuming.
 func (w *Worker) Start(ctx context.Context) error {
-	cons, err := w.js.CreateOrUpdateConsumer(ctx, w.n.Stream, jetstream.ConsumerConfig{
-		Durable:       w.n.Durable,
-		Description:   "charges orders and commits their tickets",
-		FilterSubject: w.n.RequestSubject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.cfg.AckWait,
-		MaxDeliver:    w.cfg.MaxDeliver,
-		MaxAckPending: 4096,
+	var cons jetstream.Consumer
+	err := natsclient.Retry(ctx, setupWithin, func(ctx context.Context) (err error) {
+		cons, err = w.js.CreateOrUpdateConsumer(ctx, w.n.Stream, jetstream.ConsumerConfig{
+			Durable:       w.n.Durable,
+			Description:   "charges orders and commits their tickets",
+			FilterSubject: w.n.RequestSubject,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       w.cfg.AckWait,
+			MaxDeliver:    w.cfg.MaxDeliver,
+			MaxAckPending: 4096,
+			Replicas:      w.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", w.n.Durable, err)
 	}
 	cc, err := cons.Consume(w.dispatch,
 		jetstream.PullMaxMessages(w.cfg.Workers),
+		// A pull request lives 10 s with a heartbeat every 5 s (not 30 s and 15 s): when the
+		// consumer's leader is lost with a NATS node, the missing heartbeats are noticed and the
+		// pull is made again, to the new leader, within about 10 s.
+		jetstream.PullExpiry(10*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			w.log.Debug("payment consumer", "err", err)
 		}))

@@ -25,44 +25,116 @@ import (
 
 // These tests are about the transport: the worker drives a fake Processor.
 
+// server is a NATS the worker runs on, with the stream replicas asked of it.
+type server struct {
+	name     string
+	replicas int
+	connect  func(t *testing.T) (*natsclient.Conn, paynats.Names)
+}
+
 // servers are the NATS servers the worker runs on: the embedded one (embedded mode) and the
 // Debian NATS 2.9 (what production-like setups may run).
-var servers = []struct {
-	name    string
-	connect func(t *testing.T) (*natsclient.Conn, paynats.Names)
-}{
-	{"embedded", func(t *testing.T) (*natsclient.Conn, paynats.Names) {
+var servers = []server{
+	{"embedded", 1, func(t *testing.T) (*natsclient.Conn, paynats.Names) {
 		return testenv.EmbeddedNATS(t), paynats.NamesFor(testenv.Unique("T"))
 	}},
-	{"nats-2.9", func(t *testing.T) (*natsclient.Conn, paynats.Names) {
+	{"nats-2.9", 1, func(t *testing.T) (*natsclient.Conn, paynats.Names) {
 		prefix := testenv.Unique("T")
 		return testenv.NATS(t, prefix), paynats.NamesFor(prefix)
 	}},
 }
 
-// forEachServer runs fn in parallel on every server, each run with its own streams.
+// cluster is the 3-node NATS 2.9 JetStream cluster (.ci/nats-cluster.sh), every stream and the
+// consumer replicated on all three.
+var cluster = server{"nats-2.9-cluster", 3, func(t *testing.T) (*natsclient.Conn, paynats.Names) {
+	prefix := testenv.Unique("T")
+	return testenv.NATSCluster(t, prefix), paynats.NamesFor(prefix)
+}}
+
+// forEachServer runs fn in parallel on every server, each run with its own streams. Under
+// TestNATSCluster, which runs this file's tests again, the server is the cluster alone.
 func forEachServer(t *testing.T, fn func(t *testing.T, e *env)) {
-	for _, srv := range servers {
+	list := servers
+	if strings.HasPrefix(t.Name(), "TestNATSCluster/") {
+		list = []server{cluster}
+	}
+	for _, srv := range list {
 		t.Run(srv.name, func(t *testing.T) {
 			t.Parallel()
 			conn, names := srv.connect(t)
 			ctx := context.Background()
-			if err := paynats.Setup(ctx, conn.JS, names, 1); err != nil {
+			if err := paynats.Setup(ctx, conn.JS, names, srv.replicas); err != nil {
 				t.Fatalf("setup: %v", err)
 			}
 			// Setup is safe to run again (every replica runs it on start).
-			if err := paynats.Setup(ctx, conn.JS, names, 1); err != nil {
+			if err := paynats.Setup(ctx, conn.JS, names, srv.replicas); err != nil {
 				t.Fatalf("setup again: %v", err)
 			}
-			fn(t, &env{conn: conn, names: names, pub: paynats.NewPublisher(conn.JS, names, propagation.TraceContext{})})
+			fn(t, &env{conn: conn, names: names, replicas: srv.replicas,
+				pub: paynats.NewPublisher(conn.JS, names, propagation.TraceContext{})})
 		})
 	}
 }
 
+// TestNATSCluster runs the transport's tests on a NATS JetStream cluster of three nodes with
+// every stream and the worker's consumer on three replicas, and checks that they are.
+func TestNATSCluster(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"Replicas", testReplicas},
+		{"PublishDeduplicatesByOrder", TestPublishDeduplicatesByOrder},
+		{"WorkerAcksDone", TestWorkerAcksDone},
+		{"WorkerRetriesAfterDelay", TestWorkerRetriesAfterDelay},
+		{"WorkerWaitDoesNotGiveUp", TestWorkerWaitDoesNotGiveUp},
+		{"WorkerDeadLettersPoisonWithoutBlocking", TestWorkerDeadLettersPoisonWithoutBlocking},
+		{"WorkerGivesUpAfterMaxDeliver", TestWorkerGivesUpAfterMaxDeliver},
+		{"WorkerRequeuesWhenGiveUpFails", TestWorkerRequeuesWhenGiveUpFails},
+		{"WorkerKeepsSlowWorkAlive", TestWorkerKeepsSlowWorkAlive},
+		{"WorkerStopHandsBackAndWaits", TestWorkerStopHandsBackAndWaits},
+		{"WorkerStopGivesUpWaitingAtDeadline", TestWorkerStopGivesUpWaitingAtDeadline},
+		{"BusRoundTrip", TestBusRoundTrip},
+		{"WorkerCountsDeadLetters", TestWorkerCountsDeadLetters},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, tc.run)
+	}
+}
+
+// testReplicas: the streams and the worker's consumer are created with the replicas asked, and
+// each has a leader and its followers.
+func testReplicas(t *testing.T) {
+	forEachServer(t, func(t *testing.T, e *env) {
+		cfg := workerConfig()
+		cfg.Replicas = e.replicas
+		e.worker(t, &fakeProc{}, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, name := range []string{e.names.Stream, e.names.DeadStream} {
+			st, err := e.conn.JS.Stream(ctx, name)
+			if err != nil {
+				t.Fatalf("stream %s: %v", name, err)
+			}
+			info := st.CachedInfo()
+			if info.Config.Replicas != e.replicas || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != e.replicas-1 {
+				t.Errorf("stream %s: %d replicas configured, cluster %+v; want %d, a leader and %d followers",
+					name, info.Config.Replicas, info.Cluster, e.replicas, e.replicas-1)
+			}
+		}
+		ci := e.consumerInfo(t)
+		if ci.Config.Replicas != e.replicas || ci.Cluster == nil || ci.Cluster.Leader == "" || len(ci.Cluster.Replicas) != e.replicas-1 {
+			t.Errorf("consumer: %d replicas configured, cluster %+v; want %d, a leader and %d followers",
+				ci.Config.Replicas, ci.Cluster, e.replicas, e.replicas-1)
+		}
+	})
+}
+
 type env struct {
-	conn  *natsclient.Conn
-	names paynats.Names
-	pub   *paynats.Publisher
+	conn     *natsclient.Conn
+	names    paynats.Names
+	replicas int
+	pub      *paynats.Publisher
 }
 
 // call is one Process call the fake saw.

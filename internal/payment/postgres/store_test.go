@@ -32,3 +32,15 @@ func TestStore(t *testing.T) {
 	s := postgres.NewStore(pool)
 	paymenttest.RunOrderStore(t, func(*testing.T) payment.OrderStore { return s })
 }
+
+// TestStorePgBouncer: the order store's suite through PgBouncer in transaction pooling (each
+// transaction may get another server session), migrated through a direct connection.
+func TestStorePgBouncer(t *testing.T) {
+	t.Parallel()
+	pool, direct := testenv.PgBouncer(t)
+	if err := postgres.Migrate(context.Background(), direct, logging.Discard()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	s := postgres.NewStore(pool)
+	paymenttest.RunOrderStore(t, func(*testing.T) payment.OrderStore { return s })
+}

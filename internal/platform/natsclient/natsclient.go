@@ -149,3 +149,38 @@ func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h nats.He
 func ExtractTrace(ctx context.Context, p propagation.TextMapPropagator, h nats.Header) context.Context {
 	return p.Extract(ctx, propagation.HeaderCarrier(http.Header(h)))
 }
+
+// Retry runs a JetStream management call (creating a stream or a consumer) until it succeeds,
+// answers a request the server will never accept (a 400: a configuration in conflict, say), or
+// within passes (or ctx ends). On a cluster such a call can time out, or answer "cluster not
+// available" or "insufficient resources", for a while: just after the cluster starts (NATS 2.9
+// before the first meta leader election, and until the nodes have caught up) and while a node
+// that held the asset is down and a new leader is being elected. Each attempt gets at most 5 s.
+func Retry(ctx context.Context, within time.Duration, call func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		actx, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+		err := call(actx)
+		cancelAttempt()
+		if err == nil || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (still failing after %s)", err, within)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// transient tells whether a JetStream management error may go away by itself.
+func transient(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.Code != http.StatusBadRequest
+	}
+	return true
+}

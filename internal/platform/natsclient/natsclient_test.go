@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -132,5 +133,43 @@ func TestReconnectLogHidesToken(t *testing.T) {
 	}
 	if !strings.Contains(out, "nats://****@"+addr) {
 		t.Errorf("the reconnect line does not name the server:\n%s", out)
+	}
+}
+
+// TestRetry: a JetStream management call that fails for a while (a cluster electing a leader)
+// is tried again until it succeeds; one the server refuses for good (a 400) is not; one that
+// keeps failing gives up when the time allowed is over.
+func TestRetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	calls := 0
+	err := Retry(ctx, 10*time.Second, func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("transient failures: %d calls, %v; want success on the 3rd", calls, err)
+	}
+
+	calls = 0
+	err = Retry(ctx, 10*time.Second, func(context.Context) error {
+		calls++
+		return &jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use with a different configuration"}
+	})
+	if err == nil || calls != 1 {
+		t.Errorf("a refusal: %d calls, %v; want 1 call and the error", calls, err)
+	}
+
+	calls = 0
+	err = Retry(ctx, 500*time.Millisecond, func(ctx context.Context) error {
+		calls++
+		<-ctx.Done() // an attempt that times out
+		return ctx.Err()
+	})
+	if err == nil || calls == 0 {
+		t.Errorf("a call that never answers: %d calls, %v; want an error once the time is over", calls, err)
 	}
 }

@@ -22,26 +22,76 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/problem"
 )
 
+// Options shape a pool.
+type Options struct {
+	// MaxConns is the most connections the pool opens.
+	MaxConns int
+	// MinIdleConns is how many connections the pool keeps open when idle (at most MaxConns);
+	// Open keeps 2.
+	MinIdleConns int
+	// QueryExecMode is how queries are sent (see ParseQueryExecMode); empty: cache_statement,
+	// pgx's default.
+	QueryExecMode string
+}
+
+// QueryExecModes are the names ParseQueryExecMode accepts, pgx's own.
+var QueryExecModes = []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}
+
+// ParseQueryExecMode turns a mode's name into pgx's QueryExecMode:
+//   - cache_statement prepares every statement once per connection under a name (fastest, but
+//     named prepared statements live in a server session: not through a PgBouncer in
+//     transaction pooling before 1.21, which may hand the next transaction another session);
+//   - cache_describe keeps statement descriptions in the client and sends each query in one
+//     round trip through the unnamed statement: safe through transaction pooling;
+//   - describe_exec describes then executes in two round trips: not safe through transaction
+//     pooling (the second may reach another session);
+//   - exec and simple_protocol prepare nothing: safe everywhere, types guessed from Go values.
+func ParseQueryExecMode(name string) (pgx.QueryExecMode, error) {
+	switch name {
+	case "", "cache_statement":
+		return pgx.QueryExecModeCacheStatement, nil
+	case "cache_describe":
+		return pgx.QueryExecModeCacheDescribe, nil
+	case "describe_exec":
+		return pgx.QueryExecModeDescribeExec, nil
+	case "exec":
+		return pgx.QueryExecModeExec, nil
+	case "simple_protocol":
+		return pgx.QueryExecModeSimpleProtocol, nil
+	}
+	return 0, fmt.Errorf("unknown query exec mode %q, want one of %s", name, strings.Join(QueryExecModes, ", "))
+}
+
 // Open connects a pool to url with at most maxConns connections and checks it answers. url's
 // credentials never reach the errors it returns.
 func Open(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
-	pool, err := open(ctx, url, maxConns)
+	return OpenWith(ctx, url, Options{MaxConns: maxConns, MinIdleConns: 2})
+}
+
+// OpenWith is Open with every option.
+func OpenWith(ctx context.Context, url string, o Options) (*pgxpool.Pool, error) {
+	pool, err := open(ctx, url, o)
 	if err != nil {
 		return nil, config.RedactError(err, url)
 	}
 	return pool, nil
 }
 
-func open(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
+func open(ctx context.Context, url string, o Options) (*pgxpool.Pool, error) {
+	mode, err := ParseQueryExecMode(o.QueryExecMode)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url %s: %w", config.RedactURL(url), err)
 	}
-	cfg.MaxConns = int32(maxConns)
-	cfg.MinIdleConns = min(int32(maxConns), 2)
+	cfg.MaxConns = int32(o.MaxConns)
+	cfg.MinIdleConns = int32(min(o.MaxConns, o.MinIdleConns))
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.HealthCheckPeriod = 15 * time.Second
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	cfg.ConnConfig.DefaultQueryExecMode = mode
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -58,7 +108,10 @@ func open(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) 
 // migrationLockID is the advisory lock every replica takes while migrating ("onsale" in ASCII).
 const migrationLockID = 0x6f6e73616c65
 
-// Migrate brings a module's schema up to date. fsys holds goose SQL files in a migrations
+// Migrate brings a module's schema up to date. pool must reach PostgreSQL directly, or through
+// a pooler in session mode: the advisory lock is a session's, and through transaction pooling
+// it would stay behind on whichever server session took it (and the unlock would reach another).
+// fsys holds goose SQL files in a migrations
 // folder, as a module embeds them (//go:embed migrations/*.sql); the module's schema and its own
 // version table (schema.goose_db_version) are created first, so modules never share migration
 // history.

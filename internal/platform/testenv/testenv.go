@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ const (
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
 	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultNATSURL     = "nats://127.0.0.1:4222"
+	// DefaultNATSClusterURL is the 3-node JetStream cluster .ci/nats-cluster.sh starts.
+	DefaultNATSClusterURL = "nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233"
+	// DefaultPgBouncerURL is the PgBouncer .ci/pgbouncer.sh starts (transaction pooling) in
+	// front of the local PostgreSQL; any database name passes through.
+	DefaultPgBouncerURL = "postgres://postgres@127.0.0.1:6432/test?sslmode=disable"
 	// DefaultRedisClusterURL is the cluster .ci/redis-cluster.sh starts: three masters (and
 	// their replicas) on 7000-7005; the seeds are the masters as created.
 	DefaultRedisClusterURL = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
@@ -61,6 +67,26 @@ func DatabaseURL() string { return envOr("ONSALE_TEST_DATABASE_URL", DefaultData
 // NATSURL is the test NATS server.
 func NATSURL() string { return envOr("ONSALE_TEST_NATS_URL", DefaultNATSURL) }
 
+// NATSClusterURL is the test NATS JetStream cluster: a comma list of its servers.
+func NATSClusterURL() string { return envOr("ONSALE_TEST_NATS_CLUSTER_URL", DefaultNATSClusterURL) }
+
+// NATSReplicas is the stream replicas tests ask of the NATS at NATSURL (ONSALE_TEST_NATS_REPLICAS,
+// 1 by default; 3 when NATSURL is a cluster).
+func NATSReplicas() int {
+	if n, err := strconv.Atoi(os.Getenv("ONSALE_TEST_NATS_REPLICAS")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+// MigrateDatabaseURL is a direct connection to the server behind DatabaseURL, for what needs a
+// session (migrations' advisory lock) when DatabaseURL is a transaction-pooling PgBouncer
+// (ONSALE_TEST_MIGRATE_DATABASE_URL; DatabaseURL itself by default).
+func MigrateDatabaseURL() string { return envOr("ONSALE_TEST_MIGRATE_DATABASE_URL", DatabaseURL()) }
+
+// PgBouncerURL is the test PgBouncer in front of the test PostgreSQL.
+func PgBouncerURL() string { return envOr("ONSALE_TEST_PGBOUNCER_URL", DefaultPgBouncerURL) }
+
 func absent(t testing.TB, service string, err error) {
 	t.Helper()
 	if RequireServices() {
@@ -69,6 +95,7 @@ func absent(t testing.TB, service string, err error) {
 	t.Skipf("%s unreachable, skipping (set ONSALE_TEST_REQUIRE_SERVICES=1 to fail instead): %v", service, err)
 }
 
+// reachable dials rawURL's server, or every server of a comma list.
 func reachable(rawURL, defPort string) error {
 	if redisclient.IsCluster(rawURL) {
 		// Any seed will do: the client learns the rest from it.
@@ -86,6 +113,15 @@ func reachable(rawURL, defPort string) error {
 		}
 		return last
 	}
+	for _, item := range strings.Split(rawURL, ",") {
+		if err := reachableOne(strings.TrimSpace(item), defPort); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func reachableOne(rawURL, defPort string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return err
@@ -170,7 +206,32 @@ func DeleteRedisKeys(c rueidis.Client, pattern string) {
 // PostgresURL creates a fresh database for this test, dropped when it ends, and returns its URL.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	base := DatabaseURL()
+	return freshDatabase(t, DatabaseURL())
+}
+
+// DatabaseURLs creates a fresh database for this test, dropped when it ends, on the PostgreSQL
+// behind MigrateDatabaseURL, and returns its URL through pooledBase's server (DatabaseURL, or a
+// PgBouncer's) and directly. They are the same URL unless ONSALE_TEST_MIGRATE_DATABASE_URL or
+// pooledBase names another server.
+func DatabaseURLs(t testing.TB, pooledBase string) (pooled, direct string) {
+	t.Helper()
+	direct = freshDatabase(t, MigrateDatabaseURL())
+	d, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := url.Parse(pooledBase)
+	if err != nil {
+		t.Fatalf("database URL: %v", err)
+	}
+	p.Path = d.Path
+	return p.String(), direct
+}
+
+// freshDatabase creates a database through base's server, dropped when the test ends, and
+// returns base's URL with its name.
+func freshDatabase(t testing.TB, base string) string {
+	t.Helper()
 	if err := reachable(base, "5432"); err != nil {
 		absent(t, "PostgreSQL", err)
 	}
@@ -211,16 +272,63 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// PgBouncerExecMode is the query exec mode pools through the test PgBouncer use: Debian's
+// PgBouncer 1.18 keeps no prepared statement across transactions (that came with 1.21).
+const PgBouncerExecMode = "cache_describe"
+
+// PgBouncer makes a fresh database for this test, dropped when it ends, and returns a pool on it
+// through the test PgBouncer (transaction pooling, PgBouncerExecMode) and one direct to
+// PostgreSQL, for what needs a session (migrations).
+func PgBouncer(t testing.TB) (bounced, direct *pgxpool.Pool) {
+	t.Helper()
+	if err := reachable(PgBouncerURL(), "6432"); err != nil {
+		absent(t, "PgBouncer (.ci/pgbouncer.sh)", err)
+	}
+	directURL := freshDatabase(t, MigrateDatabaseURL())
+	d, err := url.Parse(directURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := url.Parse(PgBouncerURL())
+	if err != nil {
+		t.Fatalf("ONSALE_TEST_PGBOUNCER_URL: %v", err)
+	}
+	b.Path = d.Path // the fresh database, through PgBouncer
+	ctx := context.Background()
+	direct, err = pgpool.Open(ctx, directURL, 4)
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(direct.Close)
+	bounced, err = pgpool.OpenWith(ctx, b.String(), pgpool.Options{MaxConns: 8, MinIdleConns: 2, QueryExecMode: PgBouncerExecMode})
+	if err != nil {
+		absent(t, "PgBouncer (.ci/pgbouncer.sh)", err)
+	}
+	t.Cleanup(bounced.Close)
+	return bounced, direct
+}
+
 // NATS connects to the test NATS server. Use Unique for stream and subject names; streams whose
 // names start with streamPrefix are deleted when the test ends.
 func NATS(t testing.TB, streamPrefix string) *natsclient.Conn {
 	t.Helper()
-	if err := reachable(NATSURL(), "4222"); err != nil {
-		absent(t, "NATS", err)
+	return connectNATS(t, "NATS", NATSURL(), streamPrefix)
+}
+
+// NATSCluster connects to the test NATS JetStream cluster (all its servers), like NATS.
+func NATSCluster(t testing.TB, streamPrefix string) *natsclient.Conn {
+	t.Helper()
+	return connectNATS(t, "the NATS cluster (.ci/nats-cluster.sh)", NATSClusterURL(), streamPrefix)
+}
+
+func connectNATS(t testing.TB, what, rawURL, streamPrefix string) *natsclient.Conn {
+	t.Helper()
+	if err := reachable(rawURL, "4222"); err != nil {
+		absent(t, what, err)
 	}
-	c, err := natsclient.Connect(NATSURL(), "onsale-test", logging.Discard())
+	c, err := natsclient.Connect(rawURL, "onsale-test", logging.Discard())
 	if err != nil {
-		absent(t, "NATS", err)
+		absent(t, what, err)
 	}
 	t.Cleanup(func() {
 		if streamPrefix != "" {
