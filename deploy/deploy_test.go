@@ -3061,14 +3061,6 @@ func TestYAMLFilesParse(t *testing.T) {
 
 // ---- docker compose: the cluster profile ----
 
-// pendingClusterSettings are what the cluster profile uses that the server is being taught on
-// other branches of issue 14: three settings and, last, the redis+cluster scheme of
-// ONSALE_REDIS_URL. Until the server knows one, TestComposeCluster accepts it by this name
-// instead of asking the server, and checks its value here. This list goes once they land.
-var pendingClusterSettings = []string{
-	"ONSALE_MIGRATE_DATABASE_URL", "ONSALE_DB_QUERY_EXEC_MODE", "ONSALE_DATABASE_READ_URL", "redis+cluster",
-}
-
 // strictComposeFile is compose.yaml as compose reads it, decoded with unknown keys refused: a
 // misspelt key (healtcheck, depend_on) is silently ignored by compose, so it must fail here.
 type strictComposeFile struct {
@@ -3186,25 +3178,12 @@ func imagePinned(ref string) bool {
 	return ok && tag != "" && tag != "latest"
 }
 
-// serverTakesRedisCluster reports whether the server accepts a redis+cluster:// URL yet.
-func serverTakesRedisCluster(t *testing.T) bool {
-	t.Helper()
-	cfg := &app.Config{}
-	if err := config.Load(cfg, func(name string) string {
-		return map[string]string{"ONSALE_REDIS_URL": "redis+cluster://a:6379,b:6379"}[name]
-	}, ""); err != nil {
-		return false
-	}
-	err := cfg.Validate()
-	return err == nil || !strings.Contains(err.Error(), "ONSALE_REDIS_URL")
-}
-
 // TestComposeCluster: the cluster profile runs the server on a Redis Cluster of 3 masters and 3
 // replicas (formed once by a one-shot redis-cli --cluster create), a 3-node NATS JetStream
 // cluster with streams replicated 3 times, and PgBouncer in transaction pooling with migrations
 // on a direct connection; every image is pinned, every dependency has a health check the
-// replicas wait for, in order, and the replicas' settings are ones the server accepts (or, for
-// those still being added, pendingClusterSettings). nginx-cluster balances over every replica
+// replicas wait for, in order, and the replicas' settings are ones the server accepts.
+// nginx-cluster balances over every replica
 // with nginx.conf's rules, and Prometheus scrapes them all.
 func TestComposeCluster(t *testing.T) {
 	cf := loadStrictCompose(t)
@@ -3547,28 +3526,11 @@ func TestComposeCluster(t *testing.T) {
 		t.Errorf("%s: ONSALE_DB_QUERY_EXEC_MODE = %q: behind transaction pooling a named prepared statement outlives its transaction; want cache_describe, describe_exec, exec or simple_protocol", name, mode)
 	}
 
-	// Every ONSALE_ setting is the server's, or one being added; what the server knows it must
-	// accept.
-	takesCluster := serverTakesRedisCluster(t)
+	// Every ONSALE_ setting is the server's, and the server accepts them all.
 	for v := range s.Environment {
-		if !strings.HasPrefix(v, "ONSALE_") || known[v] {
-			continue
+		if strings.HasPrefix(v, "ONSALE_") && !known[v] {
+			t.Errorf("%s: %s is not a setting of the server", name, v)
 		}
-		if slices.Contains(pendingClusterSettings, v) {
-			delete(env, v)
-			continue
-		}
-		t.Errorf("%s: %s is not a setting of the server", name, v)
-	}
-	for _, p := range pendingClusterSettings {
-		if known[p] || (p == "redis+cluster" && takesCluster) {
-			t.Logf("the server has %s now: take it out of pendingClusterSettings", p)
-		}
-	}
-	if !takesCluster && redisURL != nil {
-		// Until the server reads redis+cluster, it is asked about one seed as a single Redis.
-		first, _, _ := strings.Cut(redisURL.Host, ",")
-		env["ONSALE_REDIS_URL"] = envValue{value: "redis://" + first, source: name}
 	}
 	for _, v := range requiredInProduction {
 		if s.env(v) == "" {
