@@ -87,6 +87,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 
 	tracer := d.Tracers.Tracer("github.com/onsale-dev/onsale/internal/platform/httpserver")
 	e.Pre(requestID())
+	if len(cfg.CORSOrigins) > 0 {
+		e.Pre(cors(cfg.CORSOrigins))
+	}
 	e.Use(s.observe(tracer, d.Propagator))
 	e.Use(recoverPanics(d.Log))
 	e.Use(bodyLimit(cfg.BodyLimit))
