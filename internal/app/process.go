@@ -67,6 +67,7 @@ type Options struct {
 // tokenChecker is the auth port inventory and payment use, local or remote.
 type tokenChecker interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	AuthenticateTicket(ctx context.Context, ticket string) (auth.Principal, error)
 	StillActive(ctx context.Context, p auth.Principal) error
 }
 

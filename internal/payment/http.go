@@ -47,7 +47,8 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/orders", Handler: h.createOrder, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders", Handler: h.listOrders, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders/:order_id", Handler: h.getOrder, Middleware: customer},
-		{Method: http.MethodGet, Path: "/v1/orders/:order_id/events", Handler: h.orderEvents, Middleware: customer, Stream: true},
+		{Method: http.MethodGet, Path: "/v1/orders/:order_id/events", Handler: h.orderEvents, Stream: true,
+			Middleware: []echo.MiddlewareFunc{auth.RequireStream(h.authn, auth.RoleCustomer)}},
 		{Method: http.MethodPost, Path: "/v1/checkins", Handler: h.checkIn, Middleware: staff},
 		{Method: http.MethodGet, Path: "/.well-known/ticket-keys.json", Handler: h.ticketKeys},
 	}

@@ -203,6 +203,8 @@ type StatusBus interface {
 // sessions.
 type Authenticator interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	// AuthenticateTicket checks a stream ticket, which opens event streams only.
+	AuthenticateTicket(ctx context.Context, ticket string) (auth.Principal, error)
 	StillActive(ctx context.Context, p auth.Principal) error
 }
 
