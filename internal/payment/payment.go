@@ -250,6 +250,9 @@ type Inventory interface {
 	ReleaseHold(ctx context.Context, holdID string) error
 	// SoldTickets returns the tickets a hold was sold as, or none. Safe to retry.
 	SoldTickets(ctx context.Context, holdID string) ([]inventory.Ticket, error)
+	// EventStock returns an event (with its organizer), its ticket types and their live figures,
+	// for the organizer's sales view; inventory.ErrEventNotFound. Safe to retry.
+	EventStock(ctx context.Context, eventID uuid.UUID) (inventory.EventStock, error)
 }
 
 // Service is what other modules (or a future split-out process) may ask of payment.
