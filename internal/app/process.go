@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/onsale-dev/onsale/api"
+	"github.com/onsale-dev/onsale/web"
 	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/payment"
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
@@ -470,6 +471,9 @@ func (p *Process) startHTTP(ctx context.Context) error {
 		httpserver.Route{Method: http.MethodGet, Path: "/docs", Handler: docs},
 		httpserver.Route{Method: http.MethodGet, Path: api.RedocScriptPath, Handler: redoc},
 	); err != nil {
+		return err
+	}
+	if err := p.public.Register(web.Routes()...); err != nil {
 		return err
 	}
 	// /metrics is public only without a debug listener (ONSALE_DEBUG_ADDR), as in development;
