@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/onsale-dev/onsale/api"
-	"github.com/onsale-dev/onsale/web"
 	"github.com/onsale-dev/onsale/internal/auth"
 	"github.com/onsale-dev/onsale/internal/payment"
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
@@ -36,6 +35,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/pgpool"
 	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 	"github.com/onsale-dev/onsale/internal/platform/telemetry"
+	"github.com/onsale-dev/onsale/web"
 )
 
 // Options change how New assembles a process; the zero value is what cmd/server runs. Tests use
