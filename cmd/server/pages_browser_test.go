@@ -58,6 +58,7 @@ func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Acti
 // checks out, watches the order go from pending to confirmed over the event stream (opened with
 // a stream ticket, never the access token in the URL), and gets the ticket as a QR code.
 func TestStorefrontBuysInBrowser(t *testing.T) {
+	t.Parallel()
 	// The simulated payment takes a second, so the page shows pending before confirmed arrives.
 	_, base, ev, tt := salePages(t, map[string]string{"ONSALE_SIMULATED_LATENCY": "1s"}, 10)
 	ctx := browsertest.New(t, time.Minute)
@@ -106,6 +107,7 @@ func TestStorefrontBuysInBrowser(t *testing.T) {
 // TestOrganizerDashboardInBrowser: the organizer signs in, creates a ticket type on the
 // dashboard, and watches the sold figure change while customers buy through the API.
 func TestOrganizerDashboardInBrowser(t *testing.T) {
+	t.Parallel()
 	c, base, _, tt := salePages(t, nil, 10)
 	ctx := browsertest.New(t, time.Minute)
 	do(t, ctx, "sign in and add a ticket type",
@@ -144,6 +146,7 @@ func TestOrganizerDashboardInBrowser(t *testing.T) {
 // TestCheckinInBrowser: door staff paste a ticket's code: admitted; the same code again: refused
 // with the time of the first admission; a made-up code: invalid.
 func TestCheckinInBrowser(t *testing.T) {
+	t.Parallel()
 	c, base, _, tt := salePages(t, nil, 10)
 	c.call("POST", "/v1/auth/register", "", nil, `{"email":"guest@example.com","password":"customer password","name":"Guest"}`, 201)
 	guest := c.login("guest@example.com", "customer password")
