@@ -191,3 +191,35 @@ func TestCheckinInBrowser(t *testing.T) {
 		t.Errorf("made-up code: %q", a)
 	}
 }
+
+// TestStorefrontWaitingRoomInBrowser: the event has a waiting room with people already in line.
+// The customer's hold is refused for want of a pass, the page takes a place in the queue and
+// shows it, and once admitted holds the tickets with the pass and buys them.
+func TestStorefrontWaitingRoomInBrowser(t *testing.T) {
+	t.Parallel()
+	c, base, ev, tt := salePages(t, nil, 10)
+	org := c.login("org@example.com", "organizer password")
+	c.call("PUT", "/v1/events/"+ev+"/waiting-room", org, nil, `{"admission_rate_per_minute":60,"max_shoppers":200,"pass_lifetime_seconds":600}`, 200)
+	for i := range 3 { // ahead in line
+		email := fmt.Sprintf("early%d@example.com", i)
+		c.call("POST", "/v1/auth/register", "", nil, `{"email":"`+email+`","password":"customer password","name":"Early"}`, 201)
+		c.call("POST", "/v1/events/"+ev+"/queue", c.login(email, "customer password"), nil, "", 201)
+	}
+	ctx := browsertest.New(t, time.Minute)
+	do(t, ctx, "create an account and try to hold",
+		chromedp.Navigate(base+"/"),
+		chromedp.SendKeys(chromedp.CSS("#email"), "late@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#password"), "customer password"),
+		chromedp.Click(chromedp.CSS("#register")),
+		chromedp.WaitVisible(chromedp.CSS("#who")),
+		chromedp.Click(chromedp.CSS(`button[data-event="`+ev+`"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-hold="`+tt+`"]`)),
+	)
+	place := waitFor[string](t, ctx, "the place in line", `(t => t.includes("in line") && t)(document.getElementById("queue-status").textContent)`)
+	if !strings.Contains(place, "Estimated wait") {
+		t.Errorf("the queue shows %q, want the place and the wait", place)
+	}
+	browsertest.Screenshot(t, ctx, "in-line")
+	do(t, ctx, "get admitted and hold", chromedp.WaitVisible(chromedp.CSS("#checkout")), chromedp.Click(chromedp.CSS("#checkout")))
+	waitFor[bool](t, ctx, "confirmed", `document.getElementById("order-status").textContent === "confirmed"`)
+}
