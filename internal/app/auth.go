@@ -61,12 +61,21 @@ func (p *Process) localAuth(ctx context.Context) (_ []Runner, err error) {
 	}
 	m.Issuer = token.NewIssuer(keys, cfg.Issuer, cfg.Audience, p.clock)
 	m.Issuer.RememberIn(verifier)
+	// Stream tickets are signed with the same keys for another audience, so every replica (and a
+	// process without auth, from the published keys) checks them locally, as it checks tokens.
+	tickets, err := token.NewVerifier(keys, cfg.Issuer, auth.StreamAudience(cfg.Audience), cfg.TokenCacheMax, p.clock)
+	if err != nil {
+		return nil, err
+	}
+	ticketIssuer := token.NewIssuer(keys, cfg.Issuer, auth.StreamAudience(cfg.Audience), p.clock)
+	ticketIssuer.RememberIn(tickets)
 	d := auth.Deps{
-		Hasher: hasher,
-		Issuer: m.Issuer,
-		Clock:  p.clock,
-		Log:    p.log.With("module", "auth"),
-		Meter:  p.meters.Meter("github.com/onsale-dev/onsale/internal/auth"),
+		Hasher:  hasher,
+		Issuer:  m.Issuer,
+		Tickets: ticketIssuer,
+		Clock:   p.clock,
+		Log:     p.log.With("module", "auth"),
+		Meter:   p.meters.Meter("github.com/onsale-dev/onsale/internal/auth"),
 	}
 	if p.PG != nil {
 		if err := p.migrate(ctx, authpostgres.Migrate); err != nil {
@@ -89,7 +98,7 @@ func (p *Process) localAuth(ctx context.Context) (_ []Runner, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Authn = auth.NewAuthenticator(verifier, d.Sessions)
+	m.Authn = auth.NewAuthenticator(verifier, d.Sessions, tickets)
 	m.Handler = auth.NewHandler(m.Service, m.Authn, jwks, httpserver.LimitPerClient("auth", cfg.RateLimit, cfg.RateLimitBurst))
 	for _, b := range []struct {
 		value, name string
@@ -195,11 +204,15 @@ func newRemoteAuth(cfg auth.Config, url, secret string, timeout time.Duration, p
 	if err != nil {
 		return nil, err
 	}
+	tickets, err := token.NewVerifier(keys, cfg.Issuer, auth.StreamAudience(cfg.Audience), cfg.TokenCacheMax, clk)
+	if err != nil {
+		return nil, err
+	}
 	var sessions auth.SessionChecker = client
 	if redis != nil {
 		sessions = authredis.NewSessions(redis, redisPrefix, authredis.DefaultGrace)
 	}
-	return &RemoteAuth{Authenticator: auth.NewAuthenticator(verifier, sessions), keys: keys, api: api}, nil
+	return &RemoteAuth{Authenticator: auth.NewAuthenticator(verifier, sessions, tickets), keys: keys, api: api}, nil
 }
 
 // pingRemote is a readiness check of another process: its internal listener answers.

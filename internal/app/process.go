@@ -35,6 +35,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/pgpool"
 	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 	"github.com/onsale-dev/onsale/internal/platform/telemetry"
+	"github.com/onsale-dev/onsale/web"
 )
 
 // Options change how New assembles a process; the zero value is what cmd/server runs. Tests use
@@ -67,6 +68,7 @@ type Options struct {
 // tokenChecker is the auth port inventory and payment use, local or remote.
 type tokenChecker interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	AuthenticateTicket(ctx context.Context, ticket string) (auth.Principal, error)
 	StillActive(ctx context.Context, p auth.Principal) error
 }
 
@@ -503,6 +505,9 @@ func (p *Process) startHTTP(ctx context.Context) error {
 		httpserver.Route{Method: http.MethodGet, Path: "/docs", Handler: docs},
 		httpserver.Route{Method: http.MethodGet, Path: api.RedocScriptPath, Handler: redoc},
 	); err != nil {
+		return err
+	}
+	if err := p.public.Register(web.Routes()...); err != nil {
 		return err
 	}
 	// /metrics is public only without a debug listener (ONSALE_DEBUG_ADDR), as in development;

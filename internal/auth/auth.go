@@ -162,6 +162,8 @@ type Service interface {
 	User(ctx context.Context, id uuid.UUID) (User, error)
 	// CreateUser creates an account with any role (operators and bootstrap only).
 	CreateUser(ctx context.Context, email, password, name string, role Role) (User, error)
+	// StreamTicket issues a short-lived ticket that opens p's event streams (see StreamTicketTTL).
+	StreamTicket(ctx context.Context, p Principal) (StreamTicket, error)
 	// EnsureUser creates the account unless the email exists; safe to run on every start of
 	// every replica.
 	EnsureUser(ctx context.Context, email, password, name string, role Role) (User, bool, error)

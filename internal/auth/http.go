@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,6 +34,7 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/auth/login", Handler: h.login, Middleware: limited},
 		{Method: http.MethodPost, Path: "/v1/auth/refresh", Handler: h.refresh, Middleware: limited},
 		{Method: http.MethodPost, Path: "/v1/auth/logout", Handler: h.logout, Middleware: []echo.MiddlewareFunc{h.limit, h.authn.Require()}},
+		{Method: http.MethodPost, Path: "/v1/auth/stream-tickets", Handler: h.streamTicket, Middleware: []echo.MiddlewareFunc{h.authn.Require()}},
 		{Method: http.MethodGet, Path: "/v1/me", Handler: h.me, Middleware: []echo.MiddlewareFunc{h.authn.Require()}},
 		{Method: http.MethodGet, Path: "/.well-known/jwks.json", Handler: h.keys},
 	}
@@ -116,6 +118,19 @@ func (h *Handler) logout(c echo.Context) error {
 	}
 	h.authn.Ended(p.SessionID)
 	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *Handler) streamTicket(c echo.Context) error {
+	t, err := h.svc.StreamTicket(c.Request().Context(), MustPrincipal(c.Request().Context()))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, struct {
+		Ticket    string    `json:"ticket"`
+		ExpiresAt time.Time `json:"expires_at"`
+		ExpiresIn int64     `json:"expires_in"`
+	}{t.Ticket, t.ExpiresAt.UTC(), int64(StreamTicketTTL.Seconds())})
 }
 
 func (h *Handler) me(c echo.Context) error {

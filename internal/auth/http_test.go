@@ -541,3 +541,61 @@ func TestRequireRole(t *testing.T) {
 		auth.MustPrincipal(ctx)
 	}()
 }
+
+type streamTicketBody struct {
+	Ticket    string    `json:"ticket"`
+	ExpiresAt time.Time `json:"expires_at"`
+	ExpiresIn int       `json:"expires_in"`
+}
+
+func TestStreamTicketOpensStreamsOnly(t *testing.T) {
+	m, srv := newServer(t, moduleOptions{})
+	httpRegister(t, srv, "stream@example.com")
+	tok := httpLogin(t, srv, "stream@example.com")
+	ctx := t.Context()
+
+	srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/stream-tickets"}).Expect(t, http.StatusUnauthorized, "invalid-token")
+	srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/stream-tickets", Token: "not.a.token"}).Expect(t, http.StatusUnauthorized, "invalid-token")
+	var ticket streamTicketBody
+	r := srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/stream-tickets", Token: tok.AccessToken}).Expect(t, http.StatusCreated, "")
+	r.JSON(t, &ticket)
+	if ticket.Ticket == "" || ticket.ExpiresIn != 60 || time.Until(ticket.ExpiresAt) > 61*time.Second || time.Until(ticket.ExpiresAt) < 50*time.Second {
+		t.Fatalf("ticket %+v: want one lasting 60 s", ticket)
+	}
+	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("ticket sent with Cache-Control %q", cc)
+	}
+
+	p, err := m.authn.AuthenticateTicket(ctx, ticket.Ticket)
+	if err != nil {
+		t.Fatalf("the ticket does not open a stream: %v", err)
+	}
+	if p.Role != auth.RoleCustomer || p.SessionID == "" || !p.ExpiresAt.Equal(ticket.ExpiresAt) {
+		t.Errorf("ticket principal %+v, want the customer's session expiring at %v", p, ticket.ExpiresAt)
+	}
+	if _, err := m.authn.AuthenticateTicket(ctx, tok.AccessToken); problem.KindOf(err) != problem.Unauthorized {
+		t.Errorf("an access token used as a stream ticket: %v, want 401", err)
+	}
+	me(srv, ticket.Ticket).Expect(t, http.StatusUnauthorized, "invalid-token")
+	if _, err := m.authn.Authenticate(ctx, "Bearer "+ticket.Ticket); problem.KindOf(err) != problem.Unauthorized {
+		t.Errorf("a stream ticket used as an access token: %v, want 401", err)
+	}
+
+	srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/logout", Token: tok.AccessToken}).Expect(t, http.StatusNoContent, "")
+	if _, err := m.authn.AuthenticateTicket(ctx, ticket.Ticket); problem.KindOf(err) != problem.Unauthorized {
+		t.Errorf("a ticket of a logged-out session: %v, want 401", err)
+	}
+}
+
+func TestStreamTicketExpires(t *testing.T) {
+	clk := fakeClock()
+	m, srv := newServer(t, moduleOptions{clk: clk})
+	httpRegister(t, srv, "expire@example.com")
+	tok := httpLogin(t, srv, "expire@example.com")
+	var ticket streamTicketBody
+	srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/auth/stream-tickets", Token: tok.AccessToken}).Expect(t, http.StatusCreated, "").JSON(t, &ticket)
+	clk.Advance(auth.StreamTicketTTL + 31*time.Second) // past the tolerated clock skew too
+	if _, err := m.authn.AuthenticateTicket(t.Context(), ticket.Ticket); problem.KindOf(err) != problem.Unauthorized {
+		t.Errorf("an expired ticket: %v, want 401", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 // revocation check that the session store answers from its coherent local cache.
 type Authenticator struct {
 	verifier Verifier
+	tickets  Verifier // stream tickets; nil refuses them
 	sessions SessionChecker
 	// ended remembers sessions this replica ended, so its own next request is refused without
 	// asking the store.
@@ -28,10 +29,11 @@ type SessionChecker interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
 }
 
-// NewAuthenticator returns an authenticator.
-func NewAuthenticator(v Verifier, s SessionChecker) *Authenticator {
+// NewAuthenticator returns an authenticator of access tokens (v) and, where tickets is not nil,
+// of stream tickets.
+func NewAuthenticator(v Verifier, s SessionChecker, tickets Verifier) *Authenticator {
 	ended, _ := lru.New[string, struct{}](10_000)
-	return &Authenticator{verifier: v, sessions: s, ended: ended}
+	return &Authenticator{verifier: v, tickets: tickets, sessions: s, ended: ended}
 }
 
 // Ended records that a session was ended by this replica.

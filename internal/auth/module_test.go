@@ -94,8 +94,9 @@ func newModule(t testing.TB, o moduleOptions) *module {
 	t.Cleanup(m.hasher.Close)
 	m.svc, err = auth.NewService(m.cfg, auth.Deps{
 		Users: m.users, Sessions: m.sessions, Failures: m.failures, Hasher: m.hasher,
-		Issuer: token.NewIssuer(m.keys, m.cfg.Issuer, m.cfg.Audience, m.clk),
-		Clock:  m.clk, Log: logging.Discard(), Meter: noop.NewMeterProvider().Meter("test"),
+		Issuer:  token.NewIssuer(m.keys, m.cfg.Issuer, m.cfg.Audience, m.clk),
+		Tickets: token.NewIssuer(m.keys, m.cfg.Issuer, auth.StreamAudience(m.cfg.Audience), m.clk),
+		Clock:   m.clk, Log: logging.Discard(), Meter: noop.NewMeterProvider().Meter("test"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +105,11 @@ func newModule(t testing.TB, o moduleOptions) *module {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.authn = auth.NewAuthenticator(m.verifier, m.sessions)
+	tickets, err := token.NewVerifier(m.keys, m.cfg.Issuer, auth.StreamAudience(m.cfg.Audience), m.cfg.TokenCacheMax, m.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.authn = auth.NewAuthenticator(m.verifier, m.sessions, tickets)
 	jwks, err := m.keys.PublicJSON()
 	if err != nil {
 		t.Fatal(err)

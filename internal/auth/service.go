@@ -28,6 +28,7 @@ type Deps struct {
 	Failures FailureCounter
 	Hasher   *Hasher
 	Issuer   TokenIssuer
+	Tickets  TokenIssuer // signs stream tickets (audience StreamAudience)
 	Clock    clock.Clock
 	Log      *slog.Logger
 	Meter    metric.Meter

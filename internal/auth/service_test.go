@@ -474,7 +474,7 @@ func TestLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The store alone refuses it (a second replica has no local memory of the logout).
-	other := auth.NewAuthenticator(m.verifier, m.sessions)
+	other := auth.NewAuthenticator(m.verifier, m.sessions, nil)
 	for _, a := range []*auth.Authenticator{m.authn, other} {
 		_, err := a.Authenticate(ctx, "Bearer "+tok.AccessToken)
 		wantErr(t, "access token after logout", err, auth.ErrSessionEnded)

@@ -31,6 +31,8 @@ type Handler struct {
 // published keys and shared sessions.
 type Authenticator interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	// AuthenticateTicket checks a stream ticket, which opens event streams only.
+	AuthenticateTicket(ctx context.Context, ticket string) (auth.Principal, error)
 }
 
 // NewHandler returns the handler. limitHold, when not nil, runs first on POST /v1/holds and on
@@ -66,7 +68,8 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/events/:event_id/queue", Handler: h.joinQueue, Middleware: []echo.MiddlewareFunc{h.limitHold, customer[0]}},
 		{Method: http.MethodGet, Path: "/v1/events/:event_id/queue/me", Handler: h.getQueueEntry, Middleware: customer},
 		{Method: http.MethodDelete, Path: "/v1/events/:event_id/queue/me", Handler: h.leaveQueue, Middleware: customer},
-		{Method: http.MethodGet, Path: "/v1/events/:event_id/queue/me/events", Handler: h.queueEvents, Middleware: customer},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/queue/me/events", Handler: h.queueEvents,
+			Middleware: []echo.MiddlewareFunc{auth.RequireStream(h.authn, auth.RoleCustomer)}},
 	}
 }
 

@@ -75,7 +75,7 @@ func newAPI(t *testing.T, e *env) *api {
 	}
 	a := &api{env: e, customer: login(auth.RoleCustomer), customer2: login(auth.RoleCustomer),
 		organizer: login(auth.RoleOrganizer), organizer2: login(auth.RoleOrganizer), staff: login(auth.RoleStaff)}
-	h := inventory.NewHandler(e.mod, auth.NewAuthenticator(verifier, sessions), httpserver.LimitPerClient("holds", e.cfg.RateLimit, e.cfg.RateLimitBurst), context.Background)
+	h := inventory.NewHandler(e.mod, auth.NewAuthenticator(verifier, sessions, nil), httpserver.LimitPerClient("holds", e.cfg.RateLimit, e.cfg.RateLimitBurst), context.Background)
 	a.srv = apitest.NewServer(t, nil, h.Routes()...)
 	return a
 }

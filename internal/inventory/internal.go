@@ -59,6 +59,7 @@ func (h *Handler) InternalRoutes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/internal/v1/holds/:hold_id/commit", Handler: h.internalCommit},
 		{Method: http.MethodPost, Path: "/internal/v1/holds/:hold_id/release", Handler: h.internalRelease},
 		{Method: http.MethodGet, Path: "/internal/v1/holds/:hold_id/tickets", Handler: h.internalTickets},
+		{Method: http.MethodGet, Path: "/internal/v1/events/:event_id/stock", Handler: h.internalEventStock},
 	}
 }
 
@@ -116,6 +117,18 @@ func (h *Handler) internalTickets(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, TicketList{Tickets: nonNil(tickets)})
+}
+
+func (h *Handler) internalEventStock(c echo.Context) error {
+	id, err := uuidParam(c, "event_id")
+	if err != nil {
+		return err
+	}
+	es, err := h.m.EventStock(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, es)
 }
 
 func nonNil(ts []Ticket) []Ticket {

@@ -55,6 +55,13 @@ type Catalogue struct {
 	TicketTypes []TicketType
 }
 
+// EventStock is an event with its ticket types and their live figures: what an organizer's sales
+// view starts from. Its JSON form is the internal API's.
+type EventStock struct {
+	Catalogue Catalogue
+	Stock     []Stock
+}
+
 // Stock is a ticket type's live figures. Held+Sold never exceeds Capacity.
 type Stock struct {
 	TicketTypeID uuid.UUID

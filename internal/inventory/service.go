@@ -650,6 +650,19 @@ func (m *Module) configure(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
+// EventStock returns an event, its ticket types and their live figures.
+func (m *Module) EventStock(ctx context.Context, id uuid.UUID) (EventStock, error) {
+	c, err := m.Catalogue(ctx, id)
+	if err != nil {
+		return EventStock{}, err
+	}
+	s, err := m.Stock(ctx, c)
+	if err != nil {
+		return EventStock{}, err
+	}
+	return EventStock{Catalogue: c, Stock: s}, nil
+}
+
 // Stock returns the live figures of an event's ticket types, reused for AvailabilityTTL and
 // refreshed in the background for a while after (see stockCache).
 func (m *Module) Stock(ctx context.Context, c Catalogue) ([]Stock, error) {

@@ -47,8 +47,14 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/orders", Handler: h.createOrder, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders", Handler: h.listOrders, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders/:order_id", Handler: h.getOrder, Middleware: customer},
-		{Method: http.MethodGet, Path: "/v1/orders/:order_id/events", Handler: h.orderEvents, Middleware: customer, Stream: true},
+		{Method: http.MethodGet, Path: "/v1/orders/:order_id/events", Handler: h.orderEvents, Stream: true,
+			Middleware: []echo.MiddlewareFunc{auth.RequireStream(h.authn, auth.RoleCustomer)}},
 		{Method: http.MethodPost, Path: "/v1/checkins", Handler: h.checkIn, Middleware: staff},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/orders", Handler: h.eventOrders, Middleware: h.organizerOnly()},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/attendees", Handler: h.eventAttendees, Middleware: h.organizerOnly()},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/sales", Handler: h.eventSales, Middleware: h.organizerOnly()},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/sales/events", Handler: h.salesEvents, Stream: true,
+			Middleware: []echo.MiddlewareFunc{auth.RequireStream(h.authn, auth.RoleOrganizer)}},
 		{Method: http.MethodGet, Path: "/.well-known/ticket-keys.json", Handler: h.ticketKeys},
 	}
 }

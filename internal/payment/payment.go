@@ -145,6 +145,30 @@ type OrderStore interface {
 	Ticket(ctx context.Context, id uuid.UUID) (Ticket, error)
 	// CheckIn admits a ticket once: first is false (with the first admission) on a repeat.
 	CheckIn(ctx context.Context, ticketID, staff uuid.UUID, at time.Time) (c CheckIn, first bool, err error)
+	// TicketTypeOrders returns the orders of any of the ticket types, newest first, strictly
+	// after the cursor, with their tickets; only those in status when it is not empty
+	// (StatusDelayed: pending orders whose payment is delayed).
+	TicketTypeOrders(ctx context.Context, ticketTypes []uuid.UUID, status Status, after *OrderCursor, limit int) ([]Order, error)
+	// Sales sums up the orders and check-ins of each ticket type (types without orders are left out).
+	Sales(ctx context.Context, ticketTypes []uuid.UUID) ([]Sales, error)
+	// CheckedIn returns when each of the tickets that were admitted was admitted.
+	CheckedIn(ctx context.Context, ticketIDs []uuid.UUID) (map[uuid.UUID]time.Time, error)
+}
+
+// StatusDelayed selects, in a list, the pending orders whose payment waits for the provider
+// (the breaker is open); it is never an order's status.
+const StatusDelayed Status = "delayed"
+
+// Sales are a ticket type's figures as payment knows them.
+type Sales struct {
+	TicketTypeID uuid.UUID
+	Pending      int   // orders waiting for their payment, delayed ones included
+	Delayed      int   // of which the payment is delayed
+	Confirmed    int   // orders paid
+	Failed       int   // orders that failed
+	Tickets      int   // tickets in confirmed orders
+	RevenueCents int64 // paid by confirmed orders
+	CheckedIn    int   // tickets admitted at the door
 }
 
 // ChargeRequest asks the provider to take a payment.
@@ -203,6 +227,8 @@ type StatusBus interface {
 // sessions.
 type Authenticator interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	// AuthenticateTicket checks a stream ticket, which opens event streams only.
+	AuthenticateTicket(ctx context.Context, ticket string) (auth.Principal, error)
 	StillActive(ctx context.Context, p auth.Principal) error
 }
 
@@ -224,6 +250,9 @@ type Inventory interface {
 	ReleaseHold(ctx context.Context, holdID string) error
 	// SoldTickets returns the tickets a hold was sold as, or none. Safe to retry.
 	SoldTickets(ctx context.Context, holdID string) ([]inventory.Ticket, error)
+	// EventStock returns an event (with its organizer), its ticket types and their live figures,
+	// for the organizer's sales view; inventory.ErrEventNotFound. Safe to retry.
+	EventStock(ctx context.Context, eventID uuid.UUID) (inventory.EventStock, error)
 }
 
 // Service is what other modules (or a future split-out process) may ask of payment.

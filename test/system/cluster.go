@@ -50,13 +50,26 @@ var (
 	binPath  string
 	binErr   error
 	binBuilt bool
+	binDir   string // where Binary builds the server on first use (BuildWhenNeeded)
 )
 
 // BuildServer builds cmd/server into dir once per package run (without the race detector:
-// replicas must be fast). TestMain calls it; tests get the result from Binary.
+// replicas must be fast); tests get the result from Binary.
 func BuildServer(dir string) (string, error) {
 	binMu.Lock()
 	defer binMu.Unlock()
+	return buildLocked(dir)
+}
+
+// BuildWhenNeeded makes the first Binary call build the server into dir, so that a run whose
+// selected tests start no server (go test -run picking none of them) does not pay for a build.
+func BuildWhenNeeded(dir string) {
+	binMu.Lock()
+	defer binMu.Unlock()
+	binDir = dir
+}
+
+func buildLocked(dir string) (string, error) {
 	if binBuilt {
 		return binPath, binErr
 	}
@@ -88,13 +101,17 @@ func BuildServer(dir string) (string, error) {
 	return out, nil
 }
 
-// Binary returns the server binary built by TestMain, failing the test if the build failed.
+// Binary returns the server binary (building it first after BuildWhenNeeded), failing the test
+// if the build failed.
 func Binary(t testing.TB) string {
 	t.Helper()
 	binMu.Lock()
 	defer binMu.Unlock()
 	if !binBuilt {
-		t.Fatal("the server binary was not built: TestMain must call BuildServer")
+		if binDir == "" {
+			t.Fatal("the server binary was not built: TestMain must call BuildServer or BuildWhenNeeded")
+		}
+		_, _ = buildLocked(binDir)
 	}
 	if binErr != nil {
 		t.Fatalf("building the server failed: %v", binErr)

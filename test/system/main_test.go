@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// TestMain builds the server binary once for the whole package run.
+// TestMain has the server binary built once for the whole package run, by the first test that
+// needs it.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "onsale-system-")
@@ -16,10 +17,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	if !testing.Short() {
-		if _, err := BuildServer(dir); err != nil {
-			// Every test reports it (Binary fails them).
-			fmt.Fprintln(os.Stderr, "system tests:", err)
-		}
+		BuildWhenNeeded(dir) // the first test that starts a server builds it; a failure fails each
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)

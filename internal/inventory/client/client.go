@@ -81,3 +81,12 @@ func (c *Client) SoldTickets(ctx context.Context, holdID string) ([]inventory.Ti
 	}
 	return out.Tickets, nil
 }
+
+// EventStock returns an event, its ticket types and their live figures; inventory.ErrEventNotFound.
+func (c *Client) EventStock(ctx context.Context, eventID uuid.UUID) (inventory.EventStock, error) {
+	var out inventory.EventStock
+	if err := c.api.Do(ctx, http.MethodGet, "/internal/v1/events/"+eventID.String()+"/stock", nil, &out); err != nil {
+		return inventory.EventStock{}, fmt.Errorf("stock of event %s: %w", eventID, err)
+	}
+	return out, nil
+}

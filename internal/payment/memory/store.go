@@ -296,3 +296,100 @@ func (s *Store) CheckIn(_ context.Context, ticketID, staff uuid.UUID, at time.Ti
 	s.checkins[ticketID] = c
 	return c, true, nil
 }
+
+// TicketTypeOrders implements payment.OrderStore.
+func (s *Store) TicketTypeOrders(_ context.Context, ticketTypes []uuid.UUID, status payment.Status, after *payment.OrderCursor, limit int) ([]payment.Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found []*payment.Order
+	for _, o := range s.orders {
+		if !slices.Contains(ticketTypes, o.Hold.TicketTypeID) || !statusMatches(o, status) {
+			continue
+		}
+		if after != nil && !newer(&payment.Order{CreatedAt: after.CreatedAt, ID: after.ID}, o) {
+			continue
+		}
+		found = append(found, o)
+	}
+	slices.SortFunc(found, func(a, b *payment.Order) int {
+		if newer(a, b) {
+			return -1
+		}
+		return 1
+	})
+	if len(found) > limit {
+		found = found[:limit]
+	}
+	out := make([]payment.Order, len(found))
+	for i, o := range found {
+		out[i] = clone(o)
+	}
+	return out, nil
+}
+
+func statusMatches(o *payment.Order, status payment.Status) bool {
+	switch status {
+	case "":
+		return true
+	case payment.StatusDelayed:
+		return o.Status == payment.StatusPending && o.StatusDetail == payment.DetailDelayed
+	default:
+		return o.Status == status
+	}
+}
+
+// Sales implements payment.OrderStore.
+func (s *Store) Sales(_ context.Context, ticketTypes []uuid.UUID) ([]payment.Sales, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	by := map[uuid.UUID]*payment.Sales{}
+	get := func(tt uuid.UUID) *payment.Sales {
+		if by[tt] == nil {
+			by[tt] = &payment.Sales{TicketTypeID: tt}
+		}
+		return by[tt]
+	}
+	for _, o := range s.orders {
+		if !slices.Contains(ticketTypes, o.Hold.TicketTypeID) {
+			continue
+		}
+		sl := get(o.Hold.TicketTypeID)
+		switch o.Status {
+		case payment.StatusPending:
+			sl.Pending++
+			if o.StatusDetail == payment.DetailDelayed {
+				sl.Delayed++
+			}
+		case payment.StatusConfirmed:
+			sl.Confirmed++
+			sl.Tickets += len(o.Tickets)
+			sl.RevenueCents += o.AmountCents
+		case payment.StatusFailed:
+			sl.Failed++
+		}
+	}
+	for id := range s.checkins {
+		if t, ok := s.tickets[id]; ok && slices.Contains(ticketTypes, t.TicketTypeID) {
+			get(t.TicketTypeID).CheckedIn++
+		}
+	}
+	out := make([]payment.Sales, 0, len(by))
+	for _, sl := range by {
+		out = append(out, *sl)
+	}
+	slices.SortFunc(out, func(a, b payment.Sales) int { return slices.Compare(a.TicketTypeID[:], b.TicketTypeID[:]) })
+	return out, nil
+}
+
+// CheckedIn implements payment.OrderStore.
+func (s *Store) CheckedIn(_ context.Context, ticketIDs []uuid.UUID) (map[uuid.UUID]time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[uuid.UUID]time.Time{}
+	for _, id := range ticketIDs {
+		if c, ok := s.checkins[id]; ok {
+			out[id] = c.CheckedInAt
+		}
+	}
+	return out, nil
+}

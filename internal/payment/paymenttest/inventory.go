@@ -52,6 +52,11 @@ func InventoryContract(t *testing.T, newPort func(t *testing.T) (payment.Invento
 		wantErr(t, err, inventory.ErrHoldNotFound, "a malformed hold id")
 	})
 
+	t.Run("EventStockOfAnUnknownEvent", func(t *testing.T) {
+		_, err := port.EventStock(ctx, uuid.New())
+		wantErr(t, err, inventory.ErrEventNotFound, "an unknown event")
+	})
+
 	t.Run("CheckoutHold", func(t *testing.T) {
 		tt := fx.TicketType(t, 10)
 		h := fx.Hold(t, tt, 1)

@@ -403,6 +403,88 @@ func RunOrderStore(t *testing.T, newStore func(t *testing.T) payment.OrderStore)
 		}
 	})
 
+	t.Run("TicketTypeOrdersAndSales", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		tt := uuid.New()
+		var orders []payment.Order
+		for i := range 4 { // oldest first
+			o, idem := NewOrder(uuid.New(), now.Add(time.Duration(i)*time.Second))
+			o.Hold.TicketTypeID = tt
+			o.Hold.ID = inventory.NewHoldID(tt)
+			idem.RequestHash = "hash-" + o.Hold.ID
+			mustCreate(t, s, o, idem)
+			orders = append(orders, o)
+		}
+		create(t, s) // of another ticket type
+		tickets := Tickets(orders[0], 2)
+		if _, _, err := s.Confirm(ctx, orders[0].ID, "ch_1", tickets); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Fail(ctx, orders[1].ID, "declined"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.SetDetail(ctx, orders[2].ID, payment.DetailDelayed); err != nil {
+			t.Fatal(err)
+		}
+		at := now.Add(time.Minute)
+		if _, _, err := s.CheckIn(ctx, tickets[1].ID, uuid.New(), at); err != nil {
+			t.Fatal(err)
+		}
+		ids := func(os []payment.Order) []uuid.UUID {
+			out := make([]uuid.UUID, len(os))
+			for i, o := range os {
+				out[i] = o.ID
+			}
+			return out
+		}
+		list := func(status payment.Status, after *payment.OrderCursor, limit int) []uuid.UUID {
+			t.Helper()
+			got, err := s.TicketTypeOrders(ctx, []uuid.UUID{tt}, status, after, limit)
+			if err != nil {
+				t.Fatalf("TicketTypeOrders(%q): %v", status, err)
+			}
+			return ids(got)
+		}
+		want := []uuid.UUID{orders[3].ID, orders[2].ID, orders[1].ID, orders[0].ID}
+		if got := list("", nil, 10); !slices.Equal(got, want) {
+			t.Fatalf("all orders of the ticket type: %v, want %v newest first", got, want)
+		}
+		if got := list("", &payment.OrderCursor{CreatedAt: orders[2].CreatedAt, ID: orders[2].ID}, 1); !slices.Equal(got, want[2:3]) {
+			t.Fatalf("after the second: %v, want %v", got, want[2:3])
+		}
+		if got := list(payment.StatusConfirmed, nil, 10); !slices.Equal(got, want[3:]) {
+			t.Fatalf("confirmed: %v, want %v", got, want[3:])
+		}
+		if got := list(payment.StatusPending, nil, 10); !slices.Equal(got, want[:2]) {
+			t.Fatalf("pending: %v, want %v", got, want[:2])
+		}
+		if got := list(payment.StatusDelayed, nil, 10); !slices.Equal(got, want[1:2]) {
+			t.Fatalf("delayed: %v, want %v", got, want[1:2])
+		}
+		if got := list(payment.StatusFailed, nil, 10); !slices.Equal(got, want[2:3]) {
+			t.Fatalf("failed: %v, want %v", got, want[2:3])
+		}
+		confirmed, err := s.TicketTypeOrders(ctx, []uuid.UUID{tt}, payment.StatusConfirmed, nil, 10)
+		if err != nil || len(confirmed) != 1 {
+			t.Fatalf("confirmed: %v %v", confirmed, err)
+		}
+		SameTickets(t, confirmed[0].Tickets, tickets)
+
+		sales, err := s.Sales(ctx, []uuid.UUID{tt, uuid.New()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSales := []payment.Sales{{TicketTypeID: tt, Pending: 2, Delayed: 1, Confirmed: 1, Failed: 1, Tickets: 2, RevenueCents: 5000, CheckedIn: 1}}
+		if !slices.Equal(sales, wantSales) {
+			t.Fatalf("sales: %+v, want %+v", sales, wantSales)
+		}
+		in, err := s.CheckedIn(ctx, []uuid.UUID{tickets[0].ID, tickets[1].ID})
+		if err != nil || len(in) != 1 || !in[tickets[1].ID].Equal(at) {
+			t.Fatalf("checked in: %v %v, want only the second ticket at %v", in, err, at)
+		}
+	})
+
 	t.Run("ConcurrentCheckIns", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

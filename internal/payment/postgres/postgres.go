@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -599,4 +600,116 @@ func (s *Store) CheckIn(ctx context.Context, ticketID, staff uuid.UUID, at time.
 	}
 	c.CheckedInAt = c.CheckedInAt.UTC()
 	return c, first, nil
+}
+
+// TicketTypeOrders implements payment.OrderStore.
+func (s *Store) TicketTypeOrders(ctx context.Context, ticketTypes []uuid.UUID, status payment.Status, after *payment.OrderCursor, limit int) ([]payment.Order, error) {
+	where := `ticket_type_id = ANY($1)`
+	args := []any{ticketTypes}
+	switch status {
+	case "":
+	case payment.StatusDelayed:
+		args = append(args, payment.DetailDelayed)
+		where += fmt.Sprintf(` AND status = 'pending' AND status_detail = $%d`, len(args))
+	default:
+		args = append(args, string(status))
+		where += fmt.Sprintf(` AND status = $%d`, len(args))
+	}
+	if after != nil {
+		args = append(args, after.CreatedAt, after.ID)
+		where += fmt.Sprintf(` AND (created_at, id) < ($%d, $%d)`, len(args)-1, len(args))
+	}
+	args = append(args, limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE `+where+
+		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list ticket type orders: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list ticket type orders: %w", err)
+	}
+	for i := range out {
+		if out[i].Status == payment.StatusConfirmed {
+			if out[i].Tickets, err = s.tickets(ctx, nil, out[i].ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// Sales implements payment.OrderStore.
+func (s *Store) Sales(ctx context.Context, ticketTypes []uuid.UUID) ([]payment.Sales, error) {
+	by := map[uuid.UUID]*payment.Sales{}
+	get := func(tt uuid.UUID) *payment.Sales {
+		if by[tt] == nil {
+			by[tt] = &payment.Sales{TicketTypeID: tt}
+		}
+		return by[tt]
+	}
+	rows, err := s.pool.Query(ctx, `SELECT ticket_type_id,
+			count(*) FILTER (WHERE status = 'pending'),
+			count(*) FILTER (WHERE status = 'pending' AND status_detail = $2),
+			count(*) FILTER (WHERE status = 'confirmed'),
+			count(*) FILTER (WHERE status = 'failed'),
+			coalesce(sum(quantity) FILTER (WHERE status = 'confirmed'), 0),
+			coalesce(sum(amount_cents) FILTER (WHERE status = 'confirmed'), 0)
+		FROM payment.orders WHERE ticket_type_id = ANY($1) GROUP BY ticket_type_id`, ticketTypes, payment.DetailDelayed)
+	if err != nil {
+		return nil, fmt.Errorf("sum orders: %w", err)
+	}
+	var (
+		tt                                  uuid.UUID
+		pending, delayed, confirmed, failed int
+		tickets                             int
+		revenue                             int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&tt, &pending, &delayed, &confirmed, &failed, &tickets, &revenue}, func() error {
+		*get(tt) = payment.Sales{TicketTypeID: tt, Pending: pending, Delayed: delayed, Confirmed: confirmed,
+			Failed: failed, Tickets: tickets, RevenueCents: revenue}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sum orders: %w", err)
+	}
+	rows, err = s.pool.Query(ctx, `SELECT t.ticket_type_id, count(*) FROM payment.order_tickets t
+		JOIN payment.checkins c ON c.ticket_id = t.ticket_id
+		WHERE t.ticket_type_id = ANY($1) GROUP BY t.ticket_type_id`, ticketTypes)
+	if err != nil {
+		return nil, fmt.Errorf("count check-ins: %w", err)
+	}
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&tt, &n}, func() error {
+		get(tt).CheckedIn = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count check-ins: %w", err)
+	}
+	out := make([]payment.Sales, 0, len(by))
+	for _, sl := range by {
+		out = append(out, *sl)
+	}
+	slices.SortFunc(out, func(a, b payment.Sales) int { return slices.Compare(a.TicketTypeID[:], b.TicketTypeID[:]) })
+	return out, nil
+}
+
+// CheckedIn implements payment.OrderStore.
+func (s *Store) CheckedIn(ctx context.Context, ticketIDs []uuid.UUID) (map[uuid.UUID]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ticket_id, checked_in_at FROM payment.checkins WHERE ticket_id = ANY($1)`, ticketIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read check-ins: %w", err)
+	}
+	out := map[uuid.UUID]time.Time{}
+	var id uuid.UUID
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &at}, func() error {
+		out[id] = at
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read check-ins: %w", err)
+	}
+	return out, nil
 }

@@ -23,6 +23,7 @@ type Config struct {
 	MaxInFlight       int           `env:"ONSALE_HTTP_MAX_IN_FLIGHT" yaml:"http_max_in_flight" default:"4096" help:"requests handled at once before new ones are shed with 503 (event streams not counted); 0 disables"`
 	TrustedProxies    []string      `env:"ONSALE_TRUSTED_PROXIES" yaml:"trusted_proxies" help:"CIDR ranges of proxies whose X-Forwarded-For is believed; empty trusts no header"`
 	RateLimitIP       float64       `env:"ONSALE_RATE_LIMIT_IP" yaml:"rate_limit_ip" default:"0" help:"requests per second allowed per client IP on /v1 routes (burst twice that); 0 disables"`
+	CORSOrigins       []string      `env:"ONSALE_CORS_ORIGINS" yaml:"cors_origins" help:"origins (scheme://host[:port]) whose pages may call the API from a browser; empty allows none (the server's own pages need none)"`
 	AccessLog         bool          `env:"ONSALE_ACCESS_LOG" yaml:"access_log" default:"true" help:"log one line per request"`
 }
 
@@ -55,6 +56,11 @@ func (c Config) Validate() error {
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			errs = append(errs, config.Invalid("ONSALE_TRUSTED_PROXIES", p, "want CIDR ranges such as 10.0.0.0/8,192.168.1.0/24"))
+		}
+	}
+	for _, o := range c.CORSOrigins {
+		if !validOrigin(o) {
+			errs = append(errs, config.Invalid("ONSALE_CORS_ORIGINS", o, "want origins such as https://shop.example.com,http://localhost:3000"))
 		}
 	}
 	return errors.Join(errs...)

@@ -935,3 +935,64 @@ func TestInFlightGauge(t *testing.T) {
 		t.Errorf("in flight after it finished = %s, want 0", got)
 	}
 }
+
+func TestCORSAnswersConfiguredOriginsOnly(t *testing.T) {
+	t.Parallel()
+	preflight := func(f *fixture, origin string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodOptions, "/v1/items", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,content-type")
+		return f.serve(req)
+	}
+	f := newFixture(t, func(c *Config) { c.CORSOrigins = []string{"https://shop.example"} })
+	rec := preflight(f, "https://shop.example")
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("preflight from an allowed origin = %d %s", rec.Code, rec.Body)
+	}
+	h := rec.Header()
+	if h.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Errorf("Access-Control-Allow-Origin = %q", h.Get("Access-Control-Allow-Origin"))
+	}
+	if !strings.Contains(h.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("Access-Control-Allow-Headers = %q, want Authorization", h.Get("Access-Control-Allow-Headers"))
+	}
+	if h.Get("Access-Control-Max-Age") == "" || h.Get("Access-Control-Max-Age") == "0" {
+		t.Errorf("preflight not cacheable: Access-Control-Max-Age = %q", h.Get("Access-Control-Max-Age"))
+	}
+	if h.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("credentials allowed: %q", h.Get("Access-Control-Allow-Credentials"))
+	}
+	if rec := preflight(f, "https://evil.example"); rec.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin got Access-Control-Allow-Origin %q", rec.Header().Get("Access-Control-Allow-Origin"))
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v1/items/5", nil)
+	req.Header.Set("Origin", "https://shop.example")
+	rec = f.serve(req)
+	if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Errorf("GET from an allowed origin = %d, Access-Control-Allow-Origin %q", rec.Code, rec.Header().Get("Access-Control-Allow-Origin"))
+	}
+	if !strings.Contains(rec.Header().Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+		t.Errorf("Access-Control-Expose-Headers = %q", rec.Header().Get("Access-Control-Expose-Headers"))
+	}
+	none := newFixture(t, nil)
+	if rec := preflight(none, "https://shop.example"); rec.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("without configured origins a preflight got Access-Control-Allow-Origin %q", rec.Header().Get("Access-Control-Allow-Origin"))
+	}
+}
+
+func TestCORSOriginsAreValidated(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"shop.example", "https://shop.example/path", "ftp://shop.example", "*"} {
+		cfg := defaultConfig(t)
+		cfg.CORSOrigins = []string{bad}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "ONSALE_CORS_ORIGINS") {
+			t.Errorf("origin %q: Validate = %v, want an ONSALE_CORS_ORIGINS error", bad, err)
+		}
+	}
+	cfg := defaultConfig(t)
+	cfg.CORSOrigins = []string{"https://shop.example", "http://localhost:3000"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("good origins: %v", err)
+	}
+}
