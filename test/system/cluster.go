@@ -850,14 +850,12 @@ func NewCluster(t *testing.T, o Options) *Cluster {
 	c.DB = pool
 
 	c.replicaEnv = map[string]string{
-		"ONSALE_ENV":          "production",
-		"ONSALE_REDIS_URL":    c.RedisURL,
-		"ONSALE_DATABASE_URL": replicaDB,
-		"ONSALE_NATS_URL":     c.NATSURL,
-		"ONSALE_REDIS_PREFIX": c.RedisPrefix,
-		"ONSALE_NATS_PREFIX":  c.NATSPrefix,
-		// 3 when ONSALE_TEST_NATS_URL is a NATS cluster (ONSALE_TEST_NATS_REPLICAS).
-		"ONSALE_NATS_REPLICAS":       strconv.Itoa(testenv.NATSReplicas()),
+		"ONSALE_ENV":                 "production",
+		"ONSALE_REDIS_URL":           c.RedisURL,
+		"ONSALE_DATABASE_URL":        replicaDB,
+		"ONSALE_NATS_URL":            c.NATSURL,
+		"ONSALE_REDIS_PREFIX":        c.RedisPrefix,
+		"ONSALE_NATS_PREFIX":         c.NATSPrefix,
 		"ONSALE_DB_MAX_CONNS":        "8",
 		"ONSALE_JWT_KEYS_FILE":       jwtKeys,
 		"ONSALE_TICKET_KEYS_FILE":    ticketKeys,
