@@ -17,7 +17,10 @@ func NewHoldID(ticketTypeID uuid.UUID) string {
 	var b [32]byte
 	copy(b[:16], ticketTypeID[:])
 	_, _ = rand.Read(b[16:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	// Encoded into an array on the stack: the string is the one allocation.
+	var out [43]byte
+	base64.RawURLEncoding.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // IdempotentHoldID returns the hold id a customer's idempotency key maps to for a ticket type, so
@@ -38,8 +41,10 @@ func ParseHoldID(id string) (ticketTypeID uuid.UUID, ok bool) {
 	if len(id) != 43 {
 		return uuid.Nil, false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(id)
-	if err != nil || len(b) != 32 {
+	// Decoded into an array on the stack, not a fresh slice: every hold operation parses its id.
+	var b [33]byte
+	n, err := base64.RawURLEncoding.Decode(b[:], []byte(id))
+	if err != nil || n != 32 {
 		return uuid.Nil, false
 	}
 	copy(ticketTypeID[:], b[:16])

@@ -12,6 +12,7 @@ package inventory
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -339,5 +340,17 @@ func PassRefused(pass uuid.UUID) error {
 
 // SoldOut reports how many tickets are still available.
 func SoldOut(available int) error {
-	return ErrSoldOut.WithDetail("only %d tickets are available", available).WithExtra("available", available)
+	if available == 0 {
+		// The commonest answer of a flash sale, by far: built once, as the sentinels are.
+		return errNoneAvailable
+	}
+	return soldOut(available)
+}
+
+var errNoneAvailable = soldOut(0)
+
+func soldOut(available int) *problem.Error {
+	e := ErrSoldOut.WithExtra("available", available)
+	e.Detail = "only " + strconv.Itoa(available) + " tickets are available"
+	return e
 }

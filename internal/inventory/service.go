@@ -58,17 +58,19 @@ type Module struct {
 type metrics struct {
 	created, rejected, released, expired, hits, misses, commits, joined metric.Int64Counter
 	batch                                                               metric.Int64Histogram
-	reasons                                                             *sync.Map // code → metric.MeasurementOption
+	reasons                                                             *sync.Map // code → []metric.AddOption
 }
 
 // reject counts a refused hold by reason. The attribute set of a reason is built once: a
 // flash sale refuses almost every request, for the same few reasons.
 func (m metrics) reject(ctx context.Context, code string) {
-	opt, ok := m.reasons.Load(code)
+	opts, ok := m.reasons.Load(code)
 	if !ok {
-		opt, _ = m.reasons.LoadOrStore(code, metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", code))))
+		opts, _ = m.reasons.LoadOrStore(code, []metric.AddOption{
+			metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", code)))})
 	}
-	m.rejected.Add(ctx, 1, opt.(metric.MeasurementOption))
+	// Passed as the stored slice: a variadic call with one option would build a slice each time.
+	m.rejected.Add(ctx, 1, opts.([]metric.AddOption)...)
 }
 
 func newMetrics(m metric.Meter) (metrics, error) {

@@ -160,7 +160,9 @@ type edgeConfig struct {
 // shedding; the per-address rate limit. It is one function rather than a chain (see New).
 func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 	var inFlight atomic.Int64
-	spanKind := trace.WithSpanKind(trace.SpanKindServer) // built once, not per request
+	// Built once, as the slice the variadic call takes: a single option built per request
+	// would cost a slice each time.
+	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -172,9 +174,9 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 			}
 			ctx := req.Context()
 			if len(req.Header) > 0 {
-				ctx = cfg.prop.Extract(ctx, propagation.HeaderCarrier(req.Header))
+				ctx = cfg.prop.Extract(ctx, canonicalCarrier(req.Header))
 			}
-			ctx, span := cfg.tracer.Start(ctx, s.inst.attrs(route, req.Method, 0).spanName, spanKind)
+			ctx, span := cfg.tracer.Start(ctx, s.inst.attrs(route, req.Method, 0).spanName, spanOpts...)
 			// The log handler adds the trace id itself, from the span in ctx.
 			ctx = logging.WithAttrs(ctx, slog.String("request_id", rid))
 			if !s.streams[req.Method+" "+c.Path()] {
@@ -240,7 +242,9 @@ func (s *Server) guarded(c echo.Context, next echo.HandlerFunc, cfg *edgeConfig,
 	if req.ContentLength > cfg.bodyLimit {
 		return problem.ErrBodyTooLarge.WithDetail("the body may be at most %d bytes", cfg.bodyLimit)
 	}
-	if req.Body != nil && req.Body != http.NoBody {
+	if req.ContentLength < 0 && req.Body != nil && req.Body != http.NoBody {
+		// Only a body of unknown length (chunked) needs the reader that counts: net/http
+		// already stops a body with a Content-Length at that length, checked above.
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, cfg.bodyLimit)
 	}
 	api := strings.HasPrefix(c.Path(), "/v1/")
@@ -361,3 +365,27 @@ func jsonReason(err error) string {
 	}
 	return "syntax error"
 }
+
+// canonicalCarrier reads the trace propagation headers under their canonical names. The
+// propagators ask for "traceparent", "tracestate" and "baggage" in lower case, which
+// propagation.HeaderCarrier canonicalises into a new string on every request.
+type canonicalCarrier http.Header
+
+// Get returns the first value of key.
+func (c canonicalCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		key = "Traceparent"
+	case "tracestate":
+		key = "Tracestate"
+	case "baggage":
+		key = "Baggage"
+	}
+	return http.Header(c).Get(key)
+}
+
+// Set sets key to value.
+func (c canonicalCarrier) Set(key, value string) { http.Header(c).Set(key, value) }
+
+// Keys lists the header names.
+func (c canonicalCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }

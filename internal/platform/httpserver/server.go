@@ -260,8 +260,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 // toProblem maps echo's own errors (unknown route, wrong method, body too large) and everything
 // else to a problem.
 func toProblem(err error) *problem.Error {
-	var he *echo.HTTPError
-	if errors.As(err, &he) && problem.As(err) == nil {
+	if pe := problem.As(err); pe != nil {
+		return pe
+	}
+	if he, ok := errors.AsType[*echo.HTTPError](err); ok {
 		switch he.Code {
 		case http.StatusNotFound:
 			return problem.ErrNotFound

@@ -55,10 +55,26 @@ type ctxKey struct{}
 
 // WithAttrs returns a context whose log records carry attrs in addition to any already there.
 func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
-	prev, _ := ctx.Value(ctxKey{}).([]slog.Attr)
-	all := make([]slog.Attr, 0, len(prev)+len(attrs))
-	all = append(append(all, prev...), attrs...)
-	return context.WithValue(ctx, ctxKey{}, all)
+	var prev []slog.Attr
+	if l, ok := ctx.Value(ctxKey{}).(*attrList); ok {
+		prev = l.attrs
+	}
+	l := &attrList{}
+	if len(prev)+len(attrs) <= len(l.spare) {
+		// The usual case (a request id) takes one allocation: the list with its room.
+		l.attrs = l.spare[:0]
+	} else {
+		l.attrs = make([]slog.Attr, 0, len(prev)+len(attrs))
+	}
+	l.attrs = append(append(l.attrs, prev...), attrs...)
+	return context.WithValue(ctx, ctxKey{}, l)
+}
+
+// attrList is what WithAttrs stores: a pointer, so the context value needs no allocation of its
+// own, holding room for a couple of attributes.
+type attrList struct {
+	attrs []slog.Attr
+	spare [2]slog.Attr
 }
 
 // contextHandler adds the context's attributes to each record, and the id of the trace the
@@ -66,8 +82,8 @@ func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if attrs, ok := ctx.Value(ctxKey{}).([]slog.Attr); ok {
-		r.AddAttrs(attrs...)
+	if l, ok := ctx.Value(ctxKey{}).(*attrList); ok {
+		r.AddAttrs(l.attrs...)
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))

@@ -67,7 +67,8 @@ func (d Document) MarshalJSON() ([]byte, error) {
 	if len(d.Extra) == 0 {
 		return append(out, '}'), nil
 	}
-	var keys []string
+	var spare [4]string // room for the usual few members without a heap slice
+	keys := spare[:0]
 	for k := range d.Extra {
 		if !slices.Contains(standardMembers, k) {
 			keys = append(keys, k)

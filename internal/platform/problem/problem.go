@@ -82,11 +82,15 @@ type Error struct {
 	Extra map[string]any
 	// Err is the underlying cause; it is logged, never shown.
 	Err error
+
+	// typ caches TypeBase + Code for errors made by New, so writing their document does not
+	// build the string again on every refused request.
+	typ string
 }
 
 // New declares an error of a kind with a stable code and a title.
 func New(kind Kind, code, title string) *Error {
-	return &Error{Kind: kind, Code: code, Title: title}
+	return &Error{Kind: kind, Code: code, Title: title, typ: TypeBase + code}
 }
 
 // Error implements error.
@@ -111,7 +115,13 @@ func (e *Error) Is(target error) bool {
 }
 
 // Type is the problem document's `type` URI.
-func (e *Error) Type() string { return TypeBase + e.Code }
+func (e *Error) Type() string {
+	// A copy whose Code was changed keeps a stale cache: check it still belongs to Code.
+	if len(e.typ) == len(TypeBase)+len(e.Code) && e.typ[len(TypeBase):] == e.Code {
+		return e.typ
+	}
+	return TypeBase + e.Code
+}
 
 // clone returns a shallow copy so sentinels are never mutated.
 func (e *Error) clone() *Error {
@@ -178,11 +188,10 @@ var (
 
 // As returns the *Error in err's chain, or nil.
 func As(err error) *Error {
-	var pe *Error
-	if errors.As(err, &pe) {
-		return pe
-	}
-	return nil
+	// AsType, unlike errors.As, needs no pointer that escapes: no allocation on the hot path of
+	// every refused request.
+	pe, _ := errors.AsType[*Error](err)
+	return pe
 }
 
 // KindOf returns the kind of the first *Error in err's chain, or Internal.

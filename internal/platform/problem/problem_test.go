@@ -348,3 +348,21 @@ func TestDocumentEncodingMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestTypeFollowsCode: the type of a declared error is its code under TypeBase, and a copy
+// whose code was changed gets the type of its new code, not the cached one.
+func TestTypeFollowsCode(t *testing.T) {
+	e := New(Conflict, "sold-out", "Not enough tickets available")
+	if got := e.Type(); got != TypeBase+"sold-out" {
+		t.Fatalf("Type() = %q", got)
+	}
+	c := *e
+	c.Code = "gone-away"
+	if got := c.Type(); got != TypeBase+"gone-away" {
+		t.Fatalf("a copy with code gone-away has Type() %q", got)
+	}
+	literal := &Error{Kind: NotFound, Code: "no-such"}
+	if got := literal.Type(); got != TypeBase+"no-such" {
+		t.Fatalf("an Error built as a literal has Type() %q", got)
+	}
+}
