@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/onsale-dev/onsale/internal/auth"
@@ -597,5 +598,29 @@ func TestStreamTicketExpires(t *testing.T) {
 	clk.Advance(auth.StreamTicketTTL + 31*time.Second) // past the tolerated clock skew too
 	if _, err := m.authn.AuthenticateTicket(t.Context(), ticket.Ticket); problem.KindOf(err) != problem.Unauthorized {
 		t.Errorf("an expired ticket: %v, want 401", err)
+	}
+}
+
+// TestPrincipalInContext: the principal put in a context comes back whole, the parent's values
+// and cancellation still reach through, and a copy read out cannot change the stored one.
+func TestPrincipalInContext(t *testing.T) {
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	want := auth.Principal{UserID: uuid.New(), Role: auth.RoleCustomer, SessionID: "s1", ExpiresAt: time.Unix(1_900_000_000, 0)}
+	ctx := auth.WithPrincipal(parent, want)
+	got, ok := auth.PrincipalFrom(ctx)
+	if !ok || got != want {
+		t.Fatalf("PrincipalFrom = %+v, %v; want %+v", got, ok, want)
+	}
+	got.SessionID = "changed"
+	if again := auth.MustPrincipal(ctx); again != want {
+		t.Fatalf("the stored principal changed with a copy read out: %+v", again)
+	}
+	if ctx.Value(key{}) != "v" {
+		t.Fatal("the parent's value is lost")
+	}
+	cancel()
+	if ctx.Err() != context.Canceled {
+		t.Fatalf("Err() = %v after the parent was cancelled", ctx.Err())
 	}
 }

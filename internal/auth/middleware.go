@@ -139,13 +139,33 @@ type principalKey struct{}
 
 // WithPrincipal returns a context carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return &principalCtx{Context: ctx, p: p}
+}
+
+// principalCtx is the context WithPrincipal returns: one allocation holding the principal, where
+// context.WithValue would take two (the node and the boxed principal) on every authenticated
+// request.
+type principalCtx struct {
+	context.Context
+	p Principal
+}
+
+// Value answers the principal's key with a pointer to it (no copy into an interface) and asks the
+// parent for any other key.
+func (c *principalCtx) Value(key any) any {
+	if _, ok := key.(principalKey); ok {
+		return &c.p
+	}
+	return c.Context.Value(key)
 }
 
 // PrincipalFrom returns the authenticated caller, if any.
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	if !ok {
+		return Principal{}, false
+	}
+	return *p, true
 }
 
 // MustPrincipal returns the caller of a route behind Require; it panics if the route forgot it,

@@ -56,25 +56,35 @@ type ctxKey struct{}
 // WithAttrs returns a context whose log records carry attrs in addition to any already there.
 func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
 	var prev []slog.Attr
-	if l, ok := ctx.Value(ctxKey{}).(*attrList); ok {
+	if l, ok := ctx.Value(ctxKey{}).(*attrsCtx); ok {
 		prev = l.attrs
 	}
-	l := &attrList{}
+	l := &attrsCtx{Context: ctx}
 	if len(prev)+len(attrs) <= len(l.spare) {
-		// The usual case (a request id) takes one allocation: the list with its room.
+		// The usual case (a request id) fits the node's own room.
 		l.attrs = l.spare[:0]
 	} else {
 		l.attrs = make([]slog.Attr, 0, len(prev)+len(attrs))
 	}
 	l.attrs = append(append(l.attrs, prev...), attrs...)
-	return context.WithValue(ctx, ctxKey{}, l)
+	return l
 }
 
-// attrList is what WithAttrs stores: a pointer, so the context value needs no allocation of its
-// own, holding room for a couple of attributes.
-type attrList struct {
+// attrsCtx is the context WithAttrs returns: one allocation holding the attributes and room for
+// a couple of them, where context.WithValue with a slice would take three (the node, the boxed
+// slice and its array), on every request.
+type attrsCtx struct {
+	context.Context
 	attrs []slog.Attr
 	spare [2]slog.Attr
+}
+
+// Value answers the attributes' key with the node itself and asks the parent for any other.
+func (c *attrsCtx) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // contextHandler adds the context's attributes to each record, and the id of the trace the
@@ -82,7 +92,7 @@ type attrList struct {
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if l, ok := ctx.Value(ctxKey{}).(*attrList); ok {
+	if l, ok := ctx.Value(ctxKey{}).(*attrsCtx); ok {
 		r.AddAttrs(l.attrs...)
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"testing"
+	"time"
 )
 
 // TestWithAttrsNests: attributes added at each layer reach every record written with the inner
@@ -36,5 +37,27 @@ func TestWithAttrsNests(t *testing.T) {
 	}
 	if _, ok := out["hold"]; ok {
 		t.Fatalf("outer record %v carries the inner context's attribute", out)
+	}
+}
+
+// TestWithAttrsKeepsTheParent: the context WithAttrs returns answers the parent's values,
+// deadline and cancellation, and a context derived from it is cancelled with the parent.
+func TestWithAttrsKeepsTheParent(t *testing.T) {
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	ctx := WithAttrs(parent, slog.String("request_id", "r1"))
+	child, stop := context.WithCancel(ctx)
+	defer stop()
+	if ctx.Value(key{}) != "v" {
+		t.Fatalf("the parent's value is lost: %v", ctx.Value(key{}))
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a context derived after WithAttrs was not cancelled with the parent")
+	}
+	if ctx.Err() != context.Canceled {
+		t.Fatalf("Err() = %v, want context.Canceled", ctx.Err())
 	}
 }
