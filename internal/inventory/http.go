@@ -129,19 +129,41 @@ func toStockJSON(s Stock) stockJSON {
 	return stockJSON{TicketTypeID: s.TicketTypeID.String(), Capacity: s.Capacity, Sold: s.Sold, Held: s.Held, Available: s.Available()}
 }
 
-type holdJSON struct {
-	ID             string     `json:"id"`
-	TicketTypeID   string     `json:"ticket_type_id"`
-	Quantity       int        `json:"quantity"`
-	Status         HoldStatus `json:"status"`
-	UnitPriceCents int64      `json:"unit_price_cents"`
-	Currency       string     `json:"currency"`
-	ExpiresAt      time.Time  `json:"expires_at"`
+// writeHold answers with a hold. It is written by hand into a stack buffer: the hold answer is
+// the commonest success of a flash sale, and encoding/json's reflection and its compaction of the
+// result showed in profiles of the hold request. The tests check it against the spec's Hold.
+func writeHold(c echo.Context, status int, h Hold) error {
+	var buf [320]byte
+	b := append(buf[:0], `{"id":`...)
+	b = appendJSONString(b, h.ID)
+	b = append(b, `,"ticket_type_id":"`...)
+	b = append(b, h.TicketTypeID.String()...)
+	b = append(b, `","quantity":`...)
+	b = strconv.AppendInt(b, int64(h.Quantity), 10)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, string(h.Status))
+	b = append(b, `,"unit_price_cents":`...)
+	b = strconv.AppendInt(b, h.UnitPriceCents, 10)
+	b = append(b, `,"currency":`...)
+	b = appendJSONString(b, h.Currency)
+	b = append(b, `,"expires_at":"`...)
+	b = h.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "\"}\n"...)
+	return c.Blob(status, echo.MIMEApplicationJSON, b)
 }
 
-func toHoldJSON(h Hold) holdJSON {
-	return holdJSON{ID: h.ID, TicketTypeID: h.TicketTypeID.String(), Quantity: h.Quantity, Status: h.Status,
-		UnitPriceCents: h.UnitPriceCents, Currency: h.Currency, ExpiresAt: h.ExpiresAt}
+// appendJSONString appends s as a JSON string: as it is when it needs no escape (ids, codes,
+// statuses), through encoding/json otherwise.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // ---- helpers ----
@@ -494,7 +516,7 @@ func (h *Handler) createHold(c echo.Context) error {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/holds/"+hold.ID)
-	return c.JSON(status, toHoldJSON(hold))
+	return writeHold(c, status, hold)
 }
 
 func (h *Handler) getHold(c echo.Context) error {
@@ -502,7 +524,7 @@ func (h *Handler) getHold(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toHoldJSON(hold))
+	return writeHold(c, http.StatusOK, hold)
 }
 
 func (h *Handler) deleteHold(c echo.Context) error {

@@ -40,6 +40,17 @@ func newTicketType() *ticketType {
 
 func (t *ticketType) setLive(id string, exp time.Time) {
 	t.live[id] = exp
+	if n := len(t.liveByTime); n >= 1024 && n > 4*len(t.live) {
+		// Mostly stale entries of holds released or sold before their expiry: rebuilt from
+		// the live holds, so a sale of many short-lived holds does not grow the heap without end.
+		clear(t.liveByTime) // drops the stale ids
+		t.liveByTime = t.liveByTime[:0]
+		for id, exp := range t.live {
+			t.liveByTime = append(t.liveByTime, deadline{id, exp})
+		}
+		heap.Init(&t.liveByTime)
+		return
+	}
 	heap.Push(&t.liveByTime, deadline{id, exp})
 }
 

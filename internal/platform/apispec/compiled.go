@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"unicode/utf8"
 
@@ -23,7 +22,7 @@ type node struct {
 	enum       []string // string values only
 	minLength  int
 	maxLength  int // -1: none
-	pattern    *regexp.Regexp
+	pattern    *pattern
 	format     openapi3.StringFormatValidator
 	min, max   float64
 	hasMin     bool
@@ -105,7 +104,7 @@ func compileSchema(ref *openapi3.SchemaRef, seen map[*openapi3.Schema]bool) (*no
 		n.maxLength = int(*s.MaxLength)
 	}
 	if s.Pattern != "" {
-		re, err := regexp.Compile(s.Pattern)
+		re, err := compilePattern(s.Pattern)
 		if err != nil {
 			return nil, fmt.Errorf("pattern %q: %w", s.Pattern, err)
 		}
@@ -179,6 +178,34 @@ func compileSchema(ref *openapi3.SchemaRef, seen map[*openapi3.Schema]bool) (*no
 		n.not = c
 	}
 	return n, nil
+}
+
+// closed reports whether n refuses, at every level, an object member it does not name: a body
+// it accepts then has no member a strict decoder would refuse as unknown.
+func (n *node) closed() bool {
+	if n.types == tAny && n.props == nil && n.items == nil && len(n.enum) == 0 && n.pattern == nil &&
+		n.format == nil && len(n.allOf) == 0 {
+		return false // a free-form value
+	}
+	if (n.types == tAny || n.types&tObject != 0) && !n.noExtra {
+		return false
+	}
+	if n.types == tAny || n.types&tArray != 0 {
+		if n.items == nil || !n.items.closed() {
+			return false
+		}
+	}
+	for _, p := range n.props {
+		if !p.closed() {
+			return false
+		}
+	}
+	for _, a := range n.allOf {
+		if !a.closed() {
+			return false
+		}
+	}
+	return true
 }
 
 // unsupported names the first keyword of s that the compiled validator does not implement.

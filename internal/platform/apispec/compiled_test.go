@@ -12,6 +12,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/labstack/echo/v4"
 
 	"github.com/onsale-dev/onsale/api"
 )
@@ -274,4 +275,69 @@ func clone(m map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// TestClosedBodies: a body whose schema refuses unknown members at every level is handed to the
+// handler as validated JSON, to be decoded without a strict decoder; any other is not.
+func TestClosedBodies(t *testing.T) {
+	s := loadPublished(t)
+	if c := s.compiled["POST /v1/holds"]; c == nil || !c.closed {
+		t.Fatalf("POST /v1/holds: the HoldCreate body (additionalProperties: false) is not closed")
+	}
+	for _, tc := range []struct {
+		schema string
+		closed bool
+	}{
+		{`{"type":"object","additionalProperties":false,"properties":{"a":{"type":"string"}}}`, true},
+		{`{"type":"object","properties":{"a":{"type":"string"}}}`, false},
+		{`{"type":"object","additionalProperties":false,"properties":{"a":{"type":"object"}}}`, false},
+		{`{"type":"object","additionalProperties":false,"properties":{"a":{"type":"array","items":{"type":"integer"}}}}`, true},
+		{`{"type":"object","additionalProperties":false,"properties":{"a":{"type":"array","items":{"type":"object"}}}}`, false},
+		{`{"type":"object","additionalProperties":false,"properties":{"a":{}}}`, false},
+	} {
+		var sch openapi3.Schema
+		if err := json.Unmarshal([]byte(tc.schema), &sch); err != nil {
+			t.Fatal(err)
+		}
+		n, err := compileSchema(openapi3.NewSchemaRef("", &sch), map[*openapi3.Schema]bool{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.schema, err)
+		}
+		if n.closed() != tc.closed {
+			t.Errorf("%s: closed = %v, want %v", tc.schema, n.closed(), tc.closed)
+		}
+	}
+}
+
+// TestValidatedBodyIsStrictOnly: the handler sees the body as validated JSON only when the
+// compiled rules accepted it under a closed schema.
+func TestValidatedBodyIsStrictOnly(t *testing.T) {
+	s := loadPublished(t)
+	h, err := s.RequestValidator("POST", "/v1/holds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		body   string
+		strict bool
+	}{
+		{`{"ticket_type_id":"e447c48a-0ab4-4b74-b6e2-4411a34ce81a","quantity":2}`, true},
+		{`{"ticket_type_id":"e447c48a-0ab4-4b74-b6e2-4411a34ce81a","quantity":2,"extra":1}`, false},
+	} {
+		req := httptest.NewRequest("POST", "/v1/holds", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		e := echo.New()
+		c := e.NewContext(req, httptest.NewRecorder())
+		var got bool
+		_ = h(func(c echo.Context) error {
+			if vb, ok := c.Request().Body.(interface{ ValidatedJSON() ([]byte, bool) }); ok {
+				data, ok := vb.ValidatedJSON()
+				got = ok && string(data) == tc.body
+			}
+			return nil
+		})(c)
+		if got != tc.strict {
+			t.Errorf("%s: handed over as validated JSON = %v, want %v", tc.body, got, tc.strict)
+		}
+	}
 }

@@ -24,6 +24,7 @@ type compiled struct {
 	params   []compiledParam
 	body     *node // nil: the operation takes no body
 	required bool  // the body is required
+	closed   bool  // the body's schema refuses unknown members at every level
 	hasQuery bool
 }
 
@@ -80,7 +81,7 @@ func compileOperation(route *routers.Route) (*compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("request body: %w", err)
 		}
-		c.body, c.required = n, rb.Value.Required
+		c.body, c.required, c.closed = n, rb.Value.Required, n.closed()
 	}
 	return c, nil
 }
@@ -139,6 +140,19 @@ func (c *compiled) paramsValid(ec echo.Context) bool {
 type bodyBuffer struct {
 	buf    bytes.Buffer
 	reader bytes.Reader
+	// strict: the compiled rules accepted the body against a schema that refuses unknown
+	// members at every level.
+	strict bool
+}
+
+// ValidatedJSON returns the body when the compiled rules accepted it against a schema that
+// refuses unknown members at every level: a handler may then decode it directly, without a
+// strict decoder's second look for unknown members and trailing data.
+func (b *bodyBuffer) ValidatedJSON() ([]byte, bool) {
+	if !b.strict {
+		return nil, false
+	}
+	return b.buf.Bytes(), true
 }
 
 // Close satisfies io.ReadCloser; the buffer goes back to its pool when the request ends.
@@ -174,6 +188,7 @@ func (c *compiled) validate(ec echo.Context, bodies *sync.Pool) (ok bool, buf *b
 	}
 	b := bodies.Get().(*bodyBuffer)
 	b.buf.Reset()
+	b.strict = false
 	if _, err := b.buf.ReadFrom(req.Body); err != nil {
 		bodies.Put(b)
 		return false, nil, err
@@ -185,5 +200,7 @@ func (c *compiled) validate(ec echo.Context, bodies *sync.Pool) (ok bool, buf *b
 	if len(bytes.TrimSpace(data)) == 0 {
 		return !c.required, b, nil
 	}
-	return json.Valid(data) && c.body.valid(data), b, nil
+	ok = json.Valid(data) && c.body.valid(data)
+	b.strict = ok && c.closed
+	return ok, b, nil
 }

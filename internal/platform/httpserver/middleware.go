@@ -129,8 +129,10 @@ type instruments struct {
 	duration metric.Float64Histogram
 	requests metric.Int64Counter
 	errors   metric.Int64Counter
-	inFlight metric.Int64UpDownCounter
 	shed     metric.Int64Counter
+	// inFlight counts the API requests being handled; the gauge of the same name reads it when
+	// metrics are collected, rather than two measurements per request.
+	inFlight atomic.Int64
 	sets     sync.Map // attrKey → *attrSet
 }
 
@@ -173,7 +175,7 @@ func (i *instruments) attrs(route, method string, status int) *attrSet {
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	m := mp.Meter("github.com/onsale-dev/onsale/internal/platform/httpserver")
-	var i instruments
+	i := &instruments{}
 	var err, e error
 	i.duration, e = m.Float64Histogram("http.server.request.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of HTTP requests by route."),
@@ -183,11 +185,15 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	err = errors.Join(err, e)
 	i.errors, e = m.Int64Counter("onsale.http.errors", metric.WithDescription("HTTP requests answered with a 5xx, by route and method."))
 	err = errors.Join(err, e)
-	i.inFlight, e = m.Int64UpDownCounter("onsale.http.in_flight", metric.WithDescription("Requests being handled (event streams not counted)."))
+	_, e = m.Int64ObservableUpDownCounter("onsale.http.in_flight", metric.WithDescription("Requests being handled (event streams not counted)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(i.inFlight.Load())
+			return nil
+		}))
 	err = errors.Join(err, e)
 	i.shed, e = m.Int64Counter("onsale.http.shed", metric.WithDescription("Requests refused with 503 because too many were in flight."))
 	err = errors.Join(err, e)
-	return &i, err
+	return i, err
 }
 
 // edgeConfig is what the edge middleware needs.
@@ -205,7 +211,6 @@ type edgeConfig struct {
 // error handler, so the status is known when recording); panic recovery; the body limit; load
 // shedding; the per-address rate limit. It is one function rather than a chain (see New).
 func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
-	var inFlight atomic.Int64
 	// Built once, as the slice the variadic call takes: a single option built per request
 	// would cost a slice each time.
 	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
@@ -236,7 +241,7 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 			req = req.WithContext(ctx)
 			c.SetRequest(req)
 
-			err := s.guarded(c, next, &cfg, &inFlight)
+			err := s.guarded(c, next, &cfg)
 			if err != nil {
 				c.Error(err)
 			}
@@ -270,7 +275,7 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 
 // guarded runs the handler behind panic recovery, the body limit, load shedding and the
 // per-address rate limit.
-func (s *Server) guarded(c echo.Context, next echo.HandlerFunc, cfg *edgeConfig, inFlight *atomic.Int64) (err error) {
+func (s *Server) guarded(c echo.Context, next echo.HandlerFunc, cfg *edgeConfig) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if r == http.ErrAbortHandler {
@@ -294,19 +299,16 @@ func (s *Server) guarded(c echo.Context, next echo.HandlerFunc, cfg *edgeConfig,
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, cfg.bodyLimit)
 	}
 	api := strings.HasPrefix(c.Path(), "/v1/")
-	if cfg.maxInFlght > 0 && api && !s.streams[req.Method+" "+c.Path()] {
+	if api && !s.streams[req.Method+" "+c.Path()] {
 		// Shedding answers 503 at once when too many requests are being handled, so a flash
 		// crowd meets a fast "try again" instead of a collapsing server. Probes, metrics and
 		// streams are exempt.
-		n := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		ctx := req.Context()
-		if n > int64(cfg.maxInFlght) {
-			s.inst.shed.Add(ctx, 1)
+		n := s.inst.inFlight.Add(1)
+		defer s.inst.inFlight.Add(-1)
+		if cfg.maxInFlght > 0 && n > int64(cfg.maxInFlght) {
+			s.inst.shed.Add(req.Context(), 1)
 			return cfg.overloaded
 		}
-		s.inst.inFlight.Add(ctx, 1)
-		defer s.inst.inFlight.Add(ctx, -1)
 	}
 	if cfg.limitIP != nil && api {
 		if err := cfg.limitIP.check(c); err != nil {
@@ -378,8 +380,24 @@ func liftWriteDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// validatedBody is a request body the spec's rules already accepted, from a schema that refuses
+// unknown members at every level (apispec's compiled validator).
+type validatedBody interface {
+	ValidatedJSON() ([]byte, bool)
+}
+
 // Bind decodes a JSON request body into dst, refusing unknown fields and trailing data.
 func Bind(c echo.Context, dst any) error {
+	if vb, ok := c.Request().Body.(validatedBody); ok {
+		if data, ok := vb.ValidatedJSON(); ok {
+			// Valid JSON with no unknown member and nothing after it: one plain decode, without
+			// a streaming decoder's buffers.
+			if err := json.Unmarshal(data, dst); err != nil {
+				return problem.ErrMalformedJSON.WithDetail("the body is not the expected JSON: %s", jsonReason(err))
+			}
+			return nil
+		}
+	}
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
