@@ -21,6 +21,7 @@ type Config struct {
 	HoldRecordKeep  time.Duration `env:"ONSALE_HOLD_RECORD_KEEP" yaml:"hold_record_keep" default:"10m" help:"how long a finished hold can still be read"`
 	CatalogCacheTTL time.Duration `env:"ONSALE_CATALOG_CACHE_TTL" yaml:"catalog_cache_ttl" default:"1h" help:"lifetime of a cached catalogue entry (writes invalidate it at once)"`
 	MaxCapacity     int           `env:"ONSALE_MAX_CAPACITY" yaml:"max_capacity" default:"10000000" help:"largest capacity of one ticket type"`
+	SoldOutMemory   time.Duration `env:"ONSALE_SOLD_OUT_MEMORY" yaml:"sold_out_memory" default:"100ms" help:"how long a replica answers 'sold out' itself after the hold store said none are left (0 disables): tickets that come back through another replica or by a hold's expiry are offered again within this"`
 	QueueTick       time.Duration `env:"ONSALE_QUEUE_TICK" yaml:"queue_tick" default:"250ms" help:"waiting rooms' admission period: one admission decision per room per period, across all replicas"`
 	QueuePerAddress int           `env:"ONSALE_QUEUE_PLACES_PER_ADDRESS" yaml:"queue_places_per_address" default:"20" help:"places one client address (IPv6 counted per /64) may take in one waiting room's queue; 0 disables"`
 }
@@ -45,6 +46,9 @@ func (c Config) Validate() error {
 	}
 	if c.AvailabilityTTL < 0 || c.AvailabilityTTL > time.Minute {
 		errs = append(errs, config.Invalid("ONSALE_AVAILABILITY_MAX_AGE", c.AvailabilityTTL.String(), "want from 0s to 1m"))
+	}
+	if c.SoldOutMemory < 0 || c.SoldOutMemory > time.Second {
+		errs = append(errs, config.Invalid("ONSALE_SOLD_OUT_MEMORY", c.SoldOutMemory.String(), "want from 0s (off) to 1s"))
 	}
 	if c.ClaimTTL < time.Second {
 		errs = append(errs, config.Invalid("ONSALE_CLAIM_TTL", c.ClaimTTL.String(), "want 1s or more"))
