@@ -3,7 +3,6 @@ package payment
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -196,23 +195,42 @@ func (h *Handler) orderEvents(c echo.Context) error {
 		return ErrTooManyStreams.WithDetail("at most %d order streams may be open at once; close one first", h.m.cfg.MaxStreams).
 			WithRetryAfter(h.m.cfg.Heartbeat)
 	}
-	defer closeStream()
 	events, unsubscribe := h.hub.Subscribe(id)
-	defer unsubscribe()
+	end := func() { unsubscribe(); closeStream() }
 	ctx := c.Request().Context()
 	o, err := h.m.Order(ctx, p.UserID, id)
 	if err != nil {
+		end()
 		return err
 	}
 	last, _ := strconv.Atoi(c.Request().Header.Get("Last-Event-ID"))
+	st, err := httpserver.OpenStream(c)
+	if err != nil {
+		end()
+		return nil // the client is gone, or sent what a stream cannot answer
+	}
+	if st.Owned() {
+		// The stream has its connection: it goes on in a goroutine of its own, started with a
+		// small stack, and the request's goroutine, grown through the middleware, ends. Its
+		// context ends with the request, so the stream keeps only its values.
+		ctx = context.WithoutCancel(ctx)
+		go func() {
+			defer end()
+			defer st.Close()
+			h.streamOrder(ctx, st, p, id, o, last, events)
+		}()
+		return nil
+	}
+	defer end()
+	defer st.Close()
+	h.streamOrder(ctx, st, p, id, o, last, events)
+	return nil
+}
 
-	w := c.Response()
-	hdr := w.Header()
-	hdr.Set(echo.HeaderContentType, "text/event-stream")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Accel-Buffering", "no") // nginx: pass events through as they come
-	w.WriteHeader(http.StatusOK)
-
+// streamOrder writes the order's events on st until a terminal status, the client's leaving, the
+// end of the token or the server's shutdown.
+func (h *Handler) streamOrder(ctx context.Context, st *httpserver.Stream, p auth.Principal, id uuid.UUID, o Order, last int, events <-chan StatusEvent) {
+	var buf []byte
 	send := func(ev StatusEvent) error {
 		if ev.Version <= last {
 			return nil
@@ -221,15 +239,19 @@ func (h *Handler) orderEvents(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := fmt.Fprintf(w, "id: %d\nevent: status\ndata: %s\n\n", ev.Version, data); err != nil {
+		buf = append(buf[:0], "id: "...)
+		buf = strconv.AppendInt(buf, int64(ev.Version), 10)
+		buf = append(buf, "\nevent: status\ndata: "...)
+		buf = append(buf, data...)
+		buf = append(buf, "\n\n"...)
+		if err := st.Write(buf); err != nil {
 			return err
 		}
-		w.Flush()
 		last = ev.Version
 		return nil
 	}
 	if err := send(EventOf(o)); err != nil || o.Status.Terminal() {
-		return nil
+		return
 	}
 	beat := time.NewTicker(h.m.cfg.Heartbeat)
 	defer beat.Stop()
@@ -238,38 +260,42 @@ func (h *Handler) orderEvents(c echo.Context) error {
 	for beats := 1; ; beats++ {
 		select {
 		case <-expiry.C:
-			_, _ = fmt.Fprint(w, "event: reconnect\ndata: {\"reason\":\"token-expired\"}\n\n")
-			w.Flush()
-			return nil
+			_ = st.Write([]byte("event: reconnect\ndata: {\"reason\":\"token-expired\"}\n\n"))
+			return
 		case ev := <-events:
 			if err := send(ev); err != nil || ev.Status.Terminal() {
-				return nil
+				return
 			}
 		case <-beat.C:
+			// A stream that owns its connection learns here that its client left.
+			if !st.Alive() {
+				return
+			}
 			if err := h.authn.StillActive(ctx, p); err != nil && problem.KindOf(err) != problem.Unavailable {
-				return nil // logged out or revoked: the client finds out when it reconnects
+				return // logged out or revoked: the client finds out when it reconnects
 			}
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return nil
+			if err := st.Write(keepAlive); err != nil {
+				return
 			}
-			w.Flush()
 			if beats%4 == 0 {
 				if o, err := h.m.Order(ctx, p.UserID, id); err == nil && o.Version > last {
 					if err := send(EventOf(o)); err != nil || o.Status.Terminal() {
-						return nil
+						return
 					}
 				}
 			}
 		case <-h.streams().Done():
 			// The server is draining: ask the client to come back in a second (to another replica).
-			_, _ = fmt.Fprint(w, "retry: 1000\n\n")
-			w.Flush()
-			return nil
-		case <-ctx.Done():
-			return nil
+			_ = st.Write([]byte("retry: 1000\n\n"))
+			return
+		case <-st.Done():
+			return
 		}
 	}
 }
+
+// keepAlive is the heartbeat's comment line.
+var keepAlive = []byte(": keep-alive\n\n")
 
 func (h *Handler) checkIn(c echo.Context) error {
 	var in struct {

@@ -33,6 +33,13 @@ func (e *env) scrapeAll(ctx context.Context) ([]metrics, error) {
 			t = strings.TrimRight(e.o.Metrics[i], "/")
 		}
 		m, err := e.scrape(ctx, t)
+		if err != nil && len(e.o.Metrics) == 0 && len(servers) == 1 && e.o.Provider != "" {
+			// A server with ONSALE_DEBUG_ADDR serves /metrics there only, where --provider
+			// already points (http://DEBUG_ADDR/provider).
+			if pm, perr := e.scrape(ctx, strings.TrimSuffix(strings.TrimRight(e.o.Provider, "/"), "/provider")); perr == nil {
+				m, err = pm, nil
+			}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -40,7 +40,10 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 		return nil, err
 	}
 	res.SetSale(s)
-	customers, _, err := e.prepareCustomers(ctx, "watcher", e.customersFor(n, n))
+	// Every order's hold stays live on the one ticket type until the order ends, and the
+	// orders stay pending: at most 4 a customer, the servers' default per ticket type
+	// (ONSALE_MAX_HOLDS_PER_TICKET_TYPE), whatever --holds-per-customer allows in all.
+	customers, _, err := e.prepareCustomers(ctx, "watcher", max(e.customersFor(n, n), ceilDiv(n, min(o.HoldsPerCust, 4))))
 	if err != nil {
 		return nil, err
 	}

@@ -230,7 +230,11 @@ func (s *Server) edge(cfg edgeConfig) echo.MiddlewareFunc {
 			ctx, span := cfg.tracer.Start(ctx, s.inst.attrs(route, req.Method, 0).spanName, spanOpts...)
 			// The log handler adds the trace id itself, from the span in ctx.
 			ctx = logging.WithAttrs(ctx, slog.String("request_id", rid))
-			if !s.streams[req.Method+" "+c.Path()] {
+			if s.streams[req.Method+" "+c.Path()] {
+				// A stream may own its connection (OpenStream) and outlive the request, which
+				// net/http's Shutdown no longer waits for; the server's Shutdown waits for them.
+				c.Set(streamGroupKey, &s.streamWG)
+			} else {
 				// The request's deadline, set here rather than by a middleware of its own to
 				// save a copy of the request: handlers pass the request context down so database
 				// and cache calls stop when it expires. Streams live as long as they need.

@@ -64,6 +64,7 @@ type Server struct {
 
 	streamsCtx    context.Context
 	cancelStreams context.CancelFunc
+	streamWG      sync.WaitGroup // stream handlers running
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -211,6 +212,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	err := s.httpSrv.Shutdown(ctx)
+	if err == nil {
+		// Streams on connections of their own were told to end when the shutdown began.
+		done := make(chan struct{})
+		go func() { s.streamWG.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("streams still open: %w", ctx.Err())
+		}
+	}
 	if err != nil {
 		// The deadline passed with requests still running: cut them off rather than hang.
 		err = errors.Join(err, s.httpSrv.Close())

@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -271,13 +272,31 @@ func newFixture(t *testing.T, adjust func(*Config)) *fixture {
 			return c.String(http.StatusOK, c.RealIP())
 		}},
 		Route{Method: http.MethodGet, Path: "/v1/stream", Stream: true, Handler: func(c echo.Context) error {
-			c.Response().Header().Set("Content-Type", "text/event-stream")
-			c.Response().WriteHeader(http.StatusOK)
-			c.Response().Flush()
+			st, err := OpenStream(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Write([]byte("event: hello\ndata: {}\n\n")); err != nil {
+				return err
+			}
 			f.entered <- "stream"
-			<-s.Streams().Done()
-			_, err := io.WriteString(c.Response(), "event: bye\ndata: shutting down\n\n")
-			return err
+			beat := time.NewTicker(20 * time.Millisecond)
+			defer beat.Stop()
+			for {
+				select {
+				case <-s.Streams().Done():
+					return st.Write([]byte("event: bye\ndata: shutting down\n\n"))
+				case <-st.Done():
+					f.entered <- "gone"
+					return nil
+				case <-beat.C:
+					if !st.Alive() {
+						f.entered <- "gone"
+						return nil
+					}
+				}
+			}
 		}},
 	)
 	if err != nil {
@@ -994,5 +1013,72 @@ func TestCORSOriginsAreValidated(t *testing.T) {
 	cfg.CORSOrigins = []string{"https://shop.example", "http://localhost:3000"}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("good origins: %v", err)
+	}
+}
+
+// TestStreamOwnsItsConnection: over HTTP/1.1 a stream takes its connection from net/http. The
+// client sees a plain 200 with the event-stream headers, the middleware's headers and
+// Connection: close, then the events; when the client hangs up, the handler finds out from
+// Alive, without a goroutine reading the connection.
+func TestStreamOwnsItsConnection(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	if err := f.s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.s.Shutdown(context.Background()) })
+	conn, err := net.Dial("tcp", f.s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /v1/stream HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" ||
+		!resp.Close || resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("head: %d close=%v %v", resp.StatusCode, resp.Close, resp.Header)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "event: hello\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	waitEntered(t, f, "stream")
+	conn.Close()
+	waitEntered(t, f, "gone")
+}
+
+// TestStreamThroughResponseWriter: where the connection cannot be taken (here a recorder), the
+// stream writes through the ResponseWriter and ends with the request's context.
+func TestStreamThroughResponseWriter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest(http.MethodGet, "/v1/stream", nil).WithContext(ctx)
+	done := make(chan *httptest.ResponseRecorder, 1)
+	rec := httptest.NewRecorder()
+	go func() { f.s.Handler().ServeHTTP(rec, req); done <- rec }()
+	waitEntered(t, f, "stream")
+	cancel()
+	waitEntered(t, f, "gone")
+	r := <-done
+	if r.Code != http.StatusOK || r.Header().Get("Content-Type") != "text/event-stream" || !strings.HasPrefix(r.Body.String(), "event: hello\n") {
+		t.Fatalf("response %d %v %q", r.Code, r.Header(), r.Body)
+	}
+}
+
+func waitEntered(t *testing.T, f *fixture, want string) {
+	t.Helper()
+	select {
+	case got := <-f.entered:
+		if got != want {
+			t.Fatalf("handler said %q, want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("handler did not say %q", want)
 	}
 }
