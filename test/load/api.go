@@ -227,6 +227,20 @@ func (e *env) hold(ctx context.Context, c *Client, cu Customer, ticketType, targ
 	return r, "", time.Time{}
 }
 
+// keyedHold holds one ticket for cu with an Idempotency-Key; it returns the answer and the
+// hold's id on 201, or on 200 for a retry of a hold already made.
+func (e *env) keyedHold(ctx context.Context, c *Client, cu Customer, ticketType, key, target string) (Response, string) {
+	r := c.Do(ctx, Request{Method: http.MethodPost, Target: target, Path: "/v1/holds", Token: cu.Token, From: cu.From,
+		Body: map[string]any{"ticket_type_id": ticketType, "quantity": 1}, Header: map[string]string{"Idempotency-Key": key}})
+	var h struct {
+		ID string `json:"id"`
+	}
+	if (r.Status == http.StatusCreated || r.Status == http.StatusOK) && r.Decode(&h) == nil {
+		return r, h.ID
+	}
+	return r, ""
+}
+
 // order checks cu's hold out with an idempotency key; it returns the answer and the order's id
 // on 202.
 func (e *env) order(ctx context.Context, c *Client, cu Customer, holdID, key, target string) (Response, string) {
@@ -260,7 +274,16 @@ func (e *env) placeOrders(ctx context.Context, s sale, customers []Customer, n i
 	el := Loop{Workers: e.o.Connections, Limit: int64(n)}.Run(ctx, rec, func(ctx context.Context, w int, i int64) Outcome {
 		cu := customers[int(i)%len(customers)]
 		target := e.c.Next()
-		hr, holdID, _ := e.hold(ctx, e.c, cu, s.TicketType, target)
+		// Keyed, so that a hold or an order that got no answer (a connection lost under load)
+		// is asked again without a second hold or order.
+		var hr Response
+		var holdID string
+		for attempt := 0; attempt < 3; attempt++ {
+			hr, holdID = e.keyedHold(ctx, e.c, cu, s.TicketType, fmt.Sprintf("place-%s-%d", e.runID, i), target)
+			if hr.Status != 0 && hr.Status != http.StatusServiceUnavailable {
+				break
+			}
+		}
 		holds.Record(time.Now(), hr.Outcome())
 		if holdID == "" {
 			failed.Add(1)
@@ -271,7 +294,14 @@ func (e *env) placeOrders(ctx context.Context, s sale, customers []Customer, n i
 			mu.Unlock()
 			return hr.Outcome()
 		}
-		or, id := e.order(ctx, e.c, cu, holdID, fmt.Sprintf("load-%s-%d", e.runID, i), target)
+		var or Response
+		var id string
+		for attempt := 0; attempt < 3; attempt++ {
+			or, id = e.order(ctx, e.c, cu, holdID, fmt.Sprintf("load-%s-%d", e.runID, i), target)
+			if or.Status != 0 && or.Status != http.StatusServiceUnavailable {
+				break
+			}
+		}
 		if id == "" {
 			failed.Add(1)
 			mu.Lock()
