@@ -67,7 +67,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 	holdCtx, endHold := context.WithCancel(ctx)
 	defer endHold()
 	openRec := NewRecorder("stream open (to first event)")
-	var opened, openFailed, dropped, finished atomic.Int64
+	var opened, openFailed, dropped, finished, reconnects atomic.Int64
 	var dropMu sync.Mutex
 	var dropSamples []string
 	sem := make(chan struct{}, o.Connections)
@@ -93,7 +93,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 				return
 			}
 			defer resp.Body.Close()
-			first := true
+			first, reconnect := true, false
 			err = readEvents(resp.Body, func(ev sseEvent) bool {
 				if first {
 					first = false
@@ -101,6 +101,9 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 					opened.Add(1)
 					<-sem
 					openWG.Done()
+				}
+				if ev.Event == "reconnect" { // the access token ran out: a client comes back with a fresh one
+					reconnect = true
 				}
 				var d statusData
 				if ev.Event == "status" && json.Unmarshal([]byte(ev.Data), &d) == nil && (d.Status == "confirmed" || d.Status == "failed") {
@@ -113,6 +116,10 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 				openRec.Record(start, Outcome{Err: fmt.Errorf("stream ended before its first event: %v", err)})
 				<-sem
 				openWG.Done()
+				return
+			}
+			if reconnect {
+				reconnects.Add(1)
 				return
 			}
 			if holdCtx.Err() == nil {
@@ -162,7 +169,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 		open = m
 		rssOpen, rssMax = m.RSS, max(rssMax, m.RSS)
 	}
-	stillOpen := opened.Load() - dropped.Load()
+	stillOpen := opened.Load() - dropped.Load() - reconnects.Load()
 	endHold()
 	streamWG.Wait()
 	stop()
@@ -181,6 +188,7 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 	res.Set("opened", opened.Load())
 	res.Set("open_failed", openFailed.Load())
 	res.Set("dropped", dropped.Load())
+	res.Set("asked_to_reconnect", reconnects.Load())
 	res.Set("open_at_end", stillOpen)
 	res.Set("final_status_seen", finished.Load())
 	res.Set("hold_for_s", o.HoldFor.Seconds())

@@ -5,7 +5,9 @@
 # the machine's 20,000 open files. Figures go to OUT (JSON per tool, ps samples every 30 s).
 # The orders must stay pending for the whole hold, or their streams end with a final status: the
 # simulated provider takes 80 minutes a call (a paused provider's calls time out and are retried
-# until the order fails), and few workers wait on it.
+# until the order fails), and few workers wait on it. Access tokens live an hour: a stream is
+# asked to reconnect when its token runs out (15 minutes by default), and preparing the crowd
+# takes minutes.
 #
 #   go build -o bin/server ./cmd/server && go build -o bin/load ./test/load
 #   STREAMS=150000 HOLD=10m OUT=/tmp/crowd test/load/scripts/crowd.sh
@@ -22,7 +24,7 @@ for i in $(seq 1 "$N"); do
   env ONSALE_HTTP_ADDR=127.0.0.1:$((8100 + i)) ONSALE_DEBUG_ADDR=127.0.0.1:$((6100 + i)) \
     'ONSALE_BOOTSTRAP_ORGANIZER=org@example.com:organizer password' ONSALE_ACCESS_LOG=false ONSALE_LOG_LEVEL=warn \
     ONSALE_ARGON2_MEMORY_KIB=1024 ONSALE_ARGON2_TIME=1 ONSALE_RATE_LIMIT_AUTH=0 ONSALE_RATE_LIMIT_HOLDS=0 \
-    ONSALE_MAX_HOLDS_PER_CUSTOMER=100000 \
+    ONSALE_MAX_HOLDS_PER_CUSTOMER=100000 ONSALE_ACCESS_TTL=1h \
     ONSALE_SIMULATED_SLOW=80m ONSALE_PROVIDER_TIMEOUT=90m ONSALE_PAYMENT_ACK_WAIT=100m ONSALE_PAYMENT_WINDOW=2h ONSALE_PAYMENT_WORKERS=64 \
     ONSALE_ALLOW_SIMULATED_PROVIDER=true ONSALE_DB_MAX_CONNS=8 \
     ONSALE_REDIS_URL="$REDIS" ONSALE_REDIS_PREFIX="crowd$RUN:" ONSALE_DATABASE_URL="$PG/crowd_$RUN" \
