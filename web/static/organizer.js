@@ -109,13 +109,18 @@
     g.fillStyle = "#0b5cad"; g.fillText("sold", c.width - 80, 14); g.fillStyle = "#b35900"; g.fillText("held", c.width - 40, 14);
   }
 
+  // Each fresh load of the list replaces the one before: a load overtaken by a newer one (the
+  // event chosen, then Refresh clicked at once) drops its answer instead of appending it twice.
+  let ordersLoad = 0;
   async function loadOrders(fresh) {
     if (!eventID) return;
+    const load = fresh ? ++ordersLoad : ordersLoad;
     if (fresh) { cursor = ""; $("orders-body").replaceChildren(); }
     const status = $("status-filter").value;
     let q = "?limit=50" + (status ? "&status=" + status : "") + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
     try {
       const r = await onsale.call("GET", "/v1/events/" + eventID + "/orders" + q);
+      if (load !== ordersLoad) return;
       for (const o of r.data.items) {
         $("orders-body").append(onsale.el("tr", {}, onsale.el("td", { class: "code" }, o.id),
           onsale.el("td", {}, new Date(o.created_at).toLocaleTimeString()), onsale.el("td", {}, o.quantity),
