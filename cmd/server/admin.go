@@ -241,7 +241,7 @@ func simulateProvider(ctx context.Context, args []string, getenv func(string) st
 	}
 	p := cfg.Payment
 	provider := simulated.New(simulated.Mode{Latency: p.SimLatency, Slow: p.SimSlow, DeclineRate: p.SimDeclineRate,
-		ErrorRate: p.SimErrorRate, Outage: p.SimOutage})
+		ErrorRate: p.SimErrorRate, Outage: p.SimOutage, PendingAmountCents: p.SimPending})
 	srv := &http.Server{Addr: *addr, Handler: simulated.Handler(provider), ReadHeaderTimeout: 5 * time.Second}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -70,7 +70,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 		provider = providerhttp.New(cfg.ProviderURL)
 	default:
 		m.Simulated = simulated.New(simulated.Mode{Latency: cfg.SimLatency, Slow: cfg.SimSlow,
-			DeclineRate: cfg.SimDeclineRate, ErrorRate: cfg.SimErrorRate, Outage: cfg.SimOutage})
+			DeclineRate: cfg.SimDeclineRate, ErrorRate: cfg.SimErrorRate, Outage: cfg.SimOutage, PendingAmountCents: cfg.SimPending})
 		provider = m.Simulated
 		if p.cfg.Env == "production" { // allowed by ONSALE_ALLOW_SIMULATED_PROVIDER, or validation would have stopped it
 			log.Warn("PRODUCTION ON THE SIMULATED PAYMENT PROVIDER (ONSALE_ALLOW_SIMULATED_PROVIDER=true): every order is confirmed " +

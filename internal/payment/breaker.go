@@ -20,7 +20,7 @@ var ErrBreakerOpen = errors.New("payment provider circuit open")
 // BreakerMinRequests calls in the rolling BreakerWindow fail at BreakerFailureRate or more, stays
 // open for BreakerCooldown, lets one probe through, and once that succeeds ramps the number of
 // concurrent calls back up over BreakerRamp instead of releasing the whole queue at once. Every
-// call has the provider timeout. A decline is a healthy answer, not a failure.
+// call has the provider timeout. A decline or a pending charge is a healthy answer, not a failure.
 type GuardedProvider struct {
 	p       Provider
 	cb      *gobreaker.CircuitBreaker[any]
@@ -52,7 +52,9 @@ func NewGuardedProvider(p Provider, cfg Config, meter metric.Meter, log *slog.Lo
 			return valid >= uint32(cfg.BreakerMinRequests) &&
 				float64(c.TotalFailures) >= cfg.BreakerFailureRate*float64(valid)
 		},
-		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, ErrDeclined) },
+		IsSuccessful: func(err error) bool {
+			return err == nil || errors.Is(err, ErrDeclined) || errors.Is(err, ErrChargePending)
+		},
 		IsExcluded: func(err error) bool {
 			// The caller gave up (shutdown): says nothing about the provider.
 			return errors.Is(err, context.Canceled)

@@ -36,6 +36,7 @@ type Config struct {
 	SimErrorRate   float64       `env:"ONSALE_SIMULATED_ERROR_RATE" yaml:"simulated_error_rate" default:"0" help:"simulated provider: share of calls failing transiently (0..1, retried)"`
 	SimOutage      bool          `env:"ONSALE_SIMULATED_OUTAGE" yaml:"simulated_outage" default:"false" help:"simulated provider: every call fails"`
 	SimSlow        time.Duration `env:"ONSALE_SIMULATED_SLOW" yaml:"simulated_slow" default:"0s" help:"simulated provider: extra time per call"`
+	SimPending     int64         `env:"ONSALE_SIMULATED_PENDING_AMOUNT" yaml:"simulated_pending_amount" default:"0" help:"simulated provider: charges of exactly this many cents are accepted but never settle, so their orders stay pending (0: none)"`
 }
 
 // Validate checks the settings.
@@ -84,6 +85,9 @@ func (c Config) Validate() error {
 		if r < 0 || r > 1 {
 			errs = append(errs, config.Invalid(name, fmt.Sprint(r), "want a number from 0 to 1"))
 		}
+	}
+	if c.SimPending < 0 {
+		errs = append(errs, config.Invalid("ONSALE_SIMULATED_PENDING_AMOUNT", fmt.Sprint(c.SimPending), "want 0 or a positive number of cents"))
 	}
 	if c.SimLatency < 0 || c.SimSlow < 0 {
 		errs = append(errs, config.Invalid("ONSALE_SIMULATED_LATENCY", c.SimLatency.String(), "want 0 or a positive duration"))

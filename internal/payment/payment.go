@@ -202,8 +202,10 @@ type Refund struct {
 }
 
 // Provider takes and refunds payments. Both calls are idempotent by key. A card decline is
-// ErrDeclined and a refund of nothing ErrNoCharge, final answers; any other error is transient
-// and the call may be retried.
+// ErrDeclined and a refund of nothing ErrNoCharge, final answers; ErrChargePending means the
+// provider accepted the charge and will settle it later (a bank transfer, a challenge the customer
+// has not answered yet), so the same call is made again later; any other error is transient and
+// the call may be retried.
 type Provider interface {
 	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
 	Refund(ctx context.Context, req RefundRequest) (Refund, error)
@@ -281,6 +283,9 @@ var (
 	ErrDeclined = errors.New("payment declined")
 	// ErrNoCharge is the provider's answer to a refund of a charge it never made.
 	ErrNoCharge = errors.New("no such charge")
+	// ErrChargePending is the provider's "accepted, not settled yet": the order stays pending and
+	// its payment is asked for again, under the same key, once it is stale (ONSALE_PAYMENT_STALE_AFTER).
+	ErrChargePending = errors.New("charge pending at the provider")
 )
 
 // Failure reasons customers see in status_detail.

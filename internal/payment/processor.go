@@ -132,6 +132,14 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 	case errors.Is(err, ErrBreakerOpen):
 		p.markDelayed(ctx, o.ID)
 		return p.wait()
+	case errors.Is(err, ErrChargePending):
+		// Accepted, settled later: the request is finished, and the relay's reconciler asks
+		// again under the same key once the order is stale. Holding the message meanwhile
+		// would hold a worker or an unacknowledged delivery, and payments behind it would wait.
+		if err := p.store.Touch(ctx, []uuid.UUID{o.ID}, p.clock.Now()); err != nil {
+			return p.retry(ctx, orderID, attempt, fmt.Errorf("record pending charge: %w", err))
+		}
+		return Decision{Action: Done, Reason: "charge pending"}
 	case errors.Is(err, ErrDeclined):
 		if err := p.inv.ReleaseHold(ctx, o.Hold.ID); err != nil && !errors.Is(err, inventory.ErrHoldNotFound) {
 			return p.retry(ctx, orderID, attempt, fmt.Errorf("release hold after decline: %w", err))

@@ -371,18 +371,7 @@ func TestReconcileRequestsLostPayments(t *testing.T) {
 	s := processorStack(t, paymenttest.Options{Mode: quick()})
 	tt := s.TicketType(3)
 	o := pendingOrder(t, s, tt, 1)
-	ctx := context.Background()
-	msgs, err := s.Store.Unpublished(ctx, time.Now().Add(time.Hour), 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int64
-	for _, m := range msgs {
-		ids = append(ids, m.ID)
-	}
-	if err := s.Store.Published(ctx, ids); err != nil { // as if published, then lost
-		t.Fatal(err)
-	}
+	markPublished(t, s, time.Now()) // as if published, then lost
 	pub := &countingPublisher{}
 	clk := clock.NewFake(time.Now())
 	relay := payment.NewRelay(s.Store, pub, clk, logging.Discard(), time.Minute)
@@ -415,6 +404,24 @@ func TestReconcileRequestsLostPayments(t *testing.T) {
 	relay.Reconcile()
 	if pub.sent(o.ID) != 1 {
 		t.Fatal("a confirmed order was requested again")
+	}
+}
+
+// markPublished marks every outbox message as published, so that only the reconciler can
+// request the payments again.
+func markPublished(t *testing.T, s *paymenttest.Stack, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	msgs, err := s.Store.Unpublished(ctx, now.Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	if err := s.Store.Published(ctx, ids); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -741,5 +748,72 @@ func TestProcessingDurationMetric(t *testing.T) {
 	}
 	if sum := series["onsale_payment_processing_duration_seconds_sum{done}"]; sum < 0.02 {
 		t.Errorf("the confirmed attempt took %.3f s by the metric, less than the provider's 20 ms", sum)
+	}
+}
+
+// A charge the provider accepts but has not settled (a bank transfer) leaves the order pending
+// without holding the request: the reconciler asks again once the order is stale, under the same
+// key, and the order is confirmed when the provider has settled. Other amounts are not held up,
+// and pending answers are not failures to the breaker.
+func TestProcessPendingChargeIsAskedAgainLater(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []paymenttest.Backend{paymenttest.Memory, paymenttest.Real} {
+		t.Run(backend.String(), func(t *testing.T) {
+			t.Parallel()
+			clk := clock.NewFake(time.Now())
+			mode := quick()
+			mode.PendingAmountCents = 5000 // two tickets
+			s := processorStack(t, paymenttest.Options{Backend: backend, Mode: mode, Clock: clk})
+			tt := s.TicketType(10)
+			o := pendingOrder(t, s, tt, 2)
+			other := pendingOrder(t, s, tt, 1)
+			markPublished(t, s, clk.Now())
+
+			for attempt := 1; attempt <= 20; attempt++ {
+				d := process(t, s, o.ID, attempt)
+				wantAction(t, d, payment.Done)
+				if got := s.Order(o.ID); got.Status != payment.StatusPending || got.StatusDetail != "" || got.ChargeID != "" {
+					t.Fatalf("order after a pending charge: %+v", got)
+				}
+			}
+			if s.Guarded.State() != gobreaker.StateClosed {
+				t.Fatal("pending charges opened the breaker")
+			}
+			wantAction(t, process(t, s, other.ID, 1), payment.Done)
+			if got := s.Order(other.ID); got.Status != payment.StatusConfirmed {
+				t.Fatalf("an order of another amount waited too: %+v", got)
+			}
+			if l := s.Sim.Ledger(false); l.Charges != 1 || l.Pending != 20 {
+				t.Fatalf("ledger %+v, want 1 charge and 20 pending answers", l)
+			}
+
+			pub := &countingPublisher{}
+			relay := payment.NewRelay(s.Store, pub, clk, logging.Discard(), time.Minute)
+			relay.Reconcile()
+			if pub.sent(o.ID) != 0 {
+				t.Fatal("asked again before the stale period")
+			}
+			clk.Advance(2 * time.Minute)
+			relay.Reconcile()
+			if pub.sent(o.ID) != 1 || pub.sent(other.ID) != 0 {
+				t.Fatalf("asked again %d times after the stale period (the confirmed order %d), want 1 and 0", pub.sent(o.ID), pub.sent(other.ID))
+			}
+
+			s.Sim.SetMode(quick()) // the provider settles
+			wantAction(t, process(t, s, o.ID, 1), payment.Done)
+			got := s.Order(o.ID)
+			if got.Status != payment.StatusConfirmed || len(got.Tickets) != 2 {
+				t.Fatalf("order once settled: %+v", got)
+			}
+			l := s.Sim.Ledger(true)
+			if l.Charges != 2 || l.ChargedCents != 7500 {
+				t.Fatalf("ledger %+v", l)
+			}
+			for _, e := range l.Entries {
+				if e.ChargeCalls != 1 {
+					t.Fatalf("charge %s made with %d calls, want 1", e.Key, e.ChargeCalls)
+				}
+			}
+		})
 	}
 }

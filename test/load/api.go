@@ -108,7 +108,7 @@ func (e *env) createSale(ctx context.Context, what string, capacity, maxPerOrder
 		return sale{}, fmt.Errorf("create event: %s", r.Problem())
 	}
 	r, _ = e.admin.DoRetry(ctx, Request{Method: http.MethodPost, Target: target, Path: "/v1/events/" + ev.ID + "/ticket-types", Token: tok,
-		Body: map[string]any{"name": "general admission", "price_cents": 4200, "currency": "EUR", "capacity": capacity, "max_per_order": maxPerOrder}}, 10)
+		Body: map[string]any{"name": "general admission", "price_cents": e.o.PriceCents, "currency": "EUR", "capacity": capacity, "max_per_order": maxPerOrder}}, 10)
 	var tt struct {
 		ID string `json:"id"`
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -72,10 +73,63 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 	orderRec := NewRecorder("order")
 	pollRec := NewRecorder("order status poll")
 	confirmRec := NewRecorder("order to confirmed")
+	streamRec := NewRecorder("confirmed to its open stream")
 	var winners, soldOut, unanswered, errs, confirmed, failedOrders, unconfirmed atomic.Int64
+	var confirmedBeforeOpen, reopened atomic.Int64
 	var maxAnswer atomic.Int64 // nanoseconds from the release
 	orderIDs := make([]string, o.Buyers)
 	var checkouts sync.WaitGroup
+
+	// watch follows an order on its event stream, as a customer's page does, until a final
+	// status. The latency that matters is from the confirmation (the event's "at", the server's
+	// clock on this machine) to its arrival on the stream opened before it.
+	watch := func(b Customer, id string, accepted, deadline time.Time) {
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			sctx, cancel := context.WithDeadline(ctx, deadline)
+			resp, err := openStream(sctx, e.c, "", id, b)
+			if err != nil {
+				cancel()
+				errs.Add(1)
+				streamRec.Note("open the stream: %v", err)
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			first, done := true, false
+			_ = readEvents(resp.Body, func(ev sseEvent) bool {
+				var d statusData
+				if ev.Event != "status" || json.Unmarshal([]byte(ev.Data), &d) != nil {
+					return true
+				}
+				now := time.Now()
+				switch d.Status {
+				case "confirmed":
+					if first {
+						confirmedBeforeOpen.Add(1) // not through an open stream: not counted there
+					} else {
+						streamRec.Record(d.At, Outcome{Status: http.StatusOK, End: now})
+					}
+					confirmed.Add(1)
+					confirmRec.Record(accepted, Outcome{Status: http.StatusOK, End: now})
+					done = true
+				case "failed":
+					failedOrders.Add(1)
+					errs.Add(1)
+					confirmRec.Note("order %s failed: %s", id, d.StatusDetail)
+					done = true
+				}
+				first = false
+				return !done
+			})
+			resp.Body.Close()
+			cancel()
+			if done {
+				return
+			}
+			reopened.Add(1) // ended without a final status (a reconnect, a draining replica)
+		}
+		unconfirmed.Add(1)
+		confirmRec.Note("order %s not confirmed within %s", id, o.ConfirmWait)
+	}
 
 	checkout := func(i int, holdID string) {
 		b := buyers[i]
@@ -100,6 +154,10 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 		orderIDs[i] = id
 		accepted := r.End
 		deadline := accepted.Add(o.ConfirmWait)
+		if o.Watch {
+			watch(b, id, accepted, deadline)
+			return
+		}
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 			t := time.Now()
@@ -220,7 +278,11 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 	res.AddPhase(fromRelease.Phase(holdsDone), false)
 	res.AddPhase(orderRec.Phase(all), false)
 	res.AddPhase(confirmRec.Phase(all), false)
-	res.AddPhase(pollRec.Phase(all), false)
+	if o.Watch {
+		res.AddPhase(streamRec.Phase(all), false)
+	} else {
+		res.AddPhase(pollRec.Phase(all), false)
+	}
 
 	oversold := max(0, maxSeen.Load()-int64(s.Capacity), int64(final.Sold-s.Capacity), winners.Load()-int64(s.Capacity))
 	answeredWithin := time.Duration(maxAnswer.Load())
@@ -239,6 +301,14 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 	res.Set("answered_within_s", round(answeredWithin.Seconds(), 3))
 	res.Set("order_p99_ms", orderRec.Latency().P99)
 	res.Set("order_to_confirmed_p99_ms", confirmRec.Latency().P99)
+	if o.Watch {
+		l := streamRec.Latency()
+		res.Set("confirmed_to_stream_p50_ms", l.P50)
+		res.Set("confirmed_to_stream_p99_ms", l.P99)
+		res.Set("confirmed_to_stream_count", streamRec.Count())
+		res.Set("confirmed_before_stream_open", confirmedBeforeOpen.Load())
+		res.Set("streams_reopened", reopened.Load())
+	}
 
 	res.Invariant("held+sold never above capacity (sampled every 100 ms)", overSamples.Load() == 0 && maxSeen.Load() <= int64(s.Capacity),
 		"max held+sold %d of capacity %d over %d samples", maxSeen.Load(), s.Capacity, samples.Load())
@@ -297,6 +367,12 @@ func runFlashSale(ctx context.Context, e *env) (*Result, error) {
 		res.NotChecked("charges in the provider ledger == capacity", "no --provider given")
 	}
 
+	if o.Watch {
+		l := streamRec.Latency()
+		res.Target("a confirmation reaches its open stream p99 ≤ 500 ms", streamRec.Count() > 0 && l.P99 <= 500,
+			"p50 %.1f ms, p99 %.1f ms over %d streams (%d orders were confirmed before their stream opened)",
+			l.P50, l.P99, streamRec.Count(), confirmedBeforeOpen.Load())
+	}
 	holdP99 := holdRec.Latency().P99
 	res.Target("hold p99 ≤ 100 ms", holdP99 <= 100, "hold p99 %.2f ms (from send; %.2f ms from the release)", holdP99, fromRelease.Latency().P99)
 	if o.Buyers >= 50000 && o.Tickets >= 1000 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -616,6 +617,34 @@ func TestScenariosEmbedded(t *testing.T) {
 				t.Errorf("%s: %+v; the default limits would have refused some", kind, f)
 			}
 		}
+	})
+	t.Run("flash-sale-watch", func(t *testing.T) {
+		// A slower provider, so that the winners' streams are open before their confirmation.
+		ctx := context.Background()
+		p := newProvider(s.provider)
+		m, err := p.Mode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := maps.Clone(m)
+		slow["latency_ms"] = 400
+		if err := p.call(ctx, http.MethodPut, "/mode", slow, nil); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = p.call(ctx, http.MethodPut, "/mode", m, nil) }()
+		res := smoke(t, s, append([]string{"flash-sale", "--buyers", "100", "--tickets", "20", "--watch", "--provider", s.provider}, short...)...)
+		through, before := fieldOf(res, "confirmed_to_stream_count"), fieldOf(res, "confirmed_before_stream_open")
+		if c := fieldOf(res, "confirmed"); c != int64(20) {
+			t.Errorf("confirmed %v, want 20", c)
+		}
+		if n, b := through.(int64), before.(int64); n < 1 || n+b != 20 {
+			t.Errorf("%v confirmations arrived on open streams and %v before the stream opened; want all 20, most on open streams", n, b)
+		}
+		p99 := fieldOf(res, "confirmed_to_stream_p99_ms")
+		if p99 == nil {
+			t.Error("no confirmed_to_stream_p99_ms")
+		}
+		t.Logf("%v confirmations on open streams (p99 %v ms), %v before the stream opened", through, p99, before)
 	})
 	t.Run("holds", func(t *testing.T) {
 		smoke(t, s, append([]string{"holds", "--customers", "100"}, short...)...)

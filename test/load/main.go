@@ -37,14 +37,14 @@ type scenario struct {
 
 // commonFlags are read by every scenario (or by several: the help says which).
 var commonFlags = []string{"target", "route", "metrics", "organizer", "password", "connections", "timeout", "source-ips", "prep-workers",
-	"provider", "database-url", "baseline-duration", "json", "plot", "fail-on-target", "quiet"}
+	"provider", "database-url", "baseline-duration", "json", "plot", "fail-on-target", "quiet", "price-cents"}
 
 // scenarios lists the scenarios in the order the help shows them.
 func scenarios() []scenario {
 	return []scenario{
 		{name: "flash-sale", run: runFlashSale,
 			about:    "50,000 buyers race for 1,000 tickets, the winners check out: never oversold, all answered within 5 s",
-			flags:    []string{"buyers", "tickets", "answer-within", "confirm-timeout"},
+			flags:    []string{"buyers", "tickets", "answer-within", "confirm-timeout", "watch"},
 			defaults: map[string]string{"connections": "1000"}},
 		{name: "holds", run: runHolds,
 			about:    "2,000 customers hold and release on one large ticket type: hold throughput and p99",
@@ -107,11 +107,13 @@ type Options struct {
 	BaselineDur  time.Duration
 	FailOnTarget bool
 	Quiet        bool
+	PriceCents   int
 
 	Buyers        int
 	Tickets       int
 	AnswerWithin  time.Duration
 	ConfirmWait   time.Duration
+	Watch         bool
 	Customers     int
 	Capacity      int
 	HoldsPerCust  int
@@ -160,12 +162,14 @@ func newFlagSet(o *Options, sc scenario) (*flag.FlagSet, *stringList, *stringLis
 	fs.DurationVar(&o.BaselineDur, "baseline-duration", 0, "length of the baseline run (0: min(duration, 5s))")
 	fs.BoolVar(&o.FailOnTarget, "fail-on-target", false, "exit non-zero also when a performance target is missed")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
+	fs.IntVar(&o.PriceCents, "price-cents", 4200, "the price of the run's tickets: a simulated provider started with ONSALE_SIMULATED_PENDING_AMOUNT leaves the charges of that amount pending")
 	fs.Var((*stringList)(&o.Metrics), "metrics", "base URL where a target serves /metrics when not on its API port (the server's ONSALE_DEBUG_ADDR, e.g. http://127.0.0.1:6060; repeatable, in --target order, then in --route order)")
 
 	fs.IntVar(&o.Buyers, "buyers", 50000, "buyers released at once")
 	fs.IntVar(&o.Tickets, "tickets", 1000, "tickets on sale")
 	fs.DurationVar(&o.AnswerWithin, "answer-within", 5*time.Second, "every buyer must get an answer to the hold within this time of the release")
 	fs.DurationVar(&o.ConfirmWait, "confirm-timeout", 2*time.Minute, "how long orders may take to be confirmed")
+	fs.BoolVar(&o.Watch, "watch", false, "the winners follow their order on its event stream, opened right after checkout, instead of polling it: the time from the confirmation to its event on the open stream is measured")
 	fs.IntVar(&o.Customers, "customers", 0, "customer accounts to prepare")
 	fs.IntVar(&o.Capacity, "capacity", 10000000, "capacity of the ticket type (the API allows at most 10,000,000)")
 	fs.IntVar(&o.HoldsPerCust, "holds-per-customer", 4, "live holds one customer may have on the run's ticket type: at most the servers' ONSALE_MAX_HOLDS_PER_TICKET_TYPE (default 4) and ONSALE_MAX_HOLDS_PER_CUSTOMER (live holds across all ticket types, default 8); the tool prepares enough customers to stay within it")
@@ -322,6 +326,9 @@ func (o *Options) validate(sc scenario) error {
 		errs = append(errs, errors.New("--organizer email:password is required (start the servers with ONSALE_BOOTSTRAP_ORGANIZER)"))
 	} else if !strings.Contains(o.Organizer, ":") {
 		errs = append(errs, errors.New("--organizer wants email:password"))
+	}
+	if o.PriceCents < 0 || o.PriceCents > 100000000 {
+		errs = append(errs, errors.New("--price-cents must be from 0 to 100000000"))
 	}
 	if o.Capacity < 1 || o.Capacity > 10000000 {
 		errs = append(errs, errors.New("--capacity must be from 1 to 10000000 (the API's limit)"))

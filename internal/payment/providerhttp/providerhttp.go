@@ -69,6 +69,8 @@ func (c *Client) Charge(ctx context.Context, req payment.ChargeRequest) (payment
 		return payment.Charge{}, err
 	case status == http.StatusPaymentRequired:
 		return payment.Charge{}, payment.ErrDeclined
+	case status == http.StatusAccepted:
+		return payment.Charge{}, payment.ErrChargePending
 	case status != http.StatusCreated:
 		return payment.Charge{}, fmt.Errorf("provider charge: status %d", status)
 	}

@@ -31,28 +31,31 @@ type RefundBody struct {
 
 // ModeBody is the body of PUT /mode and the answer of GET /mode; durations in milliseconds.
 type ModeBody struct {
-	LatencyMS   int64   `json:"latency_ms"`
-	SlowMS      int64   `json:"slow_ms"`
-	DeclineRate float64 `json:"decline_rate"`
-	ErrorRate   float64 `json:"error_rate"`
-	Outage      bool    `json:"outage"`
-	Paused      bool    `json:"paused"`
+	LatencyMS          int64   `json:"latency_ms"`
+	SlowMS             int64   `json:"slow_ms"`
+	DeclineRate        float64 `json:"decline_rate"`
+	ErrorRate          float64 `json:"error_rate"`
+	Outage             bool    `json:"outage"`
+	Paused             bool    `json:"paused"`
+	PendingAmountCents int64   `json:"pending_amount_cents"`
 }
 
 // ModeOf converts a Mode for the wire.
 func ModeOf(m Mode) ModeBody {
-	return ModeBody{LatencyMS: m.Latency.Milliseconds(), SlowMS: m.Slow.Milliseconds(), DeclineRate: m.DeclineRate, ErrorRate: m.ErrorRate, Outage: m.Outage, Paused: m.Paused}
+	return ModeBody{LatencyMS: m.Latency.Milliseconds(), SlowMS: m.Slow.Milliseconds(), DeclineRate: m.DeclineRate, ErrorRate: m.ErrorRate, Outage: m.Outage, Paused: m.Paused,
+		PendingAmountCents: m.PendingAmountCents}
 }
 
 // Mode converts a wire mode.
 func (b ModeBody) Mode() Mode {
 	return Mode{Latency: time.Duration(b.LatencyMS) * time.Millisecond, Slow: time.Duration(b.SlowMS) * time.Millisecond,
-		DeclineRate: b.DeclineRate, ErrorRate: b.ErrorRate, Outage: b.Outage, Paused: b.Paused}
+		DeclineRate: b.DeclineRate, ErrorRate: b.ErrorRate, Outage: b.Outage, Paused: b.Paused,
+		PendingAmountCents: b.PendingAmountCents}
 }
 
 // Handler serves the provider over HTTP:
 //
-//	POST /charges  ChargeBody → 201 {id, amount_cents, currency} | 402 declined | 503 unavailable
+//	POST /charges  ChargeBody → 201 {id, amount_cents, currency} | 202 pending | 402 declined | 503 unavailable
 //	POST /refunds  RefundBody → 201 {id, charge_id} | 404 no such charge | 503 unavailable
 //	GET  /ledger[?entries=1]  → Ledger
 //	GET  /mode, PUT /mode ModeBody
@@ -78,6 +81,8 @@ func Handler(p *Provider) http.Handler {
 		switch {
 		case errors.Is(err, payment.ErrDeclined):
 			fail(w, http.StatusPaymentRequired, "declined")
+		case errors.Is(err, payment.ErrChargePending):
+			write(w, http.StatusAccepted, map[string]string{"status": "pending"})
 		case err != nil:
 			fail(w, http.StatusServiceUnavailable, "unavailable")
 		default:
@@ -108,7 +113,7 @@ func Handler(p *Provider) http.Handler {
 	})
 	mux.HandleFunc("PUT /mode", func(w http.ResponseWriter, r *http.Request) {
 		var b ModeBody
-		if json.NewDecoder(r.Body).Decode(&b) != nil || b.DeclineRate < 0 || b.DeclineRate > 1 || b.ErrorRate < 0 || b.ErrorRate > 1 {
+		if json.NewDecoder(r.Body).Decode(&b) != nil || b.DeclineRate < 0 || b.DeclineRate > 1 || b.ErrorRate < 0 || b.ErrorRate > 1 || b.PendingAmountCents < 0 {
 			fail(w, http.StatusBadRequest, "bad_request")
 			return
 		}

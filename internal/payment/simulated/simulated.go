@@ -27,6 +27,10 @@ type Mode struct {
 	// Paused holds every call until the provider is resumed: a queue of payments builds up
 	// behind it, which a benchmark then releases at once.
 	Paused bool `json:"paused"`
+	// PendingAmountCents, when not 0, is an amount the provider accepts but does not settle
+	// (ErrChargePending), as a bank transfer would: charges of it stay pending until the mode
+	// changes. It keeps chosen orders pending for as long as a run needs without holding a worker.
+	PendingAmountCents int64 `json:"pending_amount_cents"`
 }
 
 // ErrUnavailable is what every call gets during an outage or a simulated error.
@@ -50,7 +54,8 @@ type Ledger struct {
 	Refunds       int     `json:"refunds"`  // charges given back
 	ChargedCents  int64   `json:"charged_cents"`
 	RefundedCents int64   `json:"refunded_cents"`
-	Calls         int     `json:"calls"` // charge and refund calls, failed ones included
+	Calls         int     `json:"calls"`   // charge and refund calls, failed ones included
+	Pending       int     `json:"pending"` // charge calls answered "pending"
 	Entries       []Entry `json:"entries,omitempty"`
 }
 
@@ -62,6 +67,7 @@ type Provider struct {
 	entries map[string]*Entry
 	refunds map[string]string // refund key -> charge key
 	calls   int
+	pending int
 	next    int
 }
 
@@ -134,6 +140,10 @@ func (p *Provider) Charge(ctx context.Context, req payment.ChargeRequest) (payme
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[req.IdempotencyKey]
+	if !ok && m.PendingAmountCents != 0 && req.AmountCents == m.PendingAmountCents {
+		p.pending++
+		return payment.Charge{}, payment.ErrChargePending
+	}
 	if !ok {
 		e = &Entry{Key: req.IdempotencyKey, AmountCents: req.AmountCents, Currency: req.Currency}
 		if m.DeclineRate > 0 && rand.Float64() < m.DeclineRate {
@@ -171,7 +181,7 @@ func (p *Provider) Refund(ctx context.Context, req payment.RefundRequest) (payme
 func (p *Provider) Ledger(entries bool) Ledger {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l := Ledger{Calls: p.calls}
+	l := Ledger{Calls: p.calls, Pending: p.pending}
 	for _, e := range p.entries {
 		switch {
 		case e.Declined:
@@ -196,5 +206,5 @@ func (p *Provider) Ledger(entries bool) Ledger {
 func (p *Provider) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.entries, p.refunds, p.calls, p.next = map[string]*Entry{}, map[string]string{}, 0, 0
+	p.entries, p.refunds, p.calls, p.pending, p.next = map[string]*Entry{}, map[string]string{}, 0, 0, 0
 }
