@@ -68,7 +68,7 @@ func scenarios() []scenario {
 			defaults: map[string]string{"connections": "200", "customers": "200", "rate": "200", "duration": "10s"}},
 		{name: "streams", run: runStreams,
 			about:    "19,000 order event streams held open on one server: none dropped, memory per stream",
-			flags:    []string{"streams", "hold-for", "holds-per-customer", "streams-per-customer"},
+			flags:    []string{"streams", "hold-for", "holds-per-customer", "streams-per-customer", "rate"},
 			defaults: map[string]string{"connections": "1000"}},
 		{name: "waiting-room", run: runWaitingRoom,
 			about:    "100,000 customers join a waiting room at once and are admitted at a set rate: strictly in order, at the rate, no hold without a pass",

@@ -12,7 +12,8 @@ import (
 
 // runStreams: S pending orders (the provider paused, so they stay pending), then S concurrent
 // GET /v1/orders/{id}/events streams spread over the targets and source addresses, held for
-// --hold-for with a few requests per second of other traffic. It counts streams that ended early
+// --hold-for with a few requests per second of other traffic. With --rate they open at that
+// arrival rate, else as fast as --connections opens at once allow. It counts streams that ended early
 // and the servers' memory per stream: the growth of process_resident_memory_bytes from before the
 // streams opened to while they are all open, divided by S.
 func runStreams(ctx context.Context, e *env) (*Result, error) {
@@ -78,6 +79,9 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 	t0 := time.Now()
 	openRec.Restart(t0)
 	for i, ord := range orders {
+		if o.Rate > 0 { // an arrival rate: the i-th stream opens i/rate after the first
+			time.Sleep(time.Until(t0.Add(time.Duration(float64(i) / o.Rate * float64(time.Second)))))
+		}
 		sem <- struct{}{}
 		openWG.Add(1)
 		streamWG.Go(func() {
@@ -135,6 +139,8 @@ func runStreams(ctx context.Context, e *env) (*Result, error) {
 	openWG.Wait()
 	openEl := time.Since(t0)
 	e.logf("streams: %d open, %d failed to open, in %.1fs", opened.Load(), openFailed.Load(), openEl.Seconds())
+	res.Set("open_rate_per_s", o.Rate)
+	res.Set("open_s", round(openEl.Seconds(), 1))
 
 	// Hold them, with a few requests per second of other traffic, reading RSS as we go.
 	lightRec := NewRecorder("other traffic while held")

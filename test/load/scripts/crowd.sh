@@ -1,7 +1,7 @@
 #!/bin/bash
 # crowd.sh: the 150,000-stream run of docs/benchmarks.md. Eight server processes in external mode
 # (one Redis, PostgreSQL and NATS shared), each with its own load-tool process opening and holding
-# STREAMS/8 order-status streams from the loopback source addresses. Each process stays under
+# STREAMS/8 order-status streams from the loopback source addresses, RATE a second in all. Each process stays under
 # the machine's 20,000 open files. A flash sale of TICKETS tickets to BUYERS buyers runs over the
 # same 8 servers twice: before the crowd arrives (the baseline) and while every stream is open.
 # Figures go to OUT: JSON per tool and per sale, CPU and memory per kind of process every 5 s
@@ -19,7 +19,7 @@
 #   STREAMS=150000 HOLD=10m OUT=/tmp/crowd test/load/scripts/crowd.sh
 set -u
 STREAMS=${STREAMS:-150000} HOLD=${HOLD:-10m} OUT=${OUT:-$(mktemp -d)} N=${N:-8}
-BUYERS=${BUYERS:-10000} TICKETS=${TICKETS:-1000} CROWD_PRICE=4201
+BUYERS=${BUYERS:-10000} TICKETS=${TICKETS:-1000} RATE=${RATE:-2000} CROWD_PRICE=4201
 PG=${PG:-postgres://postgres@127.0.0.1:5432} REDIS=${REDIS:-redis://127.0.0.1:6379/0} NATS=${NATS:-nats://127.0.0.1:4222}
 mkdir -p "$OUT"
 RUN=$(date +%s)
@@ -72,7 +72,7 @@ tools=()
 for i in $(seq 1 "$N"); do
   bin/load streams --target "http://127.0.0.1:$((8100 + i))" --metrics "http://127.0.0.1:$((6100 + i))" \
     --organizer 'org@example.com:organizer password' --price-cents "$CROWD_PRICE" \
-    --streams $((STREAMS / N)) --hold-for "$HOLD" --holds-per-customer 4 --json "$OUT/streams$i.json" > "$OUT/load$i.out" 2>&1 &
+    --streams $((STREAMS / N)) --rate $((RATE / N)) --hold-for "$HOLD" --holds-per-customer 4 --json "$OUT/streams$i.json" > "$OUT/load$i.out" 2>&1 &
   tools+=($!)
 done
 # The sale starts once every tool has its streams open (or has given up), a minute into the hold.
