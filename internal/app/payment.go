@@ -119,12 +119,18 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	if err := errors.Join(m.Worker.RegisterMetrics(meter), m.Relay.RegisterMetrics(meter)); err != nil {
 		return nil, err
 	}
+	// Open streams learn of a lost announcement from a reread of their orders every four
+	// heartbeats, a thousand orders a statement.
+	recheck := payment.NewRechecker(background, m.Hub, 4*cfg.Heartbeat, 1000, log)
 	p.Payment = m
 	var stopBus func() error
 	return []Runner{
 		{Name: "payment.bus",
 			Start: func(context.Context) (err error) { stopBus, err = m.Bus.Listen(m.Hub.Deliver); return err },
 			Stop:  func(context.Context) error { return stopBus() }},
+		{Name: "payment.recheck",
+			Start: func(context.Context) error { recheck.Start(); return nil },
+			Stop:  func(context.Context) error { recheck.Stop(); return nil }},
 		{Name: "payment.relay",
 			Start: func(context.Context) error { m.Relay.Start(); return nil },
 			Stop:  func(context.Context) error { m.Relay.Stop(); return nil }},

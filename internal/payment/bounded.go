@@ -51,6 +51,14 @@ func (b *boundedStore) Fail(ctx context.Context, id uuid.UUID, reason string) (O
 	return b.OrderStore.Fail(ctx, id, reason)
 }
 
+func (b *boundedStore) Statuses(ctx context.Context, ids []uuid.UUID) ([]StatusEvent, error) {
+	if err := b.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer b.release()
+	return b.OrderStore.Statuses(ctx, ids)
+}
+
 func (b *boundedStore) Touch(ctx context.Context, ids []uuid.UUID, at time.Time) error {
 	if err := b.acquire(ctx); err != nil {
 		return err

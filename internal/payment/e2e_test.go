@@ -407,8 +407,8 @@ func next(t *testing.T, ch <-chan sse, beats *int) sse {
 func TestE2EStatusStreamThroughAnotherReplica(t *testing.T) {
 	t.Parallel()
 	// Replica A takes orders and pays them; replica B only serves the API, its hub fed by its own
-	// NATS subscription. Heartbeats on B are frequent, but its periodic re-read of the order
-	// (every 4 beats) comes later than A's announcement, which must carry the change.
+	// NATS subscription. Heartbeats on B are frequent, but its reread of the orders with open
+	// streams (every 4 beats) comes later than A's announcement, which must carry the change.
 	a := realStack(t, paymenttest.Options{Mode: simulated.Mode{Latency: 2 * time.Millisecond}, NoWorker: true})
 	b := realStack(t, paymenttest.Options{Join: a, HTTPOnly: true, PGConns: 3,
 		Config: func(c *payment.Config) { c.Heartbeat = 250 * time.Millisecond }})
@@ -561,4 +561,36 @@ func TestStreamsAreReauthorized(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+}
+
+// TestLostAnnouncementReachesTheStream: a status change nobody announced (the replica that made it
+// died between its commit and its publish) reaches an open stream from the replica's reread of
+// the orders with open streams, within a few heartbeats, over memory and PostgreSQL.
+func TestLostAnnouncementReachesTheStream(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []paymenttest.Backend{paymenttest.Memory, paymenttest.Real} {
+		t.Run(backend.String(), func(t *testing.T) {
+			t.Parallel()
+			s := httpStack(t, paymenttest.Options{Backend: backend, NoWorker: true,
+				Config: func(c *payment.Config) { c.Heartbeat = 100 * time.Millisecond }})
+			tt := s.TicketType(10)
+			o := s.CheckoutOK(s.Customer, s.Hold(s.Customer, tt, 1).ID)
+			_, ch := openStream(t, s, s.Customer, o.ID, "")
+			var beats int
+			if ev := next(t, ch, &beats); ev.data.Status != payment.StatusPending || ev.data.Version != 1 {
+				t.Fatalf("first event %+v", ev)
+			}
+			// Confirmed in the store alone: no announcement.
+			if _, changed, err := s.Store.Confirm(context.Background(), o.UUID(), "ch_unannounced", nil); err != nil || !changed {
+				t.Fatalf("confirm: changed=%v err=%v", changed, err)
+			}
+			ev := next(t, ch, &beats)
+			if ev.event != "status" || ev.data.Status != payment.StatusConfirmed || ev.data.Version != 2 || ev.id != "2" {
+				t.Fatalf("event %+v; want the confirmation", ev)
+			}
+			if end := next(t, ch, &beats); !end.finished {
+				t.Fatalf("the stream went on after the terminal status: %+v", end)
+			}
+		})
+	}
 }

@@ -178,8 +178,8 @@ func (h *Handler) openStream(customer uuid.UUID) (func(), bool) {
 
 // orderEvents streams an order's status as Server-Sent Events: the current status at once, then
 // each change until a terminal status. It subscribes before reading the order, so no change can
-// fall between the two; heartbeats keep proxies from closing the connection and, every few beats,
-// the order is read again in case an announcement was lost.
+// fall between the two; heartbeats keep proxies from closing the connection, and the replica's
+// Rechecker rereads the orders with open streams in case an announcement was lost.
 //
 // A stream lives no longer than what let it open: each heartbeat checks the session is still
 // live (a logout anywhere ends the stream within one beat), and when the access token expires the
@@ -257,7 +257,7 @@ func (h *Handler) streamOrder(ctx context.Context, st *httpserver.Stream, p auth
 	defer beat.Stop()
 	expiry := time.NewTimer(time.Until(p.ExpiresAt))
 	defer expiry.Stop()
-	for beats := 1; ; beats++ {
+	for {
 		select {
 		case <-expiry.C:
 			_ = st.Write([]byte("event: reconnect\ndata: {\"reason\":\"token-expired\"}\n\n"))
@@ -276,13 +276,6 @@ func (h *Handler) streamOrder(ctx context.Context, st *httpserver.Stream, p auth
 			}
 			if err := st.Write(keepAlive); err != nil {
 				return
-			}
-			if beats%4 == 0 {
-				if o, err := h.m.Order(ctx, p.UserID, id); err == nil && o.Version > last {
-					if err := send(EventOf(o)); err != nil || o.Status.Terminal() {
-						return
-					}
-				}
 			}
 		case <-h.streams().Done():
 			// The server is draining: ask the client to come back in a second (to another replica).

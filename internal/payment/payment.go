@@ -120,6 +120,9 @@ type OrderStore interface {
 	ByIdempotencyKey(ctx context.Context, customer uuid.UUID, key string, now time.Time) (IdempotencyRecord, error)
 	// Get returns an order with its tickets; ErrOrderNotFound.
 	Get(ctx context.Context, id uuid.UUID) (Order, error)
+	// Statuses returns the status events describing those of the orders that exist, now, in no
+	// particular order and without reading tickets: many orders in one call.
+	Statuses(ctx context.Context, ids []uuid.UUID) ([]StatusEvent, error)
 	// List returns a customer's orders, newest first, strictly after the cursor.
 	List(ctx context.Context, customer uuid.UUID, after *OrderCursor, limit int) ([]Order, error)
 	// SetDetail changes a pending order's detail; changed is false when it was already so or

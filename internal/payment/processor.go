@@ -309,7 +309,7 @@ func orderTickets(orderID uuid.UUID, tickets []inventory.Ticket) []Ticket {
 }
 
 // announce tells every replica about the order's status, for live streams. A lost announcement
-// is not fatal: streams re-read the order on every heartbeat.
+// is not fatal: the Rechecker rereads the orders with open streams.
 func (p *Processor) announce(ctx context.Context, o Order) {
 	if err := p.bus.Publish(ctx, EventOf(o)); err != nil {
 		p.log.WarnContext(ctx, "announce order status", "order", o.ID, "err", err)

@@ -93,6 +93,19 @@ func (s *Store) Get(_ context.Context, id uuid.UUID) (payment.Order, error) {
 	return clone(o), nil
 }
 
+// Statuses implements payment.OrderStore.
+func (s *Store) Statuses(_ context.Context, ids []uuid.UUID) ([]payment.StatusEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs := make([]payment.StatusEvent, 0, len(ids))
+	for _, id := range ids {
+		if o, ok := s.orders[id]; ok {
+			evs = append(evs, payment.EventOf(*o))
+		}
+	}
+	return evs, nil
+}
+
 func newer(a, b *payment.Order) bool {
 	if !a.CreatedAt.Equal(b.CreatedAt) {
 		return a.CreatedAt.After(b.CreatedAt)

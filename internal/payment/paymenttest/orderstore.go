@@ -336,6 +336,37 @@ func RunOrderStore(t *testing.T, newStore func(t *testing.T) payment.OrderStore)
 		}
 	})
 
+	t.Run("Statuses", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		if evs, err := s.Statuses(ctx, nil); err != nil || len(evs) != 0 {
+			t.Fatalf("no orders: %v, %v", evs, err)
+		}
+		pending, confirmed := create(t, s), create(t, s)
+		after, _, err := s.Confirm(ctx, confirmed.ID, "ch_1", Tickets(confirmed, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := s.Statuses(ctx, []uuid.UUID{pending.ID, uuid.New(), confirmed.ID})
+		if err != nil || len(evs) != 2 {
+			t.Fatalf("statuses: %v, %v; want the two orders that exist", evs, err)
+		}
+		byID := map[uuid.UUID]payment.StatusEvent{}
+		for _, ev := range evs {
+			byID[ev.OrderID] = ev
+		}
+		for _, want := range []payment.StatusEvent{payment.EventOf(get(t, s, pending.ID)), payment.EventOf(after)} {
+			got := byID[want.OrderID]
+			if got.CustomerID != want.CustomerID || got.Status != want.Status || got.StatusDetail != want.StatusDetail ||
+				got.Version != want.Version || !got.At.Equal(want.At) {
+				t.Fatalf("status %+v, want %+v", got, want)
+			}
+		}
+		if byID[confirmed.ID].Status != payment.StatusConfirmed || byID[pending.ID].Status != payment.StatusPending {
+			t.Fatalf("statuses %+v", byID)
+		}
+	})
+
 	t.Run("FailIdempotent", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

@@ -287,6 +287,26 @@ func (s *Store) getBatch(ctx context.Context, ids []uuid.UUID) []orderResult {
 	return out
 }
 
+// Statuses implements payment.OrderStore: one statement, whatever the number of orders.
+func (s *Store) Statuses(ctx context.Context, ids []uuid.UUID) ([]payment.StatusEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, customer_id, status, status_detail, version, updated_at
+		FROM payment.orders WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read order statuses: %w", err)
+	}
+	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.StatusEvent, error) {
+		var ev payment.StatusEvent
+		var status string
+		err := r.Scan(&ev.OrderID, &ev.CustomerID, &status, &ev.StatusDetail, &ev.Version, &ev.At)
+		ev.Status, ev.At = payment.Status(status), ev.At.UTC()
+		return ev, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read order statuses: %w", err)
+	}
+	return evs, nil
+}
+
 func (s *Store) readOrders(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]payment.Order, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE id = ANY($1)`, ids)
 	if err != nil {
