@@ -13,13 +13,16 @@
 # each is answered once and asked again only after ONSALE_PAYMENT_STALE_AFTER, so the crowd holds
 # no payment worker and the sale's payments do not queue behind it. Access tokens live an hour: a
 # stream is asked to reconnect when its token runs out (15 minutes by default), and preparing the
-# crowd takes minutes.
+# crowd takes minutes. A card payment takes LATENCY at the provider (2 s, a payment with a 3-D
+# Secure check): the winners' streams, opened right after checkout, are open before it ends. Each
+# server runs with GOMEMLIMIT=MEMLIMIT, as in a container (docs/operations.md): with GOGC at 400 and
+# no limit, the garbage of the heartbeats grew each heap to five times its live size.
 #
 #   go build -o bin/server ./cmd/server && go build -o bin/load ./test/load
 #   STREAMS=150000 HOLD=10m OUT=/tmp/crowd test/load/scripts/crowd.sh
 set -u
 STREAMS=${STREAMS:-150000} HOLD=${HOLD:-10m} OUT=${OUT:-$(mktemp -d)} N=${N:-8}
-BUYERS=${BUYERS:-10000} TICKETS=${TICKETS:-1000} RATE=${RATE:-2000} CROWD_PRICE=4201
+BUYERS=${BUYERS:-10000} TICKETS=${TICKETS:-1000} RATE=${RATE:-2000} LATENCY=${LATENCY:-2s} MEMLIMIT=${MEMLIMIT:-512MiB} CROWD_PRICE=4201
 PG=${PG:-postgres://postgres@127.0.0.1:5432} REDIS=${REDIS:-redis://127.0.0.1:6379/0} NATS=${NATS:-nats://127.0.0.1:4222}
 mkdir -p "$OUT"
 RUN=$(date +%s)
@@ -29,11 +32,11 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
 targets=() metrics=()
 for i in $(seq 1 "$N"); do
-  env ONSALE_HTTP_ADDR=127.0.0.1:$((8100 + i)) ONSALE_DEBUG_ADDR=127.0.0.1:$((6100 + i)) \
+  env GOMEMLIMIT="$MEMLIMIT" ONSALE_HTTP_ADDR=127.0.0.1:$((8100 + i)) ONSALE_DEBUG_ADDR=127.0.0.1:$((6100 + i)) \
     'ONSALE_BOOTSTRAP_ORGANIZER=org@example.com:organizer password' ONSALE_ACCESS_LOG=false ONSALE_LOG_LEVEL=warn \
     ONSALE_ARGON2_MEMORY_KIB=1024 ONSALE_ARGON2_TIME=1 ONSALE_RATE_LIMIT_AUTH=0 ONSALE_RATE_LIMIT_HOLDS=0 \
     ONSALE_MAX_HOLDS_PER_CUSTOMER=100000 ONSALE_ACCESS_TTL=1h \
-    ONSALE_SIMULATED_PENDING_AMOUNT=$CROWD_PRICE ONSALE_PAYMENT_STALE_AFTER=2h ONSALE_PAYMENT_WINDOW=2h \
+    ONSALE_SIMULATED_LATENCY=$LATENCY ONSALE_SIMULATED_PENDING_AMOUNT=$CROWD_PRICE ONSALE_PAYMENT_STALE_AFTER=2h ONSALE_PAYMENT_WINDOW=2h \
     ONSALE_ALLOW_SIMULATED_PROVIDER=true ONSALE_DB_MAX_CONNS=8 \
     ONSALE_REDIS_URL="$REDIS" ONSALE_REDIS_PREFIX="crowd$RUN:" ONSALE_DATABASE_URL="$PG/crowd_$RUN" \
     ONSALE_NATS_URL="$NATS" ONSALE_NATS_PREFIX="C$RUN" \
@@ -47,15 +50,16 @@ for i in $(seq 1 "$N"); do
   for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$((8100 + i))/readyz" >/dev/null && break; sleep 0.2; done
 done
 
-# CPU (% of one core, over the last 5 s) and resident memory of every kind of process. ps's %CPU
-# is an average over a process's life, which hides a sale of a few seconds.
+# CPU (% of one core, over the last 5 s) and resident memory of every kind of process, and the
+# box's memory in use. ps's %CPU is an average over a process's life, which hides a sale of a few
+# seconds; PostgreSQL's RSS counts its shared buffers once per backend.
 ( hz=$(getconf CLK_TCK) pg=$(getconf PAGESIZE) prev=$(mktemp) cur=$(mktemp)
   while sleep 5; do
     cat /proc/[0-9]*/stat 2>/dev/null | awk '{c = $2; gsub(/[()]/, "", c)
       if (c ~ /^(server|load|redis-server|postgres|nats-server)$/) { t[c] += $14 + $15; r[c] += $24 } }
       END { for (c in t) print c, t[c], r[c] }' | sort > "$cur"
     echo "$(date +%s) $(join "$prev" "$cur" | awk -v hz="$hz" -v pg="$pg" \
-      '{ printf "%s cpu_pct %.0f rss_mib %.0f; ", $1, ($4 - $2) * 100 / hz / 5, $5 * pg / 1048576 }')"
+      '{ printf "%s cpu_pct %.0f rss_mib %.0f; ", $1, ($4 - $2) * 100 / hz / 5, $5 * pg / 1048576 }') box used_mib $(free -m | awk '/^Mem:/ { print $3 }')"
     cp "$cur" "$prev"
   done ) > "$OUT/cpu.log" &
 pids+=($!)
