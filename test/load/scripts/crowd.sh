@@ -61,7 +61,7 @@ done
     echo "$(date +%s) $(join "$prev" "$cur" | awk -v hz="$hz" -v pg="$pg" \
       '{ printf "%s cpu_pct %.0f rss_mib %.0f; ", $1, ($4 - $2) * 100 / hz / 5, $5 * pg / 1048576 }') box used_mib $(free -m | awk '/^Mem:/ { print $3 }')"
     cp "$cur" "$prev"
-  done ) > "$OUT/cpu.log" &
+  done ) >> "$OUT/cpu.log" & # appended to, as the sales' marks are
 pids+=($!)
 
 sale() { # sale NAME: a flash sale over every server, the winners watching their order's stream
