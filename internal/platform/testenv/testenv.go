@@ -9,6 +9,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	mrand "math/rand/v2"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -380,4 +381,25 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
+// ephemeral range. A port the kernel picks for a listen on port 0 comes from the range it also
+// gives outgoing connections, so in the moment between this check and a server's own listen one
+// of the thousands of connections the tests open could take it (a replica then failed to start
+// with "address already in use"). Outgoing connections never get a port below the range.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	const low, high = 20000, 32768 // Linux's ephemeral range starts at 32768 by default
+	for range 200 {
+		p := low + mrand.IntN(high-low)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		return p
+	}
+	t.Fatalf("no free port between %d and %d", low, high)
+	return 0
 }
