@@ -16,13 +16,14 @@
 # crowd takes minutes. A card payment takes LATENCY at the provider (2 s, a payment with a 3-D
 # Secure check): the winners' streams, opened right after checkout, are open before it ends. Each
 # server runs with GOMEMLIMIT=MEMLIMIT, as in a container (docs/operations.md): with GOGC at 400 and
-# no limit, the garbage of the heartbeats grew each heap to five times its live size.
+# no limit, the garbage of the heartbeats grew each heap to five times its live size. HEARTBEAT is
+# the streams' keep-alive interval (ONSALE_SSE_HEARTBEAT), what the crowd costs in CPU.
 #
 #   go build -o bin/server ./cmd/server && go build -o bin/load ./test/load
 #   STREAMS=150000 HOLD=10m OUT=/tmp/crowd test/load/scripts/crowd.sh
 set -u
 STREAMS=${STREAMS:-150000} HOLD=${HOLD:-10m} OUT=${OUT:-$(mktemp -d)} N=${N:-8}
-BUYERS=${BUYERS:-10000} TICKETS=${TICKETS:-1000} RATE=${RATE:-2000} LATENCY=${LATENCY:-2s} MEMLIMIT=${MEMLIMIT:-512MiB} CROWD_PRICE=4201
+BUYERS=${BUYERS:-10000} TICKETS=${TICKETS:-1000} RATE=${RATE:-2000} LATENCY=${LATENCY:-2s} MEMLIMIT=${MEMLIMIT:-512MiB} HEARTBEAT=${HEARTBEAT:-15s} CROWD_PRICE=4201
 PG=${PG:-postgres://postgres@127.0.0.1:5432} REDIS=${REDIS:-redis://127.0.0.1:6379/0} NATS=${NATS:-nats://127.0.0.1:4222}
 mkdir -p "$OUT"
 RUN=$(date +%s)
@@ -35,7 +36,7 @@ for i in $(seq 1 "$N"); do
   env GOMEMLIMIT="$MEMLIMIT" ONSALE_HTTP_ADDR=127.0.0.1:$((8100 + i)) ONSALE_DEBUG_ADDR=127.0.0.1:$((6100 + i)) \
     'ONSALE_BOOTSTRAP_ORGANIZER=org@example.com:organizer password' ONSALE_ACCESS_LOG=false ONSALE_LOG_LEVEL=warn \
     ONSALE_ARGON2_MEMORY_KIB=1024 ONSALE_ARGON2_TIME=1 ONSALE_RATE_LIMIT_AUTH=0 ONSALE_RATE_LIMIT_HOLDS=0 \
-    ONSALE_MAX_HOLDS_PER_CUSTOMER=100000 ONSALE_ACCESS_TTL=1h \
+    ONSALE_MAX_HOLDS_PER_CUSTOMER=100000 ONSALE_ACCESS_TTL=1h ONSALE_SSE_HEARTBEAT=$HEARTBEAT \
     ONSALE_SIMULATED_LATENCY=$LATENCY ONSALE_SIMULATED_PENDING_AMOUNT=$CROWD_PRICE ONSALE_PAYMENT_STALE_AFTER=2h ONSALE_PAYMENT_WINDOW=2h \
     ONSALE_ALLOW_SIMULATED_PROVIDER=true ONSALE_DB_MAX_CONNS=8 \
     ONSALE_REDIS_URL="$REDIS" ONSALE_REDIS_PREFIX="crowd$RUN:" ONSALE_DATABASE_URL="$PG/crowd_$RUN" \
