@@ -149,7 +149,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		}
 		t.Skip("redis-server not installed")
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	stopRedis := startRedis(t, bin, port)
 	_, base := startApp(t, map[string]string{
 		"ONSALE_REDIS_URL":    fmt.Sprintf("redis://127.0.0.1:%d/0", port),
@@ -184,11 +184,6 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	t.Logf("readyz turned 503 %s after Redis stopped", time.Since(stopped).Round(time.Millisecond))
 	startRedis(t, bin, port)
 	testenv.Eventually(t, 10*time.Second, func() bool { c, _ := ready(); return c == 200 }, "readyz not 200 after Redis came back")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	return testenv.FreePort(t)
 }
 
 // startRedis runs a throwaway redis-server and returns a function that kills it.

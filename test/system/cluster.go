@@ -202,12 +202,6 @@ func requireTool(t testing.TB, name string, candidates ...string) string {
 	return p
 }
 
-// FreePort returns a TCP port that was free a moment ago (testenv.FreePort).
-func FreePort(t testing.TB) int {
-	t.Helper()
-	return testenv.FreePort(t)
-}
-
 func waitPort(addr string, timeout time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -463,7 +457,7 @@ type Provider struct {
 // StartProvider starts the provider on a spare port with the given latency per call.
 func StartProvider(t testing.TB, dir string, latency time.Duration) *Provider {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	p := &Provider{
 		Proc: &Proc{
 			Name: "provider", Path: Binary(t), Args: []string{"admin", "simulate-provider", "--addr", addr},
@@ -966,8 +960,8 @@ func (c *Cluster) replicaAddrs() string {
 }
 
 func (c *Cluster) newReplica(t testing.TB, i int, modules string) *Replica {
-	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	internal := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	internal := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env := map[string]string{}
 	for k, v := range c.replicaEnv {
 		env[k] = v
@@ -1065,11 +1059,11 @@ func StartNginx(t testing.TB, bin, dir string, replicas []*Replica) *Nginx {
 // newNginx chooses nginx's ports for the replicas, without starting it.
 func newNginx(t testing.TB, dir string, replicas []*Replica) *Nginx {
 	t.Helper()
-	n := &Nginx{dir: dir, port: FreePort(t), replicas: replicas, internal: map[string]int{}}
+	n := &Nginx{dir: dir, port: testenv.FreePort(t), replicas: replicas, internal: map[string]int{}}
 	n.url = fmt.Sprintf("http://127.0.0.1:%d", n.port)
 	if replicas[0].Modules != "all" {
 		for _, m := range []string{"auth", "inventory", "payment"} {
-			n.internal[m] = FreePort(t)
+			n.internal[m] = testenv.FreePort(t)
 		}
 	}
 	return n
@@ -1421,7 +1415,7 @@ func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
 	bin := requireTool(t, "redis-server", "/usr/bin/redis-server")
 	dir := t.TempDir()
-	port := FreePort(t)
+	port := testenv.FreePort(t)
 	r := &RedisServer{Addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	r.URL = "redis://" + r.Addr + "/0"
 	r.Proc = &Proc{Name: "redis-server", Path: bin,
@@ -1493,7 +1487,7 @@ func StartNATS(t testing.TB) *NATSServer {
 	t.Helper()
 	bin := requireTool(t, "nats-server", "/usr/sbin/nats-server")
 	dir := t.TempDir()
-	port := FreePort(t)
+	port := testenv.FreePort(t)
 	n := &NATSServer{Addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	n.URL = "nats://" + n.Addr
 	n.Proc = &Proc{Name: "nats-server", Path: bin,

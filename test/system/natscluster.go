@@ -15,6 +15,7 @@ import (
 
 	"github.com/onsale-dev/onsale/internal/platform/logging"
 	"github.com/onsale-dev/onsale/internal/platform/natsclient"
+	"github.com/onsale-dev/onsale/internal/platform/testenv"
 )
 
 // ---- a private NATS JetStream cluster ----
@@ -44,7 +45,7 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 	clientPorts, routePorts, monitorPorts := make([]int, n), make([]int, n), make([]int, n)
 	var routes, urls []string
 	for i := range n {
-		clientPorts[i], routePorts[i], monitorPorts[i] = FreePort(t), FreePort(t), FreePort(t)
+		clientPorts[i], routePorts[i], monitorPorts[i] = testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i]))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
 	}

@@ -38,11 +38,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	return testenv.FreePort(t)
-}
-
 // startRedis runs redis-server on port and waits until it accepts connections.
 func startRedis(t *testing.T, bin string, port int) *redisProc {
 	t.Helper()
@@ -86,7 +81,7 @@ func TestRedisOutageTurnsReadinessOff(t *testing.T) {
 		}
 		t.Skipf("redis-server not on PATH, skipping (set ONSALE_TEST_REQUIRE_SERVICES=1 to fail instead): %v", err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	srv := startRedis(t, bin, port)
 
 	client, err := redisclient.Open("redis://127.0.0.1:" + strconv.Itoa(port) + "/0")
