@@ -28,7 +28,7 @@ type Hasher struct {
 type hashJob struct {
 	ctx  context.Context
 	work func()
-	done chan struct{}
+	done chan error // buffered: the worker never waits for a caller that gave up
 }
 
 // NewHasher starts workers hashing with the configured parameters. workers 0 means
@@ -79,33 +79,54 @@ func (h *Hasher) work() {
 	for {
 		select {
 		case j := <-h.jobs:
-			// A caller that gave up (client gone, deadline passed) costs no CPU.
-			if j.ctx.Err() == nil {
-				j.work()
+			// select picks at random among ready cases, so a job can be taken after Close:
+			// it must not run then.
+			select {
+			case <-h.stop:
+				j.done <- errHasherClosed
+				return
+			default:
 			}
-			close(j.done)
+			// A caller that gave up (client gone, deadline passed) costs no CPU.
+			if err := j.ctx.Err(); err != nil {
+				j.done <- err
+				continue
+			}
+			j.work()
+			j.done <- nil
 		case <-h.stop:
 			return
 		}
 	}
 }
 
-// Close stops the workers.
+// errHasherClosed answers work asked of a hasher that has been closed.
+var errHasherClosed = ErrHashBusy.WithDetail("the server is shutting down")
+
+// Close stops the workers; work queued or asked for afterwards is refused.
 func (h *Hasher) Close() { close(h.stop) }
 
 // run queues work and waits for it; a full queue refuses at once.
 func (h *Hasher) run(ctx context.Context, work func()) error {
-	j := hashJob{ctx: ctx, work: work, done: make(chan struct{})}
+	select {
+	case <-h.stop:
+		return errHasherClosed
+	default:
+	}
+	j := hashJob{ctx: ctx, work: work, done: make(chan error, 1)}
 	select {
 	case h.jobs <- j:
 	default:
 		return ErrHashBusy.WithDetail("too many logins are in progress; retry shortly").WithRetryAfter(time.Second)
 	}
 	select {
-	case <-j.done:
-		return ctx.Err()
+	case err := <-j.done:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-h.stop:
+		// The job may still be running; the callers read its results only after a nil error.
+		return errHasherClosed
 	}
 }
 

@@ -433,3 +433,22 @@ func TestDefaultHashWorkersLeaveRequestsAP(t *testing.T) {
 		t.Fatalf("GOMAXPROCS %d: %d hash workers by default; want at least 1, fewer than GOMAXPROCS, about half", procs, w)
 	}
 }
+
+// TestClosedHasherRefuses: once closed, the pool runs nothing more, whether the work is asked for
+// afterwards or was queued before a worker noticed the close.
+func TestClosedHasherRefuses(t *testing.T) {
+	h, err := NewHasher(64, 1, 1, 2, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	for i := range 200 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ran := false
+		err := h.run(ctx, func() { ran = true })
+		cancel()
+		if !errors.Is(err, ErrHashBusy) || ran {
+			t.Fatalf("work %d after close: ran %v, err %v; want refused with ErrHashBusy", i, ran, err)
+		}
+	}
+}
