@@ -28,6 +28,11 @@ type Event struct {
 	Venue       string
 	Description string
 	StartsAt    time.Time
+	// CancelCutoffHours is how long before the start customers may still cancel their orders
+	// (and be refunded); nil: they may not.
+	CancelCutoffHours *int
+	// CancelledAt is when the organizer cancelled the event (zero: it was not).
+	CancelledAt time.Time
 	// Version grows with every change to the event or its ticket types; caches keep the newest.
 	Version   int64
 	CreatedAt time.Time
@@ -36,18 +41,30 @@ type Event struct {
 
 // TicketType is one kind of ticket for an event, with its own price and stock.
 type TicketType struct {
-	ID          uuid.UUID
-	EventID     uuid.UUID
-	Name        string
-	PriceCents  int64
-	Currency    string // ISO 4217
-	Capacity    int
+	ID         uuid.UUID
+	EventID    uuid.UUID
+	Name       string
+	PriceCents int64
+	Currency   string // ISO 4217
+	Capacity   int
+	// Sold counts every ticket ever sold, Returned those given back by cancelled orders: what is
+	// sold now is their difference (SoldNow). Both only grow, like the hold store's figures.
 	Sold        int // the truth, from the store
+	Returned    int
 	MaxPerOrder int
 	SalesStart  time.Time // zero: on sale from creation
 	SalesEnd    time.Time // zero: on sale until the event
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+}
+
+// SoldNow is how many tickets are sold and not given back.
+func (t TicketType) SoldNow() int { return t.Sold - t.Returned }
+
+// CancelOpen tells whether customers may cancel their orders at now.
+func (e Event) CancelOpen(now time.Time) bool {
+	return e.CancelledAt.IsZero() && e.CancelCutoffHours != nil &&
+		now.Before(e.StartsAt.Add(-time.Duration(*e.CancelCutoffHours)*time.Hour))
 }
 
 // Catalogue is an event with its ticket types: what browsing shows, apart from live stock.
@@ -140,8 +157,9 @@ type HoldRules struct {
 
 // RulesOf derives the hold rules of a ticket type.
 func RulesOf(tt TicketType) HoldRules {
+	// The hold store counts every ticket ever sold, so the tickets given back are capacity again.
 	return HoldRules{
-		TicketTypeID: tt.ID, Capacity: tt.Capacity, Sold: tt.Sold, MaxPerOrder: tt.MaxPerOrder,
+		TicketTypeID: tt.ID, Capacity: tt.Capacity + tt.Returned, Sold: tt.Sold, MaxPerOrder: tt.MaxPerOrder,
 		PriceCents: tt.PriceCents, Currency: tt.Currency, SalesStart: tt.SalesStart, SalesEnd: tt.SalesEnd,
 	}
 }
@@ -204,6 +222,10 @@ type Store interface {
 	Commit(ctx context.Context, reqs []CommitRequest) []CommitResult
 	// Tickets returns a hold's tickets, if it was committed.
 	Tickets(ctx context.Context, holdID string) ([]Ticket, error)
+	// ReturnTickets gives a committed hold's tickets back to its ticket type (its order was
+	// cancelled): Returned grows by their number, once. It returns the ticket type as it is
+	// after, and how many tickets this call gave back (0 on a repeat, or when nothing was sold).
+	ReturnTickets(ctx context.Context, holdID string, at time.Time) (TicketType, int, error)
 	// CreateEventKeyed is CreateEvent that records key in the same transaction, so a retry can
 	// never make a second event; ErrRequestKeyTaken when the owner's key is live already.
 	CreateEventKeyed(ctx context.Context, e Event, key RequestKey) error

@@ -19,6 +19,8 @@ type Store struct {
 	tickets map[string][]inventory.Ticket // by hold id
 	keys    map[ownerKey]inventory.RequestKey
 	rooms   map[uuid.UUID]inventory.Room
+	// returned marks the holds whose tickets were given back.
+	returned map[string]bool
 }
 
 type ownerKey struct {
@@ -31,11 +33,12 @@ var _ inventory.Store = (*Store)(nil)
 // NewStore returns an empty store.
 func NewStore() *Store {
 	return &Store{
-		events:  map[uuid.UUID]inventory.Event{},
-		types:   map[uuid.UUID]inventory.TicketType{},
-		tickets: map[string][]inventory.Ticket{},
-		keys:    map[ownerKey]inventory.RequestKey{},
-		rooms:   map[uuid.UUID]inventory.Room{},
+		events:   map[uuid.UUID]inventory.Event{},
+		types:    map[uuid.UUID]inventory.TicketType{},
+		tickets:  map[string][]inventory.Ticket{},
+		keys:     map[ownerKey]inventory.RequestKey{},
+		rooms:    map[uuid.UUID]inventory.Room{},
+		returned: map[string]bool{},
 	}
 }
 
@@ -173,13 +176,13 @@ func (s *Store) UpdateTicketType(_ context.Context, id uuid.UUID, fn func(*inven
 	if !ok {
 		return inventory.TicketType{}, inventory.ErrTicketTypeNotFound
 	}
-	sold := t.Sold
+	sold, returned := t.Sold, t.Returned
 	if err := fn(&t); err != nil {
 		return inventory.TicketType{}, err
 	}
-	t.Sold = sold // only commits change it
-	if t.Capacity < t.Sold {
-		return inventory.TicketType{}, inventory.ErrCapacityBelowCommitted.WithDetail("%d tickets are sold", t.Sold)
+	t.Sold, t.Returned = sold, returned // only commits and returns change them
+	if t.Capacity < t.SoldNow() {
+		return inventory.TicketType{}, inventory.ErrCapacityBelowCommitted.WithDetail("%d tickets are sold", t.SoldNow())
 	}
 	t.UpdatedAt = time.Now().UTC()
 	s.types[id] = t
@@ -241,8 +244,8 @@ func (s *Store) Commit(_ context.Context, reqs []inventory.CommitRequest) []inve
 			out[i] = inventory.CommitResult{Tickets: slices.Clone(ts), Sold: t.Sold}
 			continue
 		}
-		if t.Sold+r.Hold.Quantity > t.Capacity {
-			out[i].Err = inventory.SoldOut(t.Capacity - t.Sold)
+		if t.SoldNow()+r.Hold.Quantity > t.Capacity {
+			out[i].Err = inventory.SoldOut(t.Capacity - t.SoldNow())
 			continue
 		}
 		t.Sold += r.Hold.Quantity
@@ -308,4 +311,27 @@ func (s *Store) OpenRooms(context.Context) ([]inventory.Room, error) {
 		}
 	}
 	return out, nil
+}
+
+// ReturnTickets implements inventory.Store.
+func (s *Store) ReturnTickets(_ context.Context, holdID string, _ time.Time) (inventory.TicketType, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts, ok := s.tickets[holdID]
+	if !ok || len(ts) == 0 {
+		return inventory.TicketType{}, 0, inventory.ErrHoldNotFound.WithDetail("hold %s sold no tickets", holdID)
+	}
+	t := s.types[ts[0].TicketTypeID]
+	if s.returned[holdID] {
+		return t, 0, nil
+	}
+	s.returned[holdID] = true
+	t.Returned += len(ts)
+	t.UpdatedAt = time.Now().UTC()
+	s.types[t.ID] = t
+	if e, ok := s.events[t.EventID]; ok {
+		e.Version++
+		s.events[t.EventID] = e
+	}
+	return t, len(ts), nil
 }

@@ -40,11 +40,16 @@ var _ inventory.Store = (*Store)(nil)
 // NewStore returns a store on pool; run Migrate first.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-const eventColumns = `id, organizer_id, name, venue, description, starts_at, version, created_at, updated_at`
+const eventColumns = `id, organizer_id, name, venue, description, starts_at, version, created_at, updated_at, cancel_cutoff_hours, cancelled_at`
 
 func scanEvent(row pgx.Row) (inventory.Event, error) {
 	var e inventory.Event
-	err := row.Scan(&e.ID, &e.OrganizerID, &e.Name, &e.Venue, &e.Description, &e.StartsAt, &e.Version, &e.CreatedAt, &e.UpdatedAt)
+	var cancelled pgtype.Timestamptz
+	err := row.Scan(&e.ID, &e.OrganizerID, &e.Name, &e.Venue, &e.Description, &e.StartsAt, &e.Version, &e.CreatedAt, &e.UpdatedAt,
+		&e.CancelCutoffHours, &cancelled)
+	if cancelled.Valid {
+		e.CancelledAt = cancelled.Time.UTC()
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return inventory.Event{}, inventory.ErrEventNotFound
 	}
@@ -57,8 +62,8 @@ func scanEvent(row pgx.Row) (inventory.Event, error) {
 
 // CreateEvent implements inventory.Store.
 func (s *Store) CreateEvent(ctx context.Context, e inventory.Event) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt)
+	_, err := s.pool.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt, e.CancelCutoffHours, nullTime(e.CancelledAt))
 	if err != nil {
 		return fmt.Errorf("create event: %w", pgpool.DataError(err))
 	}
@@ -88,8 +93,8 @@ func (s *Store) CreateEventKeyed(ctx context.Context, e inventory.Event, key inv
 		if err := takeKey(ctx, tx, key); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt)
+		_, err := tx.Exec(ctx, `INSERT INTO inventory.events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			e.ID, e.OrganizerID, e.Name, e.Venue, e.Description, e.StartsAt, e.Version, e.CreatedAt, e.UpdatedAt, e.CancelCutoffHours, nullTime(e.CancelledAt))
 		if err != nil {
 			return fmt.Errorf("create event: %w", pgpool.DataError(err))
 		}
@@ -123,8 +128,8 @@ func (s *Store) UpdateEvent(ctx context.Context, id uuid.UUID, fn func(*inventor
 			return err
 		}
 		out, err = scanEvent(tx.QueryRow(ctx, `UPDATE inventory.events SET name = $2, venue = $3, description = $4, starts_at = $5,
-			version = version + 1, updated_at = now() WHERE id = $1 RETURNING `+eventColumns,
-			id, e.Name, e.Venue, e.Description, e.StartsAt))
+			cancel_cutoff_hours = $6, cancelled_at = $7, version = version + 1, updated_at = now() WHERE id = $1 RETURNING `+eventColumns,
+			id, e.Name, e.Venue, e.Description, e.StartsAt, e.CancelCutoffHours, nullTime(e.CancelledAt)))
 		return pgpool.DataError(err)
 	})
 	return out, err
@@ -154,13 +159,13 @@ func (s *Store) ListEvents(ctx context.Context, after inventory.Cursor, limit in
 	return out, rows.Err()
 }
 
-const ticketTypeColumns = `id, event_id, name, price_cents, currency, capacity, sold, max_per_order, sales_start, sales_end, created_at, updated_at`
+const ticketTypeColumns = `id, event_id, name, price_cents, currency, capacity, sold, max_per_order, sales_start, sales_end, created_at, updated_at, returned`
 
 func scanTicketType(row pgx.Row) (inventory.TicketType, error) {
 	var t inventory.TicketType
 	var start, end pgtype.Timestamptz
 	err := row.Scan(&t.ID, &t.EventID, &t.Name, &t.PriceCents, &t.Currency, &t.Capacity, &t.Sold, &t.MaxPerOrder,
-		&start, &end, &t.CreatedAt, &t.UpdatedAt)
+		&start, &end, &t.CreatedAt, &t.UpdatedAt, &t.Returned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return inventory.TicketType{}, inventory.ErrTicketTypeNotFound
 	}
@@ -206,9 +211,9 @@ func (s *Store) createTicketType(ctx context.Context, t inventory.TicketType, ke
 			return inventory.ErrEventNotFound
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO inventory.ticket_types (`+ticketTypeColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			t.ID, t.EventID, t.Name, t.PriceCents, t.Currency, t.Capacity, t.Sold, t.MaxPerOrder,
-			nullTime(t.SalesStart), nullTime(t.SalesEnd), t.CreatedAt, t.UpdatedAt)
+			nullTime(t.SalesStart), nullTime(t.SalesEnd), t.CreatedAt, t.UpdatedAt, t.Returned)
 		if err != nil {
 			return fmt.Errorf("create ticket type: %w", pgpool.DataError(err))
 		}
@@ -227,8 +232,8 @@ func (s *Store) UpdateTicketType(ctx context.Context, id uuid.UUID, fn func(*inv
 		if err := fn(&t); err != nil {
 			return err
 		}
-		if t.Capacity < t.Sold {
-			return inventory.ErrCapacityBelowCommitted.WithDetail("%d tickets are sold", t.Sold)
+		if t.Capacity < t.SoldNow() {
+			return inventory.ErrCapacityBelowCommitted.WithDetail("%d tickets are sold", t.SoldNow())
 		}
 		out, err = scanTicketType(tx.QueryRow(ctx, `UPDATE inventory.ticket_types SET name = $2, price_cents = $3, capacity = $4,
 			max_per_order = $5, sales_start = $6, sales_end = $7, updated_at = now() WHERE id = $1 RETURNING `+ticketTypeColumns,
@@ -472,7 +477,7 @@ func (s *Store) commitTx(ctx context.Context, reqs []inventory.CommitRequest, re
 		var eventID uuid.UUID
 		if n > 0 {
 			err = tx.QueryRow(ctx, `UPDATE inventory.ticket_types SET sold = sold + $2, updated_at = now()
-				WHERE id = $1 AND sold + $2 <= capacity RETURNING sold, event_id`, tt, n).Scan(&sold, &eventID)
+				WHERE id = $1 AND sold - returned + $2 <= capacity RETURNING sold, event_id`, tt, n).Scan(&sold, &eventID)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return errDoesNotFit
 			}
@@ -578,4 +583,44 @@ func (s *Store) OpenRooms(ctx context.Context) ([]inventory.Room, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// ReturnTickets implements inventory.Store.
+func (s *Store) ReturnTickets(ctx context.Context, holdID string, at time.Time) (inventory.TicketType, int, error) {
+	var (
+		out inventory.TicketType
+		n   int
+	)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var tt uuid.UUID
+		err := tx.QueryRow(ctx, `WITH r AS (
+				UPDATE inventory.tickets SET returned_at = $2 WHERE hold_id = $1 AND returned_at IS NULL RETURNING ticket_type_id)
+			SELECT count(*), coalesce((SELECT ticket_type_id FROM r LIMIT 1), (SELECT ticket_type_id FROM inventory.tickets WHERE hold_id = $1 LIMIT 1),
+				'00000000-0000-0000-0000-000000000000'::uuid)
+			FROM r`, holdID, at).Scan(&n, &tt)
+		if err != nil {
+			return err
+		}
+		if tt == uuid.Nil {
+			return inventory.ErrHoldNotFound.WithDetail("hold %s sold no tickets", holdID)
+		}
+		if n > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE inventory.ticket_types SET returned = returned + $2, updated_at = now() WHERE id = $1`, tt, n); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE inventory.events SET version = version + 1, updated_at = now()
+				WHERE id = (SELECT event_id FROM inventory.ticket_types WHERE id = $1)`, tt); err != nil {
+				return err
+			}
+		}
+		out, err = scanTicketType(tx.QueryRow(ctx, `SELECT `+ticketTypeColumns+` FROM inventory.ticket_types WHERE id = $1`, tt))
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, inventory.ErrHoldNotFound) {
+			return inventory.TicketType{}, 0, err
+		}
+		return inventory.TicketType{}, 0, fmt.Errorf("return tickets of %s: %w", holdID, err)
+	}
+	return out, n, nil
 }

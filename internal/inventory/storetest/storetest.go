@@ -41,7 +41,9 @@ func sameEvent(t *testing.T, got, want inventory.Event) {
 	t.Helper()
 	if got.ID != want.ID || got.OrganizerID != want.OrganizerID || got.Name != want.Name || got.Venue != want.Venue ||
 		got.Description != want.Description || !got.StartsAt.Equal(want.StartsAt) || got.Version != want.Version ||
-		!got.CreatedAt.Equal(want.CreatedAt) {
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.CancelledAt.Equal(want.CancelledAt) ||
+		(got.CancelCutoffHours == nil) != (want.CancelCutoffHours == nil) ||
+		(got.CancelCutoffHours != nil && *got.CancelCutoffHours != *want.CancelCutoffHours) {
 		t.Fatalf("event differs:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -277,9 +279,11 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
 		}
 		sameEvent(t, got, e)
 
+		cutoff, cancelled := 48, base().Add(time.Minute)
 		up, err := s.UpdateEvent(ctx, e.ID, func(e *inventory.Event) error {
 			e.Name, e.Venue, e.Description = "A Night at the Opera", "Wembley", ""
 			e.StartsAt = e.StartsAt.Add(time.Hour)
+			e.CancelCutoffHours, e.CancelledAt = &cutoff, cancelled
 			return nil
 		})
 		if err != nil {
@@ -287,6 +291,7 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
 		}
 		want := e
 		want.Name, want.Venue, want.Description, want.StartsAt, want.Version = "A Night at the Opera", "Wembley", "", e.StartsAt.Add(time.Hour), 2
+		want.CancelCutoffHours, want.CancelledAt = &cutoff, cancelled
 		sameEvent(t, up, want)
 		got, _ = s.Event(ctx, e.ID)
 		sameEvent(t, got, want)
@@ -479,6 +484,42 @@ func Run(t *testing.T, newStore func(t *testing.T) inventory.Store) {
 		if tt, err := f.s.UpdateTicketType(ctx, f.tt.ID, func(t *inventory.TicketType) error { t.Capacity = 3; return nil }); err != nil || tt.Capacity != 3 || tt.Sold != 3 {
 			t.Fatalf("capacity down to sold: %+v, %v", tt, err)
 		}
+	})
+
+	t.Run("ReturnTickets", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		f := newFixture(t, newStore(t), 5)
+		r := commitReq(f.hold(3))
+		if res := f.s.Commit(ctx, []inventory.CommitRequest{r}); res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		if res := f.s.Commit(ctx, []inventory.CommitRequest{commitReq(f.hold(3))}); !errors.Is(res[0].Err, inventory.ErrSoldOut) {
+			t.Fatalf("3 more of 5 with 3 sold: %v, want sold out", res[0].Err)
+		}
+		tt, n, err := f.s.ReturnTickets(ctx, r.Hold.ID, time.Now())
+		if err != nil || n != 3 || tt.Sold != 3 || tt.Returned != 3 || tt.SoldNow() != 0 || tt.ID != f.tt.ID {
+			t.Fatalf("return: %+v n=%d err=%v", tt, n, err)
+		}
+		// Once only.
+		if tt, n, err := f.s.ReturnTickets(ctx, r.Hold.ID, time.Now()); err != nil || n != 0 || tt.Returned != 3 {
+			t.Fatalf("return again: %+v n=%d err=%v", tt, n, err)
+		}
+		if got, _ := f.s.TicketType(ctx, f.tt.ID); got.Returned != 3 || got.Sold != 3 {
+			t.Fatalf("stored: %+v", got)
+		}
+		_, _, err = f.s.ReturnTickets(ctx, inventory.NewHoldID(f.tt.ID), time.Now())
+		wantErr(t, err, inventory.ErrHoldNotFound, "return a hold never sold")
+		// The tickets given back sell again, up to the capacity.
+		if res := f.s.Commit(ctx, []inventory.CommitRequest{commitReq(f.hold(5))}); res[0].Err != nil || res[0].Sold != 8 {
+			t.Fatalf("sell the returned tickets again: %+v", res[0])
+		}
+		if res := f.s.Commit(ctx, []inventory.CommitRequest{commitReq(f.hold(1))}); !errors.Is(res[0].Err, inventory.ErrSoldOut) {
+			t.Fatalf("one past the capacity: %v, want sold out", res[0].Err)
+		}
+		// Capacity goes down to what is sold now, not below.
+		_, err = f.s.UpdateTicketType(ctx, f.tt.ID, func(t *inventory.TicketType) error { t.Capacity = 4; return nil })
+		wantErr(t, err, inventory.ErrCapacityBelowCommitted, "capacity below sold now")
 	})
 
 	t.Run("Commit", func(t *testing.T) {
