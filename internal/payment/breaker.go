@@ -151,12 +151,12 @@ func (g *GuardedProvider) Charge(ctx context.Context, req ChargeRequest) (Charge
 
 // Refund implements Provider. Refunds bypass the breaker, which exists to spare a struggling
 // provider the flood of new charges; a refund is owed and is retried until it goes through.
-func (g *GuardedProvider) Refund(ctx context.Context, req RefundRequest) (Refund, error) {
+func (g *GuardedProvider) Refund(ctx context.Context, req ProviderRefund) (Refunded, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	r, err := g.p.Refund(ctx, req)
 	if err != nil {
-		return Refund{}, fmt.Errorf("refund %s: %w", req.ChargeKey, err)
+		return Refunded{}, fmt.Errorf("refund %s: %w", req.ChargeKey, err)
 	}
 	return r, nil
 }

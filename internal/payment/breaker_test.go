@@ -75,8 +75,8 @@ func (f *fakeProvider) Charge(ctx context.Context, req payment.ChargeRequest) (p
 	return payment.Charge{ID: "ch_" + req.IdempotencyKey, AmountCents: req.AmountCents, Currency: req.Currency}, nil
 }
 
-func (f *fakeProvider) Refund(context.Context, payment.RefundRequest) (payment.Refund, error) {
-	return payment.Refund{ID: "re_1"}, nil
+func (f *fakeProvider) Refund(context.Context, payment.ProviderRefund) (payment.Refunded, error) {
+	return payment.Refunded{ID: "re_1"}, nil
 }
 
 var errDown = errors.New("provider down")
@@ -199,7 +199,7 @@ func TestBreakerOpenRefusesWithoutCallingProvider(t *testing.T) {
 		t.Fatalf("RetryIn %s while open for an hour more", d)
 	}
 	// Refunds are owed: they go through whatever the breaker says.
-	if _, err := g.Refund(context.Background(), payment.RefundRequest{IdempotencyKey: "r", ChargeKey: "k"}); err != nil {
+	if _, err := g.Refund(context.Background(), payment.ProviderRefund{IdempotencyKey: "r", ChargeKey: "k"}); err != nil {
 		t.Fatalf("refund while open: %v", err)
 	}
 }

@@ -25,15 +25,29 @@ import (
 // Status is where an order stands.
 type Status string
 
-// Order statuses. Confirmed and failed are terminal.
+// Order statuses. A confirmed order may still be refunded: refund_pending while the provider
+// gives the money back, then confirmed again (a partial refund, the tickets still valid) or
+// refunded (the order was cancelled and its tickets are void). An order cancelled with nothing
+// to give back (its tickets were free) ends cancelled.
 const (
-	StatusPending   Status = "pending"
-	StatusConfirmed Status = "confirmed"
-	StatusFailed    Status = "failed"
+	StatusPending       Status = "pending"
+	StatusConfirmed     Status = "confirmed"
+	StatusFailed        Status = "failed"
+	StatusRefundPending Status = "refund_pending"
+	StatusRefunded      Status = "refunded"
+	StatusCancelled     Status = "cancelled"
 )
 
-// Terminal tells whether the status never changes again.
-func (s Status) Terminal() bool { return s == StatusConfirmed || s == StatusFailed }
+// Terminal tells whether the order's payment needs no more work: it failed, or it was confirmed
+// (a refund may still be asked for) or finished being refunded. Streams end at a terminal status.
+func (s Status) Terminal() bool {
+	return s == StatusConfirmed || s == StatusFailed || s == StatusRefunded || s == StatusCancelled
+}
+
+// Paid tells whether an order in this status was charged and sold: it has tickets, valid or void.
+func (s Status) Paid() bool {
+	return s == StatusConfirmed || s == StatusRefundPending || s == StatusRefunded || s == StatusCancelled
+}
 
 // Order is a customer's checkout of one hold.
 type Order struct {
@@ -45,11 +59,88 @@ type Order struct {
 	Status       Status
 	StatusDetail string
 	// Version grows with every status change; it is the id of the order's status events.
-	Version   int
-	ChargeID  string
-	Tickets   []Ticket
+	Version  int
+	ChargeID string
+	Tickets  []Ticket
+	// Voided is set when the order is cancelled: its tickets no longer admit anyone and its seats
+	// are back on sale.
+	Voided bool
+	// RefundedCents is what the provider has given back so far.
+	RefundedCents int64
+	// Refunds are the refunds asked for, oldest first (Get reads them; lists leave them out).
+	Refunds   []Refund
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// RefundableCents is what has not been refunded nor asked to be.
+func (o Order) RefundableCents() int64 {
+	left := o.AmountCents
+	for _, r := range o.Refunds {
+		left -= r.AmountCents
+	}
+	return max(left, 0)
+}
+
+// RefundStatus is where a refund stands.
+type RefundStatus string
+
+// Refund statuses.
+const (
+	RefundPending   RefundStatus = "pending"
+	RefundSucceeded RefundStatus = "succeeded"
+)
+
+// Refund is money given back on an order, once: the provider is asked under the refund's id.
+type Refund struct {
+	ID      uuid.UUID
+	OrderID uuid.UUID
+	// Key tells what asked for the refund (a request's Idempotency-Key, an event's cancellation);
+	// an order has one refund per key, so a repeated request finds the first.
+	Key         string
+	AmountCents int64
+	Reason      string
+	Status      RefundStatus
+	// ProviderRefundID is the provider's id for the money given back, once it has been.
+	ProviderRefundID string
+	CreatedAt        time.Time
+	CompletedAt      time.Time
+}
+
+// RefundRequest asks for money back on an order (RequestRefund).
+type RefundRequest struct {
+	OrderID uuid.UUID
+	Key     string
+	// AmountCents is how much; 0 asks for everything not yet refunded.
+	AmountCents int64
+	Reason      string
+	// Cancel voids the order's tickets as well (a cancellation); a refund of part of the price
+	// without it leaves them valid.
+	Cancel bool
+	At     time.Time
+}
+
+// RefundResult is what RequestRefund did.
+type RefundResult struct {
+	Order Order
+	// Refund is the refund made (or found, Created false); zero when there was nothing to give
+	// back and the order was cancelled outright.
+	Refund  Refund
+	Created bool
+	// Message asks the payment worker to make the refund, like a new order's.
+	Message OutboxMessage
+}
+
+// EventCancellation is an organizer's cancellation of an event: every paid order of its ticket
+// types is refunded in the background.
+type EventCancellation struct {
+	EventID     uuid.UUID
+	OrganizerID uuid.UUID
+	TicketTypes []uuid.UUID
+	Reason      string
+	CreatedAt   time.Time
+	// FinishedAt is when the last of its orders was asked to be refunded (zero until then).
+	FinishedAt time.Time
 }
 
 // Ticket is one ticket of a confirmed order.
@@ -156,6 +247,25 @@ type OrderStore interface {
 	Sales(ctx context.Context, ticketTypes []uuid.UUID) ([]Sales, error)
 	// CheckedIn returns when each of the tickets that were admitted was admitted.
 	CheckedIn(ctx context.Context, ticketIDs []uuid.UUID) (map[uuid.UUID]time.Time, error)
+	// RequestRefund records a refund and its outbox message in one transaction and moves the
+	// order to refund_pending (voided as well with req.Cancel). With nothing left to give back a
+	// cancellation ends the order at once (cancelled, or refunded when earlier refunds gave back
+	// everything) and makes no refund. A key the order has a refund for returns that refund
+	// (Created false). ErrNotRefundable unless the order is paid and not voided, ErrRefundTooLarge
+	// past what is left.
+	RequestRefund(ctx context.Context, req RefundRequest) (RefundResult, error)
+	// CompleteRefund records that the provider gave a refund back; once none is pending the
+	// order is refunded (voided) or confirmed again. Idempotent; ErrRefundNotFound.
+	CompleteRefund(ctx context.Context, refundID uuid.UUID, providerRefundID string, at time.Time) (o Order, changed bool, err error)
+	// CancelEvent records an event's cancellation unless it is recorded already (created false,
+	// and the first one returned).
+	CancelEvent(ctx context.Context, c EventCancellation) (EventCancellation, bool, error)
+	// EventCancellation returns an event's cancellation; ErrCancellationNotFound.
+	EventCancellation(ctx context.Context, eventID uuid.UUID) (EventCancellation, error)
+	// OpenCancellations returns the cancellations not finished yet, oldest first.
+	OpenCancellations(ctx context.Context, limit int) ([]EventCancellation, error)
+	// FinishCancellation records that every order of the cancelled event was asked to be refunded.
+	FinishCancellation(ctx context.Context, eventID uuid.UUID, at time.Time) error
 }
 
 // StatusDelayed selects, in a list, the pending orders whose payment waits for the provider
@@ -172,6 +282,8 @@ type Sales struct {
 	Tickets      int   // tickets in confirmed orders
 	RevenueCents int64 // paid by confirmed orders
 	CheckedIn    int   // tickets admitted at the door
+	Refunding    int   // orders with a refund under way
+	Refunded     int   // orders cancelled (refunded or with nothing to refund)
 }
 
 // ChargeRequest asks the provider to take a payment.
@@ -190,16 +302,16 @@ type Charge struct {
 	Currency    string
 }
 
-// RefundRequest asks the provider to give back the charge made under ChargeKey (the charge's
-// idempotency key), whatever its id: a charge whose answer was lost can still be refunded.
-type RefundRequest struct {
+// ProviderRefund asks the provider to give back (part of) the charge made under ChargeKey (the
+// charge's idempotency key), whatever its id: a charge whose answer was lost can still be refunded.
+type ProviderRefund struct {
 	IdempotencyKey string
 	ChargeKey      string
 	AmountCents    int64
 }
 
-// Refund is a charge given back.
-type Refund struct {
+// Refunded is money the provider gave back.
+type Refunded struct {
 	ID       string
 	ChargeID string
 }
@@ -211,7 +323,7 @@ type Refund struct {
 // the call may be retried.
 type Provider interface {
 	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
-	Refund(ctx context.Context, req RefundRequest) (Refund, error)
+	Refund(ctx context.Context, req ProviderRefund) (Refunded, error)
 }
 
 // Publisher sends payment requests to the worker queue. Publishing an order twice is harmless:
@@ -271,21 +383,29 @@ type Service interface {
 
 // The module's errors; each has a stable problem type.
 var (
-	ErrOrderNotFound       = problem.New(problem.NotFound, "order-not-found", "Order not found")
-	ErrTicketNotFound      = problem.New(problem.NotFound, "ticket-not-found", "Ticket not found")
-	ErrDuplicateKey        = problem.New(problem.Conflict, "idempotency-key-in-use", "Idempotency key already used")
-	ErrIdempotencyMismatch = problem.New(problem.Unprocessable, "idempotency-key-reused", "Idempotency key reused with a different request")
-	ErrMissingKey          = problem.New(problem.BadRequest, "idempotency-key-required", "Idempotency-Key header required")
-	ErrHoldAlreadyOrdered  = problem.New(problem.Conflict, "hold-already-ordered", "Hold already checked out")
-	ErrHoldNotUsable       = problem.New(problem.Conflict, "hold-not-usable", "Hold cannot be checked out")
-	ErrOrderTerminal       = problem.New(problem.Conflict, "order-finished", "Order already finished")
-	ErrInvalidTicketCode   = problem.New(problem.BadRequest, "invalid-ticket-code", "Invalid ticket code")
-	ErrAlreadyCheckedIn    = problem.New(problem.Conflict, "already-checked-in", "Ticket already checked in")
-	ErrTooManyStreams      = problem.New(problem.TooManyRequests, "too-many-streams", "Too many open streams")
+	ErrOrderNotFound        = problem.New(problem.NotFound, "order-not-found", "Order not found")
+	ErrTicketNotFound       = problem.New(problem.NotFound, "ticket-not-found", "Ticket not found")
+	ErrDuplicateKey         = problem.New(problem.Conflict, "idempotency-key-in-use", "Idempotency key already used")
+	ErrIdempotencyMismatch  = problem.New(problem.Unprocessable, "idempotency-key-reused", "Idempotency key reused with a different request")
+	ErrMissingKey           = problem.New(problem.BadRequest, "idempotency-key-required", "Idempotency-Key header required")
+	ErrHoldAlreadyOrdered   = problem.New(problem.Conflict, "hold-already-ordered", "Hold already checked out")
+	ErrHoldNotUsable        = problem.New(problem.Conflict, "hold-not-usable", "Hold cannot be checked out")
+	ErrOrderTerminal        = problem.New(problem.Conflict, "order-finished", "Order already finished")
+	ErrInvalidTicketCode    = problem.New(problem.BadRequest, "invalid-ticket-code", "Invalid ticket code")
+	ErrAlreadyCheckedIn     = problem.New(problem.Conflict, "already-checked-in", "Ticket already checked in")
+	ErrTooManyStreams       = problem.New(problem.TooManyRequests, "too-many-streams", "Too many open streams")
+	ErrNotRefundable        = problem.New(problem.Conflict, "order-not-refundable", "Order cannot be refunded")
+	ErrRefundTooLarge       = problem.New(problem.Unprocessable, "refund-exceeds-payment", "Refund larger than what is left to refund")
+	ErrRefundNotFound       = problem.New(problem.NotFound, "refund-not-found", "Refund not found")
+	ErrCancellationClosed   = problem.New(problem.Conflict, "cancellation-window-closed", "Cancellation window closed")
+	ErrCancellationNotFound = problem.New(problem.NotFound, "event-not-cancelled", "Event not cancelled")
+	ErrTicketVoid           = problem.New(problem.Conflict, "ticket-void", "Ticket void: its order was cancelled and refunded")
 	// ErrDeclined is the provider's final "no": the order fails and its hold is released.
 	ErrDeclined = errors.New("payment declined")
 	// ErrNoCharge is the provider's answer to a refund of a charge it never made.
 	ErrNoCharge = errors.New("no such charge")
+	// ErrRefundExceedsCharge is the provider's refusal to give back more than it took.
+	ErrRefundExceedsCharge = errors.New("refund exceeds the charge")
 	// ErrChargePending is the provider's "accepted, not settled yet": the order stays pending and
 	// its payment is asked for again, under the same key, once it is stale (ONSALE_PAYMENT_STALE_AFTER).
 	ErrChargePending = errors.New("charge pending at the provider")

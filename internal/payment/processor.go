@@ -214,7 +214,7 @@ func (p *Processor) wait() Decision {
 
 // refund gives back whatever was charged for the order; refunded is false when nothing was.
 func (p *Processor) refund(ctx context.Context, o Order) (refunded bool, err error) {
-	_, err = p.provider.Refund(ctx, RefundRequest{IdempotencyKey: "refund:" + o.ID.String(), ChargeKey: o.ID.String(), AmountCents: o.AmountCents})
+	_, err = p.provider.Refund(ctx, ProviderRefund{IdempotencyKey: "refund:" + o.ID.String(), ChargeKey: o.ID.String(), AmountCents: o.AmountCents})
 	switch {
 	case errors.Is(err, ErrNoCharge):
 		return false, nil

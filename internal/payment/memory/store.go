@@ -29,6 +29,8 @@ type Store struct {
 	tickets  map[uuid.UUID]payment.Ticket
 	checkins map[uuid.UUID]payment.CheckIn
 	tried    map[uuid.UUID]time.Time
+	refunds  map[uuid.UUID]payment.Refund // by id
+	cancels  map[uuid.UUID]payment.EventCancellation
 }
 
 var _ payment.OrderStore = (*Store)(nil)
@@ -39,13 +41,22 @@ func NewStore() *Store {
 		orders: map[uuid.UUID]*payment.Order{}, byHold: map[string]uuid.UUID{},
 		idem: map[idemKey]payment.IdempotencyRecord{}, outbox: map[int64]payment.OutboxMessage{},
 		tickets: map[uuid.UUID]payment.Ticket{}, checkins: map[uuid.UUID]payment.CheckIn{},
-		tried: map[uuid.UUID]time.Time{},
+		tried: map[uuid.UUID]time.Time{}, refunds: map[uuid.UUID]payment.Refund{},
+		cancels: map[uuid.UUID]payment.EventCancellation{},
 	}
 }
 
 func clone(o *payment.Order) payment.Order {
 	c := *o
 	c.Tickets = slices.Clone(o.Tickets)
+	c.Refunds = slices.Clone(o.Refunds)
+	return c
+}
+
+// listed is an order as lists show it: without its refunds.
+func listed(o *payment.Order) payment.Order {
+	c := clone(o)
+	c.Refunds = nil
 	return c
 }
 
@@ -138,7 +149,7 @@ func (s *Store) List(_ context.Context, customer uuid.UUID, after *payment.Order
 	}
 	out := make([]payment.Order, len(mine))
 	for i, o := range mine {
-		out[i] = clone(o)
+		out[i] = listed(o)
 	}
 	return out, nil
 }
@@ -176,10 +187,11 @@ func (s *Store) SetDetail(_ context.Context, id uuid.UUID, detail string) (payme
 func (s *Store) Confirm(_ context.Context, id uuid.UUID, chargeID string, tickets []payment.Ticket) (payment.Order, bool, error) {
 	return s.change(id, func(o *payment.Order) (bool, error) {
 		switch o.Status {
-		case payment.StatusConfirmed:
-			return false, nil
+		case payment.StatusPending:
 		case payment.StatusFailed:
 			return false, payment.ErrOrderTerminal.WithDetail("the order had failed")
+		default:
+			return false, nil // confirmed, maybe refunded since
 		}
 		o.Status, o.StatusDetail, o.ChargeID = payment.StatusConfirmed, "", chargeID
 		o.Tickets = slices.Clone(tickets)
@@ -194,9 +206,10 @@ func (s *Store) Confirm(_ context.Context, id uuid.UUID, chargeID string, ticket
 func (s *Store) Fail(_ context.Context, id uuid.UUID, reason string) (payment.Order, bool, error) {
 	return s.change(id, func(o *payment.Order) (bool, error) {
 		switch o.Status {
+		case payment.StatusPending:
 		case payment.StatusFailed:
 			return false, nil
-		case payment.StatusConfirmed:
+		default:
 			return false, payment.ErrOrderTerminal.WithDetail("the order was confirmed")
 		}
 		o.Status, o.StatusDetail = payment.StatusFailed, reason
@@ -245,7 +258,7 @@ func (s *Store) StalePending(_ context.Context, before time.Time, limit int) ([]
 		if !ok {
 			last = o.CreatedAt
 		}
-		if o.Status == payment.StatusPending && last.Before(before) && !queued[o.ID] {
+		if (o.Status == payment.StatusPending || o.Status == payment.StatusRefundPending) && last.Before(before) && !queued[o.ID] {
 			stale = append(stale, o)
 		}
 	}
@@ -305,6 +318,9 @@ func (s *Store) CheckIn(_ context.Context, ticketID, staff uuid.UUID, at time.Ti
 	if c, done := s.checkins[ticketID]; done {
 		return c, false, nil
 	}
+	if o, ok := s.orders[t.OrderID]; ok && o.Voided {
+		return payment.CheckIn{}, false, payment.ErrTicketVoid
+	}
 	c := payment.CheckIn{Ticket: t, StaffID: staff, CheckedInAt: at.UTC()}
 	s.checkins[ticketID] = c
 	return c, true, nil
@@ -335,7 +351,7 @@ func (s *Store) TicketTypeOrders(_ context.Context, ticketTypes []uuid.UUID, sta
 	}
 	out := make([]payment.Order, len(found))
 	for i, o := range found {
-		out[i] = clone(o)
+		out[i] = listed(o)
 	}
 	return out, nil
 }
@@ -379,6 +395,10 @@ func (s *Store) Sales(_ context.Context, ticketTypes []uuid.UUID) ([]payment.Sal
 			sl.RevenueCents += o.AmountCents
 		case payment.StatusFailed:
 			sl.Failed++
+		case payment.StatusRefundPending:
+			sl.Refunding++
+		case payment.StatusRefunded, payment.StatusCancelled:
+			sl.Refunded++
 		}
 	}
 	for id := range s.checkins {
@@ -405,4 +425,136 @@ func (s *Store) CheckedIn(_ context.Context, ticketIDs []uuid.UUID) (map[uuid.UU
 		}
 	}
 	return out, nil
+}
+
+// RequestRefund implements payment.OrderStore.
+func (s *Store) RequestRefund(_ context.Context, req payment.RefundRequest) (payment.RefundResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[req.OrderID]
+	if !ok {
+		return payment.RefundResult{}, payment.ErrOrderNotFound
+	}
+	for _, r := range o.Refunds {
+		if r.Key == req.Key {
+			return payment.RefundResult{Order: clone(o), Refund: r}, nil
+		}
+	}
+	if (o.Status != payment.StatusConfirmed && o.Status != payment.StatusRefundPending) || o.Voided {
+		return payment.RefundResult{}, payment.ErrNotRefundable.WithDetail("the order is %s", o.Status)
+	}
+	left := o.RefundableCents()
+	amount := req.AmountCents
+	if amount == 0 {
+		amount = left
+	}
+	if amount > left {
+		return payment.RefundResult{}, payment.ErrRefundTooLarge.WithDetail("%d cents are left to refund", left)
+	}
+	at := req.At.UTC()
+	o.Voided = o.Voided || req.Cancel
+	o.Version++
+	o.UpdatedAt = at
+	if amount == 0 {
+		o.Status = payment.StatusCancelled
+		if o.RefundedCents > 0 {
+			o.Status = payment.StatusRefunded
+		}
+		return payment.RefundResult{Order: clone(o), Created: true}, nil
+	}
+	r := payment.Refund{ID: uuid.New(), OrderID: o.ID, Key: req.Key, AmountCents: amount, Reason: req.Reason,
+		Status: payment.RefundPending, CreatedAt: at}
+	o.Refunds = append(o.Refunds, r)
+	o.Status = payment.StatusRefundPending
+	s.refunds[r.ID] = r
+	s.nextID++
+	msg := payment.OutboxMessage{ID: s.nextID, OrderID: o.ID, CreatedAt: at}
+	s.outbox[msg.ID] = msg
+	return payment.RefundResult{Order: clone(o), Refund: r, Created: true, Message: msg}, nil
+}
+
+// CompleteRefund implements payment.OrderStore.
+func (s *Store) CompleteRefund(_ context.Context, refundID uuid.UUID, providerRefundID string, at time.Time) (payment.Order, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.refunds[refundID]
+	if !ok {
+		return payment.Order{}, false, payment.ErrRefundNotFound
+	}
+	o := s.orders[r.OrderID]
+	if r.Status == payment.RefundSucceeded {
+		return clone(o), false, nil
+	}
+	r.Status, r.ProviderRefundID, r.CompletedAt = payment.RefundSucceeded, providerRefundID, at.UTC()
+	s.refunds[r.ID] = r
+	pending := false
+	for i := range o.Refunds {
+		if o.Refunds[i].ID == r.ID {
+			o.Refunds[i] = r
+		}
+		pending = pending || o.Refunds[i].Status == payment.RefundPending
+	}
+	o.RefundedCents += r.AmountCents
+	if !pending {
+		o.Status = payment.StatusConfirmed
+		if o.Voided {
+			o.Status = payment.StatusRefunded
+		}
+	}
+	o.Version++
+	o.UpdatedAt = at.UTC()
+	return clone(o), true, nil
+}
+
+// CancelEvent implements payment.OrderStore.
+func (s *Store) CancelEvent(_ context.Context, c payment.EventCancellation) (payment.EventCancellation, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if first, ok := s.cancels[c.EventID]; ok {
+		return first, false, nil
+	}
+	c.TicketTypes = slices.Clone(c.TicketTypes)
+	c.CreatedAt = c.CreatedAt.UTC()
+	s.cancels[c.EventID] = c
+	return c, true, nil
+}
+
+// EventCancellation implements payment.OrderStore.
+func (s *Store) EventCancellation(_ context.Context, eventID uuid.UUID) (payment.EventCancellation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cancels[eventID]
+	if !ok {
+		return payment.EventCancellation{}, payment.ErrCancellationNotFound
+	}
+	return c, nil
+}
+
+// OpenCancellations implements payment.OrderStore.
+func (s *Store) OpenCancellations(_ context.Context, limit int) ([]payment.EventCancellation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var open []payment.EventCancellation
+	for _, c := range s.cancels {
+		if c.FinishedAt.IsZero() {
+			open = append(open, c)
+		}
+	}
+	slices.SortFunc(open, func(a, b payment.EventCancellation) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return open[:min(len(open), limit)], nil
+}
+
+// FinishCancellation implements payment.OrderStore.
+func (s *Store) FinishCancellation(_ context.Context, eventID uuid.UUID, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cancels[eventID]
+	if !ok {
+		return payment.ErrCancellationNotFound
+	}
+	if c.FinishedAt.IsZero() {
+		c.FinishedAt = at.UTC()
+		s.cancels[eventID] = c
+	}
+	return nil
 }

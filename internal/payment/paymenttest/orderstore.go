@@ -24,6 +24,8 @@ func RunOrderStore(t *testing.T, newStore func(t *testing.T) payment.OrderStore)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	epoch := func(year int) time.Time { return time.Date(year, 6, 1, 12, 0, 0, 0, time.UTC) }
 
+	runRefunds(t, newStore)
+
 	t.Run("CreateWritesOrderKeyAndOutbox", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

@@ -462,15 +462,15 @@ func (k *killSwitch) Charge(ctx context.Context, req payment.ChargeRequest) (pay
 	return c, err
 }
 
-func (k *killSwitch) Refund(ctx context.Context, req payment.RefundRequest) (payment.Refund, error) {
+func (k *killSwitch) Refund(ctx context.Context, req payment.ProviderRefund) (payment.Refunded, error) {
 	if k.dead() {
 		<-k.gone
-		return payment.Refund{}, errKilled
+		return payment.Refunded{}, errKilled
 	}
 	r, err := k.p.Refund(ctx, req)
 	if k.dead() {
 		<-k.gone
-		return payment.Refund{}, errKilled
+		return payment.Refunded{}, errKilled
 	}
 	return r, err
 }

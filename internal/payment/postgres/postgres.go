@@ -69,14 +69,19 @@ func NewStore(pool *pgxpool.Pool) *Store {
 // inventory schema's bound on max_per_order).
 const maxTicketsPerOrder = 50
 
-const orderColumns = `id, customer_id, hold_id, ticket_type_id, quantity, unit_price_cents, hold_created_at,
+// insertColumns are the columns a new order is written with; orderColumns those it is read with.
+const insertColumns = `id, customer_id, hold_id, ticket_type_id, quantity, unit_price_cents, hold_created_at,
 	amount_cents, currency, status, status_detail, version, charge_id, created_at, updated_at`
+
+const orderColumns = `id, customer_id, hold_id, ticket_type_id, quantity, unit_price_cents, hold_created_at,
+	amount_cents, currency, status, status_detail, version, charge_id, created_at, updated_at, voided, refunded_cents`
 
 func scanOrder(row pgx.Row) (payment.Order, error) {
 	var o payment.Order
 	var status string
 	err := row.Scan(&o.ID, &o.CustomerID, &o.Hold.ID, &o.Hold.TicketTypeID, &o.Hold.Quantity, &o.Hold.UnitPriceCents,
-		&o.Hold.CreatedAt, &o.AmountCents, &o.Currency, &status, &o.StatusDetail, &o.Version, &o.ChargeID, &o.CreatedAt, &o.UpdatedAt)
+		&o.Hold.CreatedAt, &o.AmountCents, &o.Currency, &status, &o.StatusDetail, &o.Version, &o.ChargeID, &o.CreatedAt, &o.UpdatedAt,
+		&o.Voided, &o.RefundedCents)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return payment.Order{}, payment.ErrOrderNotFound
 	}
@@ -160,7 +165,7 @@ func (s *Store) createMany(ctx context.Context, reqs []createRequest) (map[uuid.
 			    (SELECT created FROM req WHERE req.customer = EXCLUDED.customer_id AND req.key = EXCLUDED.key)
 			RETURNING order_id
 		), ord AS (
-			INSERT INTO payment.orders (`+orderColumns+`)
+			INSERT INTO payment.orders (`+insertColumns+`)
 			SELECT id, customer, hold, tt, qty, unit, hold_created, amount, currency, status, '', 1, '', created, created
 			FROM req WHERE id IN (SELECT order_id FROM key)
 			RETURNING id, created_at
@@ -199,7 +204,7 @@ func (s *Store) createOne(ctx context.Context, o payment.Order, idem payment.Ide
 			  WHERE payment.idempotency_keys.expires_at <= $17
 			RETURNING 1
 		), ord AS (
-			INSERT INTO payment.orders (`+orderColumns+`)
+			INSERT INTO payment.orders (`+insertColumns+`)
 			SELECT $4, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, '', $17, $17 WHERE EXISTS (SELECT 1 FROM key)
 			RETURNING id
 		), box AS (
@@ -321,12 +326,15 @@ func (s *Store) readOrders(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]
 			return nil, err
 		}
 		found[o.ID] = o
-		if o.Status == payment.StatusConfirmed {
+		if o.Status.Paid() {
 			confirmed = append(confirmed, o.ID)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read orders: %w", err)
+	}
+	if err := s.readRefunds(ctx, found); err != nil {
+		return nil, err
 	}
 	if len(confirmed) == 0 {
 		return found, nil
@@ -384,7 +392,7 @@ func (s *Store) List(ctx context.Context, customer uuid.UUID, after *payment.Ord
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
 	for i := range out {
-		if out[i].Status == payment.StatusConfirmed {
+		if out[i].Status.Paid() {
 			if out[i].Tickets, err = s.tickets(ctx, nil, out[i].ID); err != nil {
 				return nil, err
 			}
@@ -422,7 +430,7 @@ func (s *Store) change(ctx context.Context, id uuid.UUID, update func(tx pgx.Tx)
 		} else {
 			return err
 		}
-		if out.Status == payment.StatusConfirmed {
+		if out.Status.Paid() {
 			out.Tickets, err = s.tickets(ctx, tx, id)
 		}
 		return err
@@ -526,7 +534,7 @@ func (s *Store) Fail(ctx context.Context, id uuid.UUID, reason string) (payment.
 		return tx.QueryRow(ctx, `UPDATE payment.orders SET status = 'failed', status_detail = $2, version = version + 1,
 			updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING `+orderColumns, id, reason), nil
 	}, func(o payment.Order) error {
-		if o.Status == payment.StatusConfirmed {
+		if o.Status.Paid() {
 			return payment.ErrOrderTerminal.WithDetail("the order was confirmed")
 		}
 		return nil
@@ -560,7 +568,7 @@ func (s *Store) Published(ctx context.Context, ids []int64) error {
 // StalePending implements payment.OrderStore.
 func (s *Store) StalePending(ctx context.Context, before time.Time, limit int) ([]uuid.UUID, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id FROM payment.orders o
-		WHERE status = 'pending' AND coalesce(attempted_at, created_at) < $1
+		WHERE status IN ('pending', 'refund_pending') AND coalesce(attempted_at, created_at) < $1
 		  AND NOT EXISTS (SELECT 1 FROM payment.outbox b WHERE b.order_id = o.id)
 		ORDER BY created_at LIMIT $2`, before, limit)
 	if err != nil {
@@ -607,15 +615,21 @@ func (s *Store) CheckIn(ctx context.Context, ticketID, staff uuid.UUID, at time.
 		return payment.CheckIn{}, false, err
 	}
 	c := payment.CheckIn{Ticket: t}
-	// The insert is the decision: of two scanners racing, exactly one inserts.
-	tag, err := s.pool.Exec(ctx, `INSERT INTO payment.checkins (ticket_id, staff_id, checked_in_at) VALUES ($1, $2, $3)
-		ON CONFLICT (ticket_id) DO NOTHING`, ticketID, staff, at)
+	// The insert is the decision: of two scanners racing, exactly one inserts, and none once the
+	// order is void.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO payment.checkins (ticket_id, staff_id, checked_in_at)
+		SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM payment.orders WHERE id = $4 AND voided)
+		ON CONFLICT (ticket_id) DO NOTHING`, ticketID, staff, at, t.OrderID)
 	if err != nil {
 		return payment.CheckIn{}, false, fmt.Errorf("check in: %w", err)
 	}
 	first := tag.RowsAffected() == 1
-	if err := s.pool.QueryRow(ctx, `SELECT staff_id, checked_in_at FROM payment.checkins WHERE ticket_id = $1`,
-		ticketID).Scan(&c.StaffID, &c.CheckedInAt); err != nil {
+	err = s.pool.QueryRow(ctx, `SELECT staff_id, checked_in_at FROM payment.checkins WHERE ticket_id = $1`,
+		ticketID).Scan(&c.StaffID, &c.CheckedInAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.CheckIn{}, false, payment.ErrTicketVoid
+	}
+	if err != nil {
 		return payment.CheckIn{}, false, fmt.Errorf("read check-in: %w", err)
 	}
 	c.CheckedInAt = c.CheckedInAt.UTC()
@@ -650,7 +664,7 @@ func (s *Store) TicketTypeOrders(ctx context.Context, ticketTypes []uuid.UUID, s
 		return nil, fmt.Errorf("list ticket type orders: %w", err)
 	}
 	for i := range out {
-		if out[i].Status == payment.StatusConfirmed {
+		if out[i].Status.Paid() {
 			if out[i].Tickets, err = s.tickets(ctx, nil, out[i].ID); err != nil {
 				return nil, err
 			}
@@ -674,7 +688,9 @@ func (s *Store) Sales(ctx context.Context, ticketTypes []uuid.UUID) ([]payment.S
 			count(*) FILTER (WHERE status = 'confirmed'),
 			count(*) FILTER (WHERE status = 'failed'),
 			coalesce(sum(quantity) FILTER (WHERE status = 'confirmed'), 0),
-			coalesce(sum(amount_cents) FILTER (WHERE status = 'confirmed'), 0)
+			coalesce(sum(amount_cents) FILTER (WHERE status = 'confirmed'), 0),
+			count(*) FILTER (WHERE status = 'refund_pending'),
+			count(*) FILTER (WHERE status IN ('refunded', 'cancelled'))
 		FROM payment.orders WHERE ticket_type_id = ANY($1) GROUP BY ticket_type_id`, ticketTypes, payment.DetailDelayed)
 	if err != nil {
 		return nil, fmt.Errorf("sum orders: %w", err)
@@ -682,12 +698,12 @@ func (s *Store) Sales(ctx context.Context, ticketTypes []uuid.UUID) ([]payment.S
 	var (
 		tt                                  uuid.UUID
 		pending, delayed, confirmed, failed int
-		tickets                             int
+		tickets, refunding, refunded        int
 		revenue                             int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&tt, &pending, &delayed, &confirmed, &failed, &tickets, &revenue}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&tt, &pending, &delayed, &confirmed, &failed, &tickets, &revenue, &refunding, &refunded}, func() error {
 		*get(tt) = payment.Sales{TicketTypeID: tt, Pending: pending, Delayed: delayed, Confirmed: confirmed,
-			Failed: failed, Tickets: tickets, RevenueCents: revenue}
+			Failed: failed, Tickets: tickets, RevenueCents: revenue, Refunding: refunding, Refunded: refunded}
 		return nil
 	})
 	if err != nil {
@@ -732,4 +748,230 @@ func (s *Store) CheckedIn(ctx context.Context, ticketIDs []uuid.UUID) (map[uuid.
 		return nil, fmt.Errorf("read check-ins: %w", err)
 	}
 	return out, nil
+}
+
+const refundColumns = `id, order_id, key, amount_cents, reason, status, provider_refund_id, created_at, completed_at`
+
+func scanRefund(row pgx.Row) (payment.Refund, error) {
+	var (
+		r         payment.Refund
+		status    string
+		completed *time.Time
+	)
+	err := row.Scan(&r.ID, &r.OrderID, &r.Key, &r.AmountCents, &r.Reason, &status, &r.ProviderRefundID, &r.CreatedAt, &completed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.Refund{}, payment.ErrRefundNotFound
+	}
+	if err != nil {
+		return payment.Refund{}, fmt.Errorf("read refund: %w", err)
+	}
+	r.Status, r.CreatedAt = payment.RefundStatus(status), r.CreatedAt.UTC()
+	if completed != nil {
+		r.CompletedAt = completed.UTC()
+	}
+	return r, nil
+}
+
+// readRefunds adds their refunds to the orders that have any.
+func (s *Store) readRefunds(ctx context.Context, orders map[uuid.UUID]payment.Order) error {
+	var ids []uuid.UUID
+	for id, o := range orders {
+		if (o.Status.Paid() && o.Status != payment.StatusConfirmed) || o.RefundedCents > 0 {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+refundColumns+` FROM payment.refunds WHERE order_id = ANY($1) ORDER BY created_at, id`, ids)
+	if err != nil {
+		return fmt.Errorf("read refunds: %w", err)
+	}
+	refunds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Refund, error) { return scanRefund(r) })
+	if err != nil {
+		return fmt.Errorf("read refunds: %w", err)
+	}
+	for _, r := range refunds {
+		o := orders[r.OrderID]
+		o.Refunds = append(o.Refunds, r)
+		orders[r.OrderID] = o
+	}
+	return nil
+}
+
+// RequestRefund implements payment.OrderStore: the order is locked while its refunds are summed,
+// so two requests can never give back more than was paid between them.
+func (s *Store) RequestRefund(ctx context.Context, req payment.RefundRequest) (payment.RefundResult, error) {
+	var res payment.RefundResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM payment.orders WHERE id = $1 FOR UPDATE`, req.OrderID))
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+refundColumns+` FROM payment.refunds WHERE order_id = $1 ORDER BY created_at, id`, o.ID)
+		if err != nil {
+			return fmt.Errorf("read refunds: %w", err)
+		}
+		if o.Refunds, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Refund, error) { return scanRefund(r) }); err != nil {
+			return fmt.Errorf("read refunds: %w", err)
+		}
+		for _, r := range o.Refunds {
+			if r.Key == req.Key {
+				res = payment.RefundResult{Order: o, Refund: r}
+				return nil
+			}
+		}
+		if (o.Status != payment.StatusConfirmed && o.Status != payment.StatusRefundPending) || o.Voided {
+			return payment.ErrNotRefundable.WithDetail("the order is %s", o.Status)
+		}
+		left := o.RefundableCents()
+		amount := req.AmountCents
+		if amount == 0 {
+			amount = left
+		}
+		if amount > left {
+			return payment.ErrRefundTooLarge.WithDetail("%d cents are left to refund", left)
+		}
+		at := req.At.UTC()
+		status := payment.StatusRefundPending
+		if amount == 0 {
+			status = payment.StatusCancelled
+			if o.RefundedCents > 0 {
+				status = payment.StatusRefunded
+			}
+		}
+		voided, prior := o.Voided || req.Cancel, o.Refunds
+		if o, err = scanOrder(tx.QueryRow(ctx, `UPDATE payment.orders SET status = $2, voided = $3, version = version + 1,
+			updated_at = $4 WHERE id = $1 RETURNING `+orderColumns, o.ID, string(status), voided, at)); err != nil {
+			return err
+		}
+		res = payment.RefundResult{Order: o, Created: true}
+		if amount > 0 {
+			r := payment.Refund{ID: uuid.New(), OrderID: o.ID, Key: req.Key, AmountCents: amount, Reason: req.Reason,
+				Status: payment.RefundPending, CreatedAt: at}
+			if _, err := tx.Exec(ctx, `INSERT INTO payment.refunds (id, order_id, key, amount_cents, reason, status, created_at)
+				VALUES ($1, $2, $3, $4, $5, 'pending', $6)`, r.ID, r.OrderID, r.Key, r.AmountCents, r.Reason, at); err != nil {
+				return fmt.Errorf("insert refund: %w", err)
+			}
+			res.Refund = r
+			res.Message = payment.OutboxMessage{OrderID: o.ID, CreatedAt: at}
+			if err := tx.QueryRow(ctx, `INSERT INTO payment.outbox (order_id, created_at) VALUES ($1, $2) RETURNING id`,
+				o.ID, at).Scan(&res.Message.ID); err != nil {
+				return fmt.Errorf("insert outbox: %w", err)
+			}
+		}
+		res.Order.Refunds = prior
+		if amount > 0 {
+			res.Order.Refunds = append(prior, res.Refund)
+		}
+		res.Order.Tickets, err = s.tickets(ctx, tx, o.ID)
+		return err
+	})
+	if err != nil {
+		if problemOf(err) {
+			return payment.RefundResult{}, err
+		}
+		return payment.RefundResult{}, fmt.Errorf("refund order %s: %w", req.OrderID, err)
+	}
+	return res, nil
+}
+
+// CompleteRefund implements payment.OrderStore.
+func (s *Store) CompleteRefund(ctx context.Context, refundID uuid.UUID, providerRefundID string, at time.Time) (payment.Order, bool, error) {
+	var orderID uuid.UUID
+	changed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var amount int64
+		err := tx.QueryRow(ctx, `UPDATE payment.refunds SET status = 'succeeded', provider_refund_id = $2, completed_at = $3
+			WHERE id = $1 AND status = 'pending' RETURNING order_id, amount_cents`, refundID, providerRefundID, at).Scan(&orderID, &amount)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = tx.QueryRow(ctx, `SELECT order_id FROM payment.refunds WHERE id = $1`, refundID).Scan(&orderID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return payment.ErrRefundNotFound
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		changed = true
+		_, err = tx.Exec(ctx, `UPDATE payment.orders SET refunded_cents = refunded_cents + $2, version = version + 1, updated_at = $3,
+			status = CASE WHEN EXISTS (SELECT 1 FROM payment.refunds WHERE order_id = $1 AND status = 'pending') THEN status
+				WHEN voided THEN 'refunded' ELSE 'confirmed' END
+			WHERE id = $1`, orderID, amount, at)
+		return err
+	})
+	if err != nil {
+		if problemOf(err) {
+			return payment.Order{}, false, err
+		}
+		return payment.Order{}, false, fmt.Errorf("complete refund %s: %w", refundID, err)
+	}
+	found, err := s.readOrders(ctx, []uuid.UUID{orderID})
+	if err != nil {
+		return payment.Order{}, false, err
+	}
+	return found[orderID], changed, nil
+}
+
+const cancellationColumns = `event_id, organizer_id, ticket_type_ids, reason, created_at, finished_at`
+
+func scanCancellation(row pgx.Row) (payment.EventCancellation, error) {
+	var (
+		c        payment.EventCancellation
+		finished *time.Time
+	)
+	err := row.Scan(&c.EventID, &c.OrganizerID, &c.TicketTypes, &c.Reason, &c.CreatedAt, &finished)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.EventCancellation{}, payment.ErrCancellationNotFound
+	}
+	if err != nil {
+		return payment.EventCancellation{}, fmt.Errorf("read event cancellation: %w", err)
+	}
+	c.CreatedAt = c.CreatedAt.UTC()
+	if finished != nil {
+		c.FinishedAt = finished.UTC()
+	}
+	return c, nil
+}
+
+// CancelEvent implements payment.OrderStore.
+func (s *Store) CancelEvent(ctx context.Context, c payment.EventCancellation) (payment.EventCancellation, bool, error) {
+	if c.TicketTypes == nil {
+		c.TicketTypes = []uuid.UUID{}
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO payment.event_cancellations (event_id, organizer_id, ticket_type_ids, reason, created_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`, c.EventID, c.OrganizerID, c.TicketTypes, c.Reason, c.CreatedAt)
+	if err != nil {
+		return payment.EventCancellation{}, false, fmt.Errorf("cancel event %s: %w", c.EventID, err)
+	}
+	first, err := s.EventCancellation(ctx, c.EventID)
+	return first, tag.RowsAffected() == 1, err
+}
+
+// EventCancellation implements payment.OrderStore.
+func (s *Store) EventCancellation(ctx context.Context, eventID uuid.UUID) (payment.EventCancellation, error) {
+	return scanCancellation(s.pool.QueryRow(ctx, `SELECT `+cancellationColumns+` FROM payment.event_cancellations WHERE event_id = $1`, eventID))
+}
+
+// OpenCancellations implements payment.OrderStore.
+func (s *Store) OpenCancellations(ctx context.Context, limit int) ([]payment.EventCancellation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+cancellationColumns+` FROM payment.event_cancellations
+		WHERE finished_at IS NULL ORDER BY created_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read open cancellations: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.EventCancellation, error) { return scanCancellation(r) })
+}
+
+// FinishCancellation implements payment.OrderStore.
+func (s *Store) FinishCancellation(ctx context.Context, eventID uuid.UUID, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE payment.event_cancellations SET finished_at = coalesce(finished_at, $2) WHERE event_id = $1`, eventID, at)
+	if err != nil {
+		return fmt.Errorf("finish cancellation of %s: %w", eventID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return payment.ErrCancellationNotFound
+	}
+	return nil
 }

@@ -78,7 +78,7 @@ func (c *Client) Charge(ctx context.Context, req payment.ChargeRequest) (payment
 }
 
 // Refund implements payment.Provider.
-func (c *Client) Refund(ctx context.Context, req payment.RefundRequest) (payment.Refund, error) {
+func (c *Client) Refund(ctx context.Context, req payment.ProviderRefund) (payment.Refunded, error) {
 	var out struct {
 		ID       string `json:"id"`
 		ChargeID string `json:"charge_id"`
@@ -87,11 +87,13 @@ func (c *Client) Refund(ctx context.Context, req payment.RefundRequest) (payment
 		AmountCents: req.AmountCents}, &out)
 	switch {
 	case err != nil:
-		return payment.Refund{}, err
+		return payment.Refunded{}, err
 	case status == http.StatusNotFound:
-		return payment.Refund{}, payment.ErrNoCharge
+		return payment.Refunded{}, payment.ErrNoCharge
+	case status == http.StatusConflict:
+		return payment.Refunded{}, payment.ErrRefundExceedsCharge
 	case status != http.StatusCreated:
-		return payment.Refund{}, fmt.Errorf("provider refund: status %d", status)
+		return payment.Refunded{}, fmt.Errorf("provider refund: status %d", status)
 	}
-	return payment.Refund{ID: out.ID, ChargeID: out.ChargeID}, nil
+	return payment.Refunded{ID: out.ID, ChargeID: out.ChargeID}, nil
 }

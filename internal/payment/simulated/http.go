@@ -56,7 +56,7 @@ func (b ModeBody) Mode() Mode {
 // Handler serves the provider over HTTP:
 //
 //	POST /charges  ChargeBody → 201 {id, amount_cents, currency} | 202 pending | 402 declined | 503 unavailable
-//	POST /refunds  RefundBody → 201 {id, charge_id} | 404 no such charge | 503 unavailable
+//	POST /refunds  RefundBody → 201 {id, charge_id} | 404 no such charge | 409 more than was charged | 503 unavailable
 //	GET  /ledger[?entries=1]  → Ledger
 //	GET  /mode, PUT /mode ModeBody
 //	POST /reset    forget the ledger
@@ -95,10 +95,12 @@ func Handler(p *Provider) http.Handler {
 			fail(w, http.StatusBadRequest, "bad_request")
 			return
 		}
-		rf, err := p.Refund(r.Context(), payment.RefundRequest{IdempotencyKey: b.IdempotencyKey, ChargeKey: b.ChargeKey, AmountCents: b.AmountCents})
+		rf, err := p.Refund(r.Context(), payment.ProviderRefund{IdempotencyKey: b.IdempotencyKey, ChargeKey: b.ChargeKey, AmountCents: b.AmountCents})
 		switch {
 		case errors.Is(err, payment.ErrNoCharge):
 			fail(w, http.StatusNotFound, "no_charge")
+		case errors.Is(err, payment.ErrRefundExceedsCharge):
+			fail(w, http.StatusConflict, "refund_exceeds_charge")
 		case err != nil:
 			fail(w, http.StatusServiceUnavailable, "unavailable")
 		default:

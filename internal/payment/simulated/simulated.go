@@ -43,15 +43,21 @@ type Entry struct {
 	AmountCents int64  `json:"amount_cents"`
 	Currency    string `json:"currency"`
 	Declined    bool   `json:"declined"`
-	Refunded    bool   `json:"refunded"`
-	ChargeCalls int    `json:"charge_calls"` // how many times the key was presented
+	Refunded    bool   `json:"refunded"` // all of it given back
+	// RefundedCents is what was given back, by Refunds refunds (each under a key of its own).
+	RefundedCents int64 `json:"refunded_cents"`
+	Refunds       int   `json:"refunds"`
+	ChargeCalls   int   `json:"charge_calls"` // how many times the key was presented
 }
 
 // Ledger is everything the provider did.
 type Ledger struct {
-	Charges       int     `json:"charges"`  // keys charged (money taken), refunded or not
-	Declines      int     `json:"declines"` // keys declined
-	Refunds       int     `json:"refunds"`  // charges given back
+	Charges  int `json:"charges"`  // keys charged (money taken), refunded or not
+	Declines int `json:"declines"` // keys declined
+	Refunds  int `json:"refunds"`  // refunds made, one per refund key
+	// OverRefunds counts refunds refused because the charge had been given back already: a
+	// refund asked for twice under two keys. It stays 0 while refunds happen exactly once.
+	OverRefunds   int     `json:"over_refunds"`
 	ChargedCents  int64   `json:"charged_cents"`
 	RefundedCents int64   `json:"refunded_cents"`
 	Calls         int     `json:"calls"`   // charge and refund calls, failed ones included
@@ -65,7 +71,8 @@ type Provider struct {
 	mode    Mode
 	resumed chan struct{} // closed when not paused
 	entries map[string]*Entry
-	refunds map[string]string // refund key -> charge key
+	refunds map[string]refundEntry // by refund key
+	over    int
 	calls   int
 	pending int
 	next    int
@@ -73,9 +80,14 @@ type Provider struct {
 
 var _ payment.Provider = (*Provider)(nil)
 
+type refundEntry struct {
+	chargeKey string
+	id        string
+}
+
 // New returns a provider in the given mode.
 func New(m Mode) *Provider {
-	p := &Provider{entries: map[string]*Entry{}, refunds: map[string]string{}, resumed: make(chan struct{})}
+	p := &Provider{entries: map[string]*Entry{}, refunds: map[string]refundEntry{}, resumed: make(chan struct{})}
 	close(p.resumed)
 	p.SetMode(m)
 	return p
@@ -161,27 +173,42 @@ func (p *Provider) Charge(ctx context.Context, req payment.ChargeRequest) (payme
 	return payment.Charge{ID: e.ChargeID, AmountCents: e.AmountCents, Currency: e.Currency}, nil
 }
 
-// Refund implements payment.Provider: it gives back the charge made under req.ChargeKey, once.
-func (p *Provider) Refund(ctx context.Context, req payment.RefundRequest) (payment.Refund, error) {
+// Refund implements payment.Provider: it gives back req.AmountCents (0: all that is left) of the
+// charge made under req.ChargeKey, once per refund key, and never more than was charged.
+func (p *Provider) Refund(ctx context.Context, req payment.ProviderRefund) (payment.Refunded, error) {
 	if _, err := p.wait(ctx); err != nil {
-		return payment.Refund{}, err
+		return payment.Refunded{}, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[req.ChargeKey]
 	if !ok || e.Declined {
-		return payment.Refund{}, payment.ErrNoCharge
+		return payment.Refunded{}, payment.ErrNoCharge
 	}
-	e.Refunded = true
-	p.refunds[req.IdempotencyKey] = req.ChargeKey
-	return payment.Refund{ID: "re_" + e.ChargeID[3:], ChargeID: e.ChargeID}, nil
+	if r, done := p.refunds[req.IdempotencyKey]; done && r.chargeKey == req.ChargeKey {
+		return payment.Refunded{ID: r.id, ChargeID: e.ChargeID}, nil
+	}
+	amount := req.AmountCents
+	if amount <= 0 {
+		amount = e.AmountCents - e.RefundedCents
+	}
+	if e.RefundedCents+amount > e.AmountCents {
+		p.over++
+		return payment.Refunded{}, payment.ErrRefundExceedsCharge
+	}
+	e.RefundedCents += amount
+	e.Refunds++
+	e.Refunded = e.RefundedCents == e.AmountCents
+	r := refundEntry{chargeKey: req.ChargeKey, id: fmt.Sprintf("re_%s_%d", e.ChargeID[3:], e.Refunds)}
+	p.refunds[req.IdempotencyKey] = r
+	return payment.Refunded{ID: r.id, ChargeID: e.ChargeID}, nil
 }
 
 // Ledger returns what the provider did, with one entry per key when entries is true.
 func (p *Provider) Ledger(entries bool) Ledger {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l := Ledger{Calls: p.calls, Pending: p.pending}
+	l := Ledger{Calls: p.calls, Pending: p.pending, OverRefunds: p.over}
 	for _, e := range p.entries {
 		switch {
 		case e.Declined:
@@ -189,10 +216,8 @@ func (p *Provider) Ledger(entries bool) Ledger {
 		default:
 			l.Charges++
 			l.ChargedCents += e.AmountCents
-			if e.Refunded {
-				l.Refunds++
-				l.RefundedCents += e.AmountCents
-			}
+			l.Refunds += e.Refunds
+			l.RefundedCents += e.RefundedCents
 		}
 		if entries {
 			l.Entries = append(l.Entries, *e)
@@ -206,5 +231,5 @@ func (p *Provider) Ledger(entries bool) Ledger {
 func (p *Provider) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.entries, p.refunds, p.calls, p.pending, p.next = map[string]*Entry{}, map[string]string{}, 0, 0, 0
+	p.entries, p.refunds, p.over, p.calls, p.pending, p.next = map[string]*Entry{}, map[string]refundEntry{}, 0, 0, 0, 0
 }
