@@ -397,7 +397,6 @@ var (
 	ErrNotRefundable        = problem.New(problem.Conflict, "order-not-refundable", "Order cannot be refunded")
 	ErrRefundTooLarge       = problem.New(problem.Unprocessable, "refund-exceeds-payment", "Refund larger than what is left to refund")
 	ErrRefundNotFound       = problem.New(problem.NotFound, "refund-not-found", "Refund not found")
-	ErrCancellationClosed   = problem.New(problem.Conflict, "cancellation-window-closed", "Cancellation window closed")
 	ErrCancellationNotFound = problem.New(problem.NotFound, "event-not-cancelled", "Event not cancelled")
 	ErrTicketVoid           = problem.New(problem.Conflict, "ticket-void", "Ticket void: its order was cancelled and refunded")
 	// ErrDeclined is the provider's final "no": the order fails and its hold is released.
