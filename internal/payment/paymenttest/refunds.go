@@ -3,6 +3,7 @@ package paymenttest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func runRefunds(t *testing.T, newStore func(t *testing.T) payment.OrderStore) {
 		// A pending refund is stale like a pending payment once nobody tried it.
 		publishAll(t, s, o.ID)
 		stale, err := s.StalePending(ctx, time.Now().Add(time.Hour), 100_000)
-		if err != nil || !contains(stale, o.ID) {
+		if err != nil || !slices.Contains(stale, o.ID) {
 			t.Fatalf("stale: %v %v; want the refunding order", stale, err)
 		}
 		done, changed, err := s.CompleteRefund(ctx, r.ID, "re_1", now.Add(time.Second))
@@ -79,7 +80,7 @@ func runRefunds(t *testing.T, newStore func(t *testing.T) payment.OrderStore) {
 		if _, _, err := s.CompleteRefund(ctx, uuid.New(), "re", now); !errors.Is(err, payment.ErrRefundNotFound) {
 			t.Fatalf("unknown refund: want ErrRefundNotFound, got %v", err)
 		}
-		if stale, _ := s.StalePending(ctx, time.Now().Add(time.Hour), 100_000); contains(stale, o.ID) {
+		if stale, _ := s.StalePending(ctx, time.Now().Add(time.Hour), 100_000); slices.Contains(stale, o.ID) {
 			t.Fatal("a refunded order is still stale")
 		}
 		// A confirmation redelivered after all this changes nothing.
@@ -165,7 +166,7 @@ func runRefunds(t *testing.T, newStore func(t *testing.T) payment.OrderStore) {
 			t.Fatalf("unknown: want ErrCancellationNotFound, got %v", err)
 		}
 		open, err := s.OpenCancellations(ctx, 100_000)
-		if err != nil || !containsCancellation(open, ev) {
+		if err != nil || !slices.ContainsFunc(open, func(c payment.EventCancellation) bool { return c.EventID == ev }) {
 			t.Fatalf("open: %+v %v", open, err)
 		}
 		if err := s.FinishCancellation(ctx, ev, now.Add(time.Minute)); err != nil {
@@ -177,7 +178,7 @@ func runRefunds(t *testing.T, newStore func(t *testing.T) payment.OrderStore) {
 		if got, err := s.EventCancellation(ctx, ev); err != nil || !got.FinishedAt.Equal(now.Add(time.Minute)) {
 			t.Fatalf("finished: %+v %v", got, err)
 		}
-		if open, _ := s.OpenCancellations(ctx, 100_000); containsCancellation(open, ev) {
+		if open, _ := s.OpenCancellations(ctx, 100_000); slices.ContainsFunc(open, func(c payment.EventCancellation) bool { return c.EventID == ev }) {
 			t.Fatal("a finished cancellation is still open")
 		}
 		if err := s.FinishCancellation(ctx, uuid.New(), now); !errors.Is(err, payment.ErrCancellationNotFound) {
@@ -211,24 +212,6 @@ func runRefunds(t *testing.T, newStore func(t *testing.T) payment.OrderStore) {
 			t.Fatalf("%d refunds made, stored %+v", made, stored.Refunds)
 		}
 	})
-}
-
-func contains(ids []uuid.UUID, id uuid.UUID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
-func containsCancellation(cs []payment.EventCancellation, ev uuid.UUID) bool {
-	for _, c := range cs {
-		if c.EventID == ev {
-			return true
-		}
-	}
-	return false
 }
 
 // publishAll clears the order's outbox messages.
