@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
 
@@ -27,14 +28,16 @@ type PaymentModule struct {
 	Hub       *payment.Hub
 	Relay     *payment.Relay
 	Processor *payment.Processor
-	Guarded   *payment.GuardedProvider
-	Signer    *payment.TicketSigner
-	Keys      *keyset.Set
-	Names     paynats.Names
-	Publisher *paynats.Publisher
-	Bus       *paynats.Bus
-	Worker    *paynats.Worker
-	Simulated *simulated.Provider // nil when another provider is used
+	// Cancellations refunds the orders of cancelled events.
+	Cancellations *payment.Cancellations
+	Guarded       *payment.GuardedProvider
+	Signer        *payment.TicketSigner
+	Keys          *keyset.Set
+	Names         paynats.Names
+	Publisher     *paynats.Publisher
+	Bus           *paynats.Bus
+	Worker        *paynats.Worker
+	Simulated     *simulated.Provider // nil when another provider is used
 }
 
 // TicketKeys loads the ticket-signing keys: the configured file, or one generated once under the
@@ -95,13 +98,19 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	background := payment.BoundedStore(m.Store, p.cfg.DBMaxConns/4)
 	m.Relay = payment.NewRelay(background, m.Publisher, p.clock, log, cfg.StaleAfter)
 	m.Relay.ReconcileUnless(func() bool { return m.Guarded.State() != gobreaker.StateClosed })
-	if m.Processor, err = payment.NewProcessor(background, p.inventory, m.Guarded, m.Bus, p.clock, log, meter, max(8, cfg.Workers/8)); err != nil {
+	var notifier payment.Notifier // webhooks
+	if m.Processor, err = payment.NewProcessor(background, p.inventory, m.Guarded, m.Bus, notifier, p.clock, log, meter, max(8, cfg.Workers/8)); err != nil {
 		return nil, err
 	}
+	// A page of 200 orders per read: a cancelled event of tens of thousands of orders is refunded
+	// a few hundred orders a second, leaving the database to the sales of other events. Every
+	// replica looks every 5 s, so one that dies half way is taken over within seconds.
+	m.Cancellations = payment.NewCancellations(background, m.Relay, notifier, p.clock, log, 5*time.Second, 200)
 	m.Signer = payment.NewTicketSigner(keys)
 	if m.Module, err = payment.New(cfg, payment.Deps{
 		Store: m.Store, Inventory: p.inventory, Relay: m.Relay, Hub: m.Hub,
 		Signer: m.Signer, Clock: p.clock, Log: log, Meter: meter,
+		Notifier: notifier, Owners: payment.NewOwners(p.inventory, 4096), Wake: m.Cancellations.Wake,
 	}); err != nil {
 		return nil, err
 	}
@@ -134,6 +143,9 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 		{Name: "payment.relay",
 			Start: func(context.Context) error { m.Relay.Start(); return nil },
 			Stop:  func(context.Context) error { m.Relay.Stop(); return nil }},
+		{Name: "payment.cancellations",
+			Start: func(context.Context) error { m.Cancellations.Start(); return nil },
+			Stop:  func(context.Context) error { m.Cancellations.Stop(); return nil }},
 		// The worker stops first (runners stop in reverse): it finishes or hands back its
 		// payments while the relay and the status bus still run.
 		{Name: "payment.worker", Start: m.Worker.Start, Stop: m.Worker.Stop},

@@ -241,7 +241,7 @@ func (p *Process) plan() error {
 	}
 	// Runners start once every module is assembled; each is its own part so a failure stops the
 	// ones already running.
-	for _, name := range []string{"payment.bus", "payment.recheck", "payment.relay", "payment.worker", "auth.keys", "inventory.admission"} {
+	for _, name := range []string{"payment.bus", "payment.recheck", "payment.relay", "payment.cancellations", "payment.worker", "auth.keys", "inventory.admission"} {
 		name := name
 		parts = append(parts, lifecycle.Module{Name: name, DependsOn: modules,
 			Start: func(ctx context.Context) error { return p.startRunner(ctx, name, false) },

@@ -82,13 +82,23 @@ type eventJSON struct {
 	Venue       string    `json:"venue"`
 	Description string    `json:"description"`
 	StartsAt    time.Time `json:"starts_at"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	// CancelCutoffHours is always present: null says customers cannot cancel.
+	CancelCutoffHours *int       `json:"cancellation_cutoff_hours"`
+	Status            string     `json:"status"`
+	CancelledAt       *time.Time `json:"cancelled_at,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	UpdatedAt         time.Time  `json:"updated_at"`
 }
 
 func toEventJSON(e Event) eventJSON {
-	return eventJSON{ID: e.ID.String(), OrganizerID: e.OrganizerID.String(), Name: e.Name, Venue: e.Venue,
-		Description: e.Description, StartsAt: e.StartsAt, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+	out := eventJSON{ID: e.ID.String(), OrganizerID: e.OrganizerID.String(), Name: e.Name, Venue: e.Venue,
+		Description: e.Description, StartsAt: e.StartsAt, CancelCutoffHours: e.CancelCutoffHours, Status: "scheduled",
+		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+	if !e.CancelledAt.IsZero() {
+		at := e.CancelledAt
+		out.Status, out.CancelledAt = "cancelled", &at
+	}
+	return out
 }
 
 type ticketTypeJSON struct {
@@ -236,6 +246,7 @@ func (h *Handler) createEvent(c echo.Context) error {
 		Venue       string `json:"venue"`
 		StartsAt    string `json:"starts_at"`
 		Description string `json:"description"`
+		CutoffHours *int   `json:"cancellation_cutoff_hours"`
 	}
 	if err := httpserver.Bind(c, &in); err != nil {
 		return err
@@ -245,7 +256,7 @@ func (h *Handler) createEvent(c echo.Context) error {
 		return err
 	}
 	e, created, err := h.m.CreateEventOnce(c.Request().Context(), principal(c).UserID,
-		EventInput{Name: in.Name, Venue: in.Venue, Description: in.Description, StartsAt: starts},
+		EventInput{Name: in.Name, Venue: in.Venue, Description: in.Description, StartsAt: starts, CancelCutoffHours: in.CutoffHours},
 		c.Request().Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
@@ -345,6 +356,16 @@ func (h *Handler) patchEvent(c echo.Context) error {
 			return err
 		}
 		p.StartsAt = &t
+	}
+	if raw, ok := m["cancellation_cutoff_hours"]; ok {
+		p.SetCancelCutoff = true
+		if string(raw) != "null" {
+			var n int
+			if json.Unmarshal(raw, &n) != nil {
+				return invalid("cancellation_cutoff_hours", "must be a whole number of hours, or null for no cancelling")
+			}
+			p.CancelCutoffHours = &n
+		}
 	}
 	e, err := h.m.UpdateEvent(c.Request().Context(), principal(c).UserID, id, p)
 	if err != nil {

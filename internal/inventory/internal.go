@@ -60,6 +60,9 @@ func (h *Handler) InternalRoutes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/internal/v1/holds/:hold_id/release", Handler: h.internalRelease},
 		{Method: http.MethodGet, Path: "/internal/v1/holds/:hold_id/tickets", Handler: h.internalTickets},
 		{Method: http.MethodGet, Path: "/internal/v1/events/:event_id/stock", Handler: h.internalEventStock},
+		{Method: http.MethodPost, Path: "/internal/v1/holds/:hold_id/return", Handler: h.internalReturn},
+		{Method: http.MethodPost, Path: "/internal/v1/events/:event_id/cancel", Handler: h.internalCancelEvent},
+		{Method: http.MethodGet, Path: "/internal/v1/ticket-types/:ticket_type_id/event", Handler: h.internalEventOf},
 	}
 }
 
@@ -129,6 +132,52 @@ func (h *Handler) internalEventStock(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, es)
+}
+
+// Returned is what giving a hold's tickets back did, as the internal API carries it.
+type Returned struct {
+	Tickets int `json:"tickets"`
+}
+
+func (h *Handler) internalReturn(c echo.Context) error {
+	n, err := h.m.ReturnTickets(c.Request().Context(), c.Param("hold_id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, Returned{Tickets: n})
+}
+
+// CancelRequest is who cancels an event, as the internal API carries it.
+type CancelRequest struct {
+	OrganizerID uuid.UUID `json:"organizer_id"`
+}
+
+func (h *Handler) internalCancelEvent(c echo.Context) error {
+	id, err := uuidParam(c, "event_id")
+	if err != nil {
+		return err
+	}
+	var in CancelRequest
+	if err := httpserver.Bind(c, &in); err != nil {
+		return err
+	}
+	cat, err := h.m.CancelEvent(c.Request().Context(), in.OrganizerID, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, cat)
+}
+
+func (h *Handler) internalEventOf(c echo.Context) error {
+	id, err := uuidParam(c, "ticket_type_id")
+	if err != nil {
+		return err
+	}
+	e, err := h.m.EventOf(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, e)
 }
 
 func nonNil(ts []Ticket) []Ticket {

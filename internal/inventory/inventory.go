@@ -341,6 +341,7 @@ var (
 	ErrHoldNotLive            = problem.New(problem.Conflict, "hold-not-live", "Hold no longer reserves tickets")
 	ErrHoldOrdered            = problem.New(problem.Conflict, "hold-ordered", "Hold checked out")
 	ErrCapacityBelowCommitted = problem.New(problem.Conflict, "capacity-below-committed", "Capacity below tickets sold and held")
+	ErrEventCancelled         = problem.New(problem.Conflict, "event-cancelled", "Event cancelled")
 	ErrNotConfigured          = problem.New(problem.Internal, "hold-rules-missing", "Hold rules missing")
 	ErrInvalid                = problem.New(problem.Unprocessable, "validation", "Validation failed")
 )

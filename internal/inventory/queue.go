@@ -200,7 +200,7 @@ func (m *Module) checkRoom(r Room) error {
 // SetRoom turns an event's waiting room on or changes it. With replace, fields the input leaves
 // out take their defaults; without, they keep their values, and the room must exist (PATCH).
 func (m *Module) SetRoom(ctx context.Context, organizer, event uuid.UUID, in RoomInput, replace bool) (RoomView, error) {
-	if err := m.ownedEvent(ctx, organizer, event); err != nil {
+	if err := m.ownedOpenEvent(ctx, organizer, event); err != nil {
 		return RoomView{}, err
 	}
 	now := m.d.Clock.Now().UTC()

@@ -151,12 +151,27 @@ func (m *Module) Config() Config { return m.cfg }
 type EventInput struct {
 	Name, Venue, Description string
 	StartsAt                 time.Time
+	// CancelCutoffHours lets customers cancel until this many hours before the start (nil: never).
+	CancelCutoffHours *int
 }
 
 // EventPatch changes an event; nil fields stay.
 type EventPatch struct {
 	Name, Venue, Description *string
 	StartsAt                 *time.Time
+	// SetCancelCutoff replaces the cancellation cutoff with CancelCutoffHours (nil: no cancelling).
+	SetCancelCutoff   bool
+	CancelCutoffHours *int
+}
+
+// maxCancelCutoffHours is a year: a cutoff further ahead than that is a typing slip.
+const maxCancelCutoffHours = 8760
+
+func checkCutoff(h *int) error {
+	if h != nil && (*h < 0 || *h > maxCancelCutoffHours) {
+		return invalid("cancellation_cutoff_hours", fmt.Sprintf("must be from 0 to %d, or null for no cancelling", maxCancelCutoffHours))
+	}
+	return nil
 }
 
 func invalid(field, msg string) error {
@@ -198,13 +213,14 @@ func (m *Module) CreateEvent(ctx context.Context, organizer uuid.UUID, in EventI
 
 func (m *Module) createEvent(ctx context.Context, organizer uuid.UUID, in EventInput, key *RequestKey) (Event, error) {
 	if err := errors.Join(checkText("name", in.Name, 1, 200), checkText("venue", in.Venue, 1, 200),
-		checkProse("description", in.Description, 0, 5000), m.checkStart(in.StartsAt)); err != nil {
+		checkProse("description", in.Description, 0, 5000), m.checkStart(in.StartsAt), checkCutoff(in.CancelCutoffHours)); err != nil {
 		return Event{}, firstErr(err)
 	}
 	now := m.d.Clock.Now().UTC()
 	e := Event{
 		ID: uuid.New(), OrganizerID: organizer, Name: strings.TrimSpace(in.Name), Venue: strings.TrimSpace(in.Venue),
-		Description: in.Description, StartsAt: in.StartsAt.UTC(), Version: 1, CreatedAt: now, UpdatedAt: now,
+		Description: in.Description, StartsAt: in.StartsAt.UTC(), CancelCutoffHours: in.CancelCutoffHours,
+		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	var err error
 	if key != nil {
@@ -268,7 +284,11 @@ func (m *Module) CreateEventOnce(ctx context.Context, organizer uuid.UUID, in Ev
 		e, err := m.CreateEvent(ctx, organizer, in)
 		return e, err == nil, err
 	}
-	hash := requestHash("event", in.Name, in.Venue, in.Description, in.StartsAt.UTC())
+	cutoff := -1
+	if in.CancelCutoffHours != nil {
+		cutoff = *in.CancelCutoffHours
+	}
+	hash := requestHash("event", in.Name, in.Venue, in.Description, in.StartsAt.UTC(), cutoff)
 	return keyed(ctx, m, organizer, key, hash,
 		func(id uuid.UUID) (Event, error) {
 			e, err := m.d.Store.Event(ctx, id)
@@ -308,12 +328,18 @@ func (m *Module) UpdateEvent(ctx context.Context, organizer, id uuid.UUID, p Eve
 	if p.StartsAt != nil {
 		errs = append(errs, m.checkStart(*p.StartsAt))
 	}
+	if p.SetCancelCutoff {
+		errs = append(errs, checkCutoff(p.CancelCutoffHours))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return Event{}, firstErr(err)
 	}
 	e, err := m.d.Store.UpdateEvent(ctx, id, func(e *Event) error {
 		if e.OrganizerID != organizer {
 			return ErrNotOwner.WithDetail("only the event's organizer may change it")
+		}
+		if err := refuseCancelled(*e); err != nil {
+			return err
 		}
 		if p.Name != nil {
 			e.Name = strings.TrimSpace(*p.Name)
@@ -326,6 +352,9 @@ func (m *Module) UpdateEvent(ctx context.Context, organizer, id uuid.UUID, p Eve
 		}
 		if p.StartsAt != nil {
 			e.StartsAt = p.StartsAt.UTC()
+		}
+		if p.SetCancelCutoff {
+			e.CancelCutoffHours = p.CancelCutoffHours
 		}
 		return nil
 	})
@@ -500,14 +529,28 @@ func (m *Module) checkTicketType(t TicketType) error {
 }
 
 func (m *Module) ownedEvent(ctx context.Context, organizer, eventID uuid.UUID) error {
+	_, err := m.ownEvent(ctx, organizer, eventID)
+	return err
+}
+
+func (m *Module) ownEvent(ctx context.Context, organizer, eventID uuid.UUID) (Event, error) {
 	e, err := m.d.Store.Event(ctx, eventID)
 	if err != nil {
-		return unavailable("read event", err)
+		return Event{}, unavailable("read event", err)
 	}
 	if e.OrganizerID != organizer {
-		return ErrNotOwner.WithDetail("only the event's organizer may change it")
+		return Event{}, ErrNotOwner.WithDetail("only the event's organizer may change it")
 	}
-	return nil
+	return e, nil
+}
+
+// ownedOpenEvent is ownedEvent for changes a cancelled event refuses.
+func (m *Module) ownedOpenEvent(ctx context.Context, organizer, eventID uuid.UUID) error {
+	e, err := m.ownEvent(ctx, organizer, eventID)
+	if err != nil {
+		return err
+	}
+	return refuseCancelled(e)
 }
 
 // CreateTicketTypeOnce is CreateTicketType under an Idempotency-Key (none when key is empty);
@@ -548,7 +591,7 @@ func (m *Module) createTicketType(ctx context.Context, organizer, eventID uuid.U
 	if err := m.checkTicketType(t); err != nil {
 		return TicketType{}, err
 	}
-	if err := m.ownedEvent(ctx, organizer, eventID); err != nil {
+	if err := m.ownedOpenEvent(ctx, organizer, eventID); err != nil {
 		return TicketType{}, err
 	}
 	rules, err := m.rulesOf(ctx, t)
@@ -579,7 +622,7 @@ func (m *Module) createTicketType(ctx context.Context, organizer, eventID uuid.U
 // UpdateTicketType changes a ticket type. Capacity may be raised at any time and lowered only
 // down to what is sold plus held.
 func (m *Module) UpdateTicketType(ctx context.Context, organizer, eventID, id uuid.UUID, p TicketTypePatch) (TicketType, error) {
-	if err := m.ownedEvent(ctx, organizer, eventID); err != nil {
+	if err := m.ownedOpenEvent(ctx, organizer, eventID); err != nil {
 		return TicketType{}, err
 	}
 	cur, err := m.d.Store.TicketType(ctx, id)
@@ -619,14 +662,14 @@ func (m *Module) UpdateTicketType(ctx context.Context, organizer, eventID, id uu
 	if lowering {
 		// Lower the hold store's capacity first, atomically against live holds; then new holds
 		// cannot take what is about to disappear.
-		if err := m.setCapacity(ctx, cur, next.Capacity, now); err != nil {
+		if err := m.setCapacity(ctx, cur, next.Capacity+cur.Returned, now); err != nil {
 			return TicketType{}, err
 		}
 	}
 	updated, err := m.d.Store.UpdateTicketType(ctx, id, func(t *TicketType) error { apply(t); return nil })
 	if err != nil {
 		if lowering {
-			if rerr := m.d.Holds.SetCapacity(ctx, id, cur.Capacity, now); rerr != nil {
+			if rerr := m.d.Holds.SetCapacity(ctx, id, cur.Capacity+cur.Returned, now); rerr != nil {
 				m.d.Log.ErrorContext(ctx, "restoring hold capacity failed", "ticket_type", id, "err", rerr)
 			}
 		}
@@ -735,6 +778,7 @@ func (m *Module) loadStock(ctx context.Context, c Catalogue) ([]Stock, error) {
 		if err != nil {
 			return nil, unavailable("read stock", err)
 		}
+		netOfReturns(s, c.TicketTypes)
 		if m.stock != nil {
 			m.stock.put(c.Event.ID, s, time.Now())
 		}
@@ -744,6 +788,21 @@ func (m *Module) loadStock(ctx context.Context, c Catalogue) ([]Stock, error) {
 		return nil, err
 	}
 	return v.([]Stock), nil
+}
+
+// netOfReturns turns the hold store's figures, which count every ticket ever sold against the
+// capacity plus the tickets given back, into what organizers and customers expect: the capacity
+// they set and the tickets sold now. Available stays as it was.
+func netOfReturns(s []Stock, types []TicketType) {
+	for i := range s {
+		for _, t := range types {
+			if t.ID == s[i].TicketTypeID && t.Returned > 0 {
+				r := min(t.Returned, s[i].Sold, s[i].Capacity)
+				s[i].Capacity -= r
+				s[i].Sold -= r
+			}
+		}
+	}
 }
 
 // ---- holds ----

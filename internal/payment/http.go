@@ -46,12 +46,16 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/orders", Handler: h.createOrder, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders", Handler: h.listOrders, Middleware: customer},
 		{Method: http.MethodGet, Path: "/v1/orders/:order_id", Handler: h.getOrder, Middleware: customer},
+		{Method: http.MethodPost, Path: "/v1/orders/:order_id/cancel", Handler: h.cancelOrder, Middleware: customer},
+		{Method: http.MethodPost, Path: "/v1/orders/:order_id/refunds", Handler: h.refundOrder, Middleware: h.organizerOnly()},
 		{Method: http.MethodGet, Path: "/v1/orders/:order_id/events", Handler: h.orderEvents, Stream: true,
 			Middleware: []echo.MiddlewareFunc{auth.RequireStream(h.authn, auth.RoleCustomer)}},
 		{Method: http.MethodPost, Path: "/v1/checkins", Handler: h.checkIn, Middleware: staff},
 		{Method: http.MethodGet, Path: "/v1/events/:event_id/orders", Handler: h.eventOrders, Middleware: h.organizerOnly()},
 		{Method: http.MethodGet, Path: "/v1/events/:event_id/attendees", Handler: h.eventAttendees, Middleware: h.organizerOnly()},
 		{Method: http.MethodGet, Path: "/v1/events/:event_id/sales", Handler: h.eventSales, Middleware: h.organizerOnly()},
+		{Method: http.MethodPost, Path: "/v1/events/:event_id/cancel", Handler: h.cancelEvent, Middleware: h.organizerOnly()},
+		{Method: http.MethodGet, Path: "/v1/events/:event_id/cancellation", Handler: h.eventCancellation, Middleware: h.organizerOnly()},
 		{Method: http.MethodGet, Path: "/v1/events/:event_id/sales/events", Handler: h.salesEvents, Stream: true,
 			Middleware: []echo.MiddlewareFunc{auth.RequireStream(h.authn, auth.RoleOrganizer)}},
 		{Method: http.MethodGet, Path: "/.well-known/ticket-keys.json", Handler: h.ticketKeys},
@@ -76,15 +80,40 @@ type orderJSON struct {
 	AmountCents  int64        `json:"amount_cents"`
 	Currency     string       `json:"currency"`
 	Tickets      []ticketJSON `json:"tickets"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
+	// RefundedCents is what has been given back so far; Refunds lists every refund asked for.
+	RefundedCents int64        `json:"refunded_cents"`
+	Refunds       []refundJSON `json:"refunds"`
+	CreatedAt     time.Time    `json:"created_at"`
+	UpdatedAt     time.Time    `json:"updated_at"`
+}
+
+type refundJSON struct {
+	ID          string       `json:"id"`
+	AmountCents int64        `json:"amount_cents"`
+	Reason      string       `json:"reason"`
+	Status      RefundStatus `json:"status"`
+	CreatedAt   time.Time    `json:"created_at"`
+	CompletedAt *time.Time   `json:"completed_at,omitempty"`
+}
+
+func toRefundJSON(r Refund) refundJSON {
+	out := refundJSON{ID: r.ID.String(), AmountCents: r.AmountCents, Reason: r.Reason, Status: r.Status, CreatedAt: r.CreatedAt}
+	if !r.CompletedAt.IsZero() {
+		at := r.CompletedAt
+		out.CompletedAt = &at
+	}
+	return out
 }
 
 func (h *Handler) toOrderJSON(o Order) orderJSON {
 	out := orderJSON{
 		ID: o.ID.String(), Status: o.Status, StatusDetail: o.StatusDetail, HoldID: o.Hold.ID,
 		TicketTypeID: o.Hold.TicketTypeID.String(), Quantity: o.Hold.Quantity, AmountCents: o.AmountCents,
-		Currency: o.Currency, Tickets: make([]ticketJSON, len(o.Tickets)), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		Currency: o.Currency, Tickets: make([]ticketJSON, len(o.Tickets)), RefundedCents: o.RefundedCents,
+		Refunds: make([]refundJSON, len(o.Refunds)), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+	for i, r := range o.Refunds {
+		out.Refunds[i] = toRefundJSON(r)
 	}
 	for i, t := range o.Tickets {
 		out.Tickets[i] = ticketJSON{ID: t.ID.String(), OrderID: o.ID.String(), TicketTypeID: t.TicketTypeID.String(),

@@ -31,6 +31,12 @@ type Deps struct {
 	Clock     clock.Clock
 	Log       *slog.Logger
 	Meter     metric.Meter
+	// Notifier tells the organizer's integrations (webhooks) what happened; nil: nobody.
+	Notifier Notifier
+	// Owners finds whose orders are whose, for notices.
+	Owners *Owners
+	// Wake nudges the cancellations runner after an event is cancelled; may be nil.
+	Wake func()
 }
 
 // Module is the payment module's request side: checkout, order reads, check-in.
@@ -269,11 +275,31 @@ func (m *Module) CheckIn(ctx context.Context, staff uuid.UUID, code string) (Che
 	if err != nil {
 		return CheckIn{}, unavailable("check in", err)
 	}
+	// Told again on a second scan: a notice lost with a crash after the first is sent then.
+	m.notifyCheckIn(ctx, c)
 	if !first {
 		return c, ErrAlreadyCheckedIn.WithDetail("checked in at %s", c.CheckedInAt.Format(time.RFC3339)).
 			WithExtra("checked_in_at", c.CheckedInAt.Format(time.RFC3339Nano))
 	}
 	return c, nil
+}
+
+// notifyCheckIn tells the organizer's integrations of an admission. The door does not wait on
+// them: a failure is logged, not answered.
+func (m *Module) notifyCheckIn(ctx context.Context, c CheckIn) {
+	if m.d.Notifier == nil || m.d.Owners == nil {
+		return
+	}
+	t := c.Ticket
+	_, organizer, err := m.d.Owners.Of(ctx, t.TicketTypeID)
+	if err == nil {
+		err = m.d.Notifier.Notify(ctx, Notice{ID: NoticeTicketCheckedIn + ":" + t.ID.String(), Type: NoticeTicketCheckedIn,
+			OrganizerID: organizer, OrderingKey: t.OrderID.String(), At: c.CheckedInAt,
+			Data: mustJSON(TicketNoticeData{TicketID: t.ID, OrderID: t.OrderID, EventID: t.EventID, TicketTypeID: t.TicketTypeID, CheckedInAt: c.CheckedInAt})})
+	}
+	if err != nil {
+		m.d.Log.WarnContext(ctx, "ticket.checked_in notice", "ticket", t.ID, "err", err)
+	}
 }
 
 // unavailable marks a failure that is not one of the modules' own answers as a dependency

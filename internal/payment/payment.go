@@ -370,6 +370,13 @@ type Inventory interface {
 	// EventStock returns an event (with its organizer), its ticket types and their live figures,
 	// for the organizer's sales view; inventory.ErrEventNotFound. Safe to retry.
 	EventStock(ctx context.Context, eventID uuid.UUID) (inventory.EventStock, error)
+	// ReturnTickets puts a cancelled order's tickets back on sale, once per hold
+	// (inventory.ErrHoldNotFound when the hold sold none).
+	ReturnTickets(ctx context.Context, holdID string) (int, error)
+	// CancelEvent cancels an event for its organizer: sales end and the waiting room closes.
+	CancelEvent(ctx context.Context, organizer, eventID uuid.UUID) (inventory.Catalogue, error)
+	// EventOf returns the event a ticket type belongs to: whose orders they are.
+	EventOf(ctx context.Context, ticketType uuid.UUID) (inventory.Event, error)
 }
 
 // Service is what other modules (or a future split-out process) may ask of payment.

@@ -43,6 +43,8 @@ type Processor struct {
 	inv      Inventory
 	provider *GuardedProvider
 	bus      StatusBus
+	notifier Notifier // nil: nobody is told
+	owners   *Owners
 	clock    clock.Clock
 	log      *slog.Logger
 	outcomes metric.Int64Counter
@@ -59,7 +61,8 @@ type Processor struct {
 }
 
 // NewProcessor assembles a processor that settles at most settleAtOnce charged payments at once.
-func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bus StatusBus,
+// The notifier (nil: none) hears of every order that is confirmed, fails, is cancelled or refunded.
+func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bus StatusBus, notifier Notifier,
 	clk clock.Clock, log *slog.Logger, meter metric.Meter, settleAtOnce int) (*Processor, error) {
 	outcomes, err := meter.Int64Counter("onsale.payment.orders", metric.WithDescription("Orders that reached a status, by status and reason."))
 	if err != nil {
@@ -71,7 +74,8 @@ func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bu
 	if err != nil {
 		return nil, fmt.Errorf("processing duration histogram: %w", err)
 	}
-	return &Processor{store: store, inv: inv, provider: provider, bus: bus, clock: clk, log: log, outcomes: outcomes,
+	return &Processor{store: store, inv: inv, provider: provider, bus: bus, notifier: notifier, owners: NewOwners(inv, 4096),
+		clock: clk, log: log, outcomes: outcomes,
 		duration: duration, results: map[Action]metric.MeasurementOption{
 			Done:    metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "done"))),
 			Retry:   metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "retry"))),
@@ -119,9 +123,12 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 	if err != nil {
 		return p.retry(ctx, orderID, attempt, fmt.Errorf("read order: %w", err))
 	}
+	if o.Status == StatusRefundPending {
+		return p.refundOrder(ctx, o, attempt)
+	}
 	if o.Status.Terminal() {
-		p.announce(ctx, o) // in case the first announcement was lost with a crash
-		return Decision{Action: Done}
+		// In case the first announcement and notices were lost with a crash.
+		return p.finish(ctx, o, attempt)
 	}
 
 	charge, err := p.provider.Charge(ctx, ChargeRequest{
@@ -184,8 +191,68 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 	if changed {
 		p.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("status", "confirmed"), attribute.String("reason", "paid")))
 	}
-	p.announce(ctx, confirmed)
+	return p.finish(ctx, confirmed, attempt)
+}
+
+// finish announces an order's new state to its streams and its organizer's integrations. The
+// request is done only once the notices are queued: until then it is delivered again, and the
+// redelivery finds the order finished and comes here.
+func (p *Processor) finish(ctx context.Context, o Order, attempt int) Decision {
+	p.announce(ctx, o)
+	if err := notifyOrder(ctx, p.notifier, p.owners, o); err != nil {
+		return p.retry(ctx, o.ID, attempt, err)
+	}
 	return Decision{Action: Done}
+}
+
+// refundOrder carries out an order's pending refunds: a cancelled order's tickets go back on sale
+// first, then each refund is asked of the provider under its own key (so a repeat refunds
+// nothing more) and recorded.
+func (p *Processor) refundOrder(ctx context.Context, o Order, attempt int) Decision {
+	p.announce(ctx, o) // streams show refund_pending
+	if o.Voided {
+		if _, err := p.inv.ReturnTickets(ctx, o.Hold.ID); err != nil && !errors.Is(err, inventory.ErrHoldNotFound) {
+			return p.retry(ctx, o.ID, attempt, fmt.Errorf("return tickets: %w", err))
+		}
+	}
+	cur := o
+	for _, r := range o.Refunds {
+		if r.Status != RefundPending {
+			continue
+		}
+		done, err := p.provider.Refund(ctx, ProviderRefund{IdempotencyKey: "refund:" + r.ID.String(), ChargeKey: o.ID.String(), AmountCents: r.AmountCents})
+		switch {
+		case errors.Is(err, ErrBreakerOpen):
+			return p.wait()
+		case errors.Is(err, ErrNoCharge), errors.Is(err, ErrRefundExceedsCharge):
+			// Nothing the provider would ever accept: an operator must look (dead letter).
+			p.log.ErrorContext(ctx, "refund refused by the provider", "order", o.ID, "refund", r.ID, "err", err)
+			return Decision{Action: Discard, Reason: "refund refused: " + err.Error()}
+		case err != nil:
+			return p.retry(ctx, o.ID, attempt, fmt.Errorf("refund %s: %w", r.ID, err))
+		}
+		var changed bool
+		cur, changed, err = p.store.CompleteRefund(ctx, r.ID, done.ID, p.clock.Now())
+		if err != nil {
+			return p.retry(ctx, o.ID, attempt, fmt.Errorf("complete refund %s: %w", r.ID, err))
+		}
+		if changed {
+			p.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("status", "refunded"), attribute.String("reason", refundReason(r))))
+		}
+	}
+	return p.finish(ctx, cur, attempt)
+}
+
+// refundReason labels a refund for the outcomes metric by who asked for it.
+func refundReason(r Refund) string {
+	switch {
+	case r.Key == keyCustomerCancel:
+		return "customer_cancel"
+	case r.Key == keyEventCancel:
+		return "event_cancel"
+	default:
+		return "organizer"
+	}
 }
 
 func (p *Processor) retry(ctx context.Context, orderID uuid.UUID, attempt int, err error) Decision {
@@ -235,8 +302,7 @@ func (p *Processor) fail(ctx context.Context, o Order, detail, reason string, at
 	if changed {
 		p.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("status", "failed"), attribute.String("reason", reason)))
 	}
-	p.announce(ctx, failed)
-	return Decision{Action: Done}
+	return p.finish(ctx, failed, attempt)
 }
 
 // GiveUp ends an order whose payment kept failing. If its sale did commit (only a charge that
@@ -254,6 +320,10 @@ func (p *Processor) GiveUp(ctx context.Context, orderID uuid.UUID, reason string
 	}
 	if o.Status.Terminal() {
 		return nil
+	}
+	if o.Status == StatusRefundPending {
+		// Money is owed back: the order stays as it is, and the reconciler asks again later.
+		return fmt.Errorf("order %s: a refund is still owed", o.ID)
 	}
 	sold, err := p.inv.SoldTickets(ctx, o.Hold.ID)
 	if err != nil {
@@ -296,7 +366,9 @@ func (p *Processor) settle(ctx context.Context, o Order, sold []inventory.Ticket
 	if changed {
 		p.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("status", "confirmed"), attribute.String("reason", "settled")))
 	}
-	p.announce(ctx, confirmed)
+	if d := p.finish(ctx, confirmed, 1); d.Action != Done {
+		return errors.New(d.Reason)
+	}
 	return nil
 }
 

@@ -617,7 +617,7 @@ func TestProcessConfirmFailureHealsOnRedelivery(t *testing.T) {
 	tt := s.TicketType(3)
 	o := pendingOrder(t, s, tt, 2)
 	store := &errStore{OrderStore: s.Store, fail: true}
-	proc, err := payment.NewProcessor(store, s.Inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter(), 8)
+	proc, err := payment.NewProcessor(store, s.Inv, s.Guarded, s.Bus, nil, s.Clock, discardLog(), noopMeter(), 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +666,7 @@ func TestProcessSettlesAFewAtOnce(t *testing.T) {
 		orders = append(orders, o.ID)
 	}
 	inv := &countingInventory{Inventory: s.Inv}
-	proc, err := payment.NewProcessor(s.Store, inv, s.Guarded, s.Bus, s.Clock, discardLog(), noopMeter(), 3)
+	proc, err := payment.NewProcessor(s.Store, inv, s.Guarded, s.Bus, nil, s.Clock, discardLog(), noopMeter(), 3)
 	if err != nil {
 		t.Fatal(err)
 	}

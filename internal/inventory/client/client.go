@@ -90,3 +90,32 @@ func (c *Client) EventStock(ctx context.Context, eventID uuid.UUID) (inventory.E
 	}
 	return out, nil
 }
+
+// ReturnTickets puts a hold's sold tickets back on sale, once; inventory.ErrHoldNotFound when it
+// sold none.
+func (c *Client) ReturnTickets(ctx context.Context, holdID string) (int, error) {
+	var out inventory.Returned
+	if err := c.api.Do(ctx, http.MethodPost, holdPath(holdID, "/return"), nil, &out); err != nil {
+		return 0, fmt.Errorf("return tickets of hold %s: %w", holdID, err)
+	}
+	return out.Tickets, nil
+}
+
+// CancelEvent cancels an event for its organizer and returns it with its ticket types.
+func (c *Client) CancelEvent(ctx context.Context, organizer, eventID uuid.UUID) (inventory.Catalogue, error) {
+	var out inventory.Catalogue
+	if err := c.api.Do(ctx, http.MethodPost, "/internal/v1/events/"+eventID.String()+"/cancel",
+		inventory.CancelRequest{OrganizerID: organizer}, &out); err != nil {
+		return inventory.Catalogue{}, fmt.Errorf("cancel event %s: %w", eventID, err)
+	}
+	return out, nil
+}
+
+// EventOf returns the event a ticket type belongs to; inventory.ErrTicketTypeNotFound.
+func (c *Client) EventOf(ctx context.Context, ticketType uuid.UUID) (inventory.Event, error) {
+	var out inventory.Event
+	if err := c.api.Do(ctx, http.MethodGet, "/internal/v1/ticket-types/"+ticketType.String()+"/event", nil, &out); err != nil {
+		return inventory.Event{}, fmt.Errorf("event of ticket type %s: %w", ticketType, err)
+	}
+	return out, nil
+}

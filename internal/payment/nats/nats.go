@@ -122,13 +122,14 @@ func (p *Publisher) message(ctx context.Context, orderID uuid.UUID, msgID, trace
 	return m
 }
 
-// Publish implements payment.Publisher. Each message's id is its order id, so JetStream drops a
-// repeat within its duplicate window.
+// Publish implements payment.Publisher. Each message's id is its order id and outbox row, so
+// JetStream drops a repeat of the same row within its duplicate window, while a later request for
+// the same order (a refund after the charge) is a message of its own.
 func (p *Publisher) Publish(ctx context.Context, msgs []payment.OutboxMessage) ([]int64, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	var errs []error
 	for i, m := range msgs {
-		f, err := p.js.PublishMsgAsync(p.message(ctx, m.OrderID, m.OrderID.String(), m.TraceParent))
+		f, err := p.js.PublishMsgAsync(p.message(ctx, m.OrderID, m.OrderID.String()+"/"+strconv.FormatInt(m.ID, 10), m.TraceParent))
 		if err != nil {
 			errs = append(errs, err)
 			continue

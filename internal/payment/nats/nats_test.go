@@ -84,7 +84,7 @@ func TestNATSCluster(t *testing.T) {
 		run  func(*testing.T)
 	}{
 		{"Replicas", testReplicas},
-		{"PublishDeduplicatesByOrder", TestPublishDeduplicatesByOrder},
+		{"PublishDeduplicatesByOutboxRow", TestPublishDeduplicatesByOutboxRow},
 		{"WorkerAcksDone", TestWorkerAcksDone},
 		{"WorkerRetriesAfterDelay", TestWorkerRetriesAfterDelay},
 		{"WorkerWaitDoesNotGiveUp", TestWorkerWaitDoesNotGiveUp},
@@ -315,22 +315,29 @@ func (e *env) deadLetters(t *testing.T) []deadLetter {
 	return out
 }
 
-func TestPublishDeduplicatesByOrder(t *testing.T) {
+func TestPublishDeduplicatesByOutboxRow(t *testing.T) {
 	t.Parallel()
 	forEachServer(t, func(t *testing.T, e *env) {
 		a, b := uuid.New(), uuid.New()
 		ids, err := e.pub.Publish(context.Background(), []payment.OutboxMessage{
-			{ID: 1, OrderID: a}, {ID: 2, OrderID: a}, {ID: 3, OrderID: b},
+			{ID: 1, OrderID: a}, {ID: 1, OrderID: a}, {ID: 3, OrderID: b},
 		})
-		if err != nil || !slices.Equal(ids, []int64{1, 2, 3}) {
+		if err != nil || !slices.Equal(ids, []int64{1, 1, 3}) {
 			t.Fatalf("publish: %v, %v; a duplicate is accepted too (the outbox row can go)", ids, err)
 		}
-		// The relay's sweeper publishing again later changes nothing either.
-		if _, err := e.pub.Publish(context.Background(), []payment.OutboxMessage{{ID: 4, OrderID: a}}); err != nil {
+		// The relay's sweeper publishing a row again later changes nothing either.
+		if _, err := e.pub.Publish(context.Background(), []payment.OutboxMessage{{ID: 3, OrderID: b}}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.streamMsgs(t, e.names.Stream); n != 2 {
-			t.Fatalf("%d messages in the stream for 2 orders", n)
+			t.Fatalf("%d messages in the stream for 2 outbox rows", n)
+		}
+		// A later row of the same order (its refund after the charge) is a request of its own.
+		if _, err := e.pub.Publish(context.Background(), []payment.OutboxMessage{{ID: 4, OrderID: a}}); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.streamMsgs(t, e.names.Stream); n != 3 {
+			t.Fatalf("%d messages in the stream after a second row of one order, want 3", n)
 		}
 		if _, err := e.pub.Publish(context.Background(), nil); err != nil {
 			t.Fatalf("publish nothing: %v", err)
@@ -558,8 +565,8 @@ func TestWorkerRequeuesWhenGiveUpFails(t *testing.T) {
 		mu.Lock()
 		ids := slices.Clone(msgIDs)
 		mu.Unlock()
-		if len(ids) != 2 || ids[0] != o.String() || !strings.HasPrefix(ids[1], o.String()+"#") {
-			t.Fatalf("published message ids %q: want the order id, then a new id for the requeue", ids)
+		if len(ids) != 2 || ids[0] != o.String()+"/1" || !strings.HasPrefix(ids[1], o.String()+"#") {
+			t.Fatalf("published message ids %q: want the order id and outbox row, then a new id for the requeue", ids)
 		}
 		testenv.Eventually(t, 10*time.Second, func() bool { return e.streamMsgs(t, e.names.Stream) == 0 }, "request left in the queue")
 	})

@@ -1,0 +1,142 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/onsale-dev/onsale/internal/platform/clock"
+)
+
+// Cancellations refunds the orders of cancelled events in the background: page by page, each
+// paid order is cancelled under the one key "event-cancel", so replicas running it side by side,
+// or a replica that restarts half way, refund every order once. An event's cancellation is
+// finished once none of its orders is paid and unrefunded or still waiting for its payment.
+type Cancellations struct {
+	store    OrderStore
+	relay    *Relay
+	notifier Notifier // nil: nobody is told
+	clock    clock.Clock
+	log      *slog.Logger
+	every    time.Duration
+	page     int
+
+	wake chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// NewCancellations returns a runner that looks for work every period (and when woken), cancelling
+// up to page orders per store read.
+func NewCancellations(store OrderStore, relay *Relay, notifier Notifier, clk clock.Clock, log *slog.Logger, every time.Duration, page int) *Cancellations {
+	return &Cancellations{store: store, relay: relay, notifier: notifier, clock: clk, log: log, every: every, page: max(page, 1),
+		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// Wake asks for a pass soon (an event was just cancelled).
+func (c *Cancellations) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the passes until Stop.
+func (c *Cancellations) Start() {
+	c.done.Add(1)
+	go func() {
+		defer c.done.Done()
+		t := time.NewTicker(c.every)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-t.C:
+			case <-c.wake:
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				select {
+				case <-c.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			if err := c.Pass(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				c.log.Warn("event cancellations pass", "err", err)
+			}
+			cancel()
+		}
+	}()
+}
+
+// Stop ends the runner, waiting for the pass under way to stop.
+func (c *Cancellations) Stop() {
+	close(c.stop)
+	c.done.Wait()
+}
+
+// Pass works on every open cancellation once.
+func (c *Cancellations) Pass(ctx context.Context) error {
+	open, err := c.store.OpenCancellations(ctx, 100)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ec := range open {
+		if err := c.work(ctx, ec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cancellations) work(ctx context.Context, ec EventCancellation) error {
+	if c.notifier != nil {
+		if err := c.notifier.Notify(ctx, eventCancelledNotice(ec)); err != nil {
+			return err
+		}
+	}
+	var after *OrderCursor
+	for {
+		orders, err := c.store.TicketTypeOrders(ctx, ec.TicketTypes, StatusConfirmed, after, c.page)
+		if err != nil {
+			return err
+		}
+		for _, o := range orders {
+			res, err := c.store.RequestRefund(ctx, RefundRequest{OrderID: o.ID, Key: keyEventCancel, Reason: ec.Reason, Cancel: true, At: c.clock.Now()})
+			switch {
+			case errors.Is(err, ErrNotRefundable):
+				continue // cancelled meanwhile by its customer or the organizer
+			case err != nil:
+				return err
+			}
+			if res.Message.ID != 0 {
+				c.relay.Notify(res.Message)
+			}
+		}
+		if len(orders) < c.page {
+			break
+		}
+		last := orders[len(orders)-1]
+		after = &OrderCursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	// Orders still being paid for are cancelled once they are confirmed, on a later pass.
+	for _, st := range []Status{StatusPending, StatusConfirmed} {
+		left, err := c.store.TicketTypeOrders(ctx, ec.TicketTypes, st, nil, 1)
+		if err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			return nil
+		}
+	}
+	if err := c.store.FinishCancellation(ctx, ec.EventID, c.clock.Now()); err != nil {
+		return err
+	}
+	c.log.Info("event cancellation finished", "event", ec.EventID)
+	return nil
+}
