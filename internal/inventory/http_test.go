@@ -721,3 +721,40 @@ func TestHTTPOrganizerCreatesAreIdempotent(t *testing.T) {
 		}
 	})
 }
+
+func TestHTTPEventCancellationWindow(t *testing.T) {
+	t.Parallel()
+	forEachAPI(t, nil, func(t *testing.T, a *api) {
+		in := a.eventInput()
+		in["cancellation_cutoff_hours"] = 48
+		var ev map[string]any
+		a.do(http.MethodPost, "/v1/events", a.organizer, in).Expect(t, http.StatusCreated, "").JSON(t, &ev)
+		if ev["cancellation_cutoff_hours"] != float64(48) || ev["status"] != "scheduled" {
+			t.Fatalf("created %v", ev)
+		}
+		id := ev["id"].(string)
+		for _, bad := range []any{-1, 8761, 1.5, "24h", true} {
+			in := a.eventInput()
+			in["cancellation_cutoff_hours"] = bad
+			if r := a.do(http.MethodPost, "/v1/events", a.organizer, in); r.Status != http.StatusUnprocessableEntity && r.Status != http.StatusBadRequest {
+				t.Fatalf("create with cutoff %v: %d %s", bad, r.Status, r.Body)
+			}
+			if r := a.do(http.MethodPatch, "/v1/events/"+id, a.organizer, map[string]any{"cancellation_cutoff_hours": bad}); r.Status != http.StatusUnprocessableEntity && r.Status != http.StatusBadRequest {
+				t.Fatalf("patch with cutoff %v: %d %s", bad, r.Status, r.Body)
+			}
+		}
+		// null: customers may no longer cancel; the other fields stay.
+		a.do(http.MethodPatch, "/v1/events/"+id, a.organizer, map[string]any{"cancellation_cutoff_hours": nil}).Expect(t, http.StatusOK, "").JSON(t, &ev)
+		if v, ok := ev["cancellation_cutoff_hours"]; !ok || v != nil || ev["name"] != "Night at the Opera" {
+			t.Fatalf("after clearing the cutoff %v", ev)
+		}
+		a.do(http.MethodPatch, "/v1/events/"+id, a.organizer, map[string]any{"cancellation_cutoff_hours": 0}).Expect(t, http.StatusOK, "").JSON(t, &ev)
+		if ev["cancellation_cutoff_hours"] != float64(0) {
+			t.Fatalf("after a cutoff of 0 %v", ev)
+		}
+		got := a.getEvent(t, id)
+		if got.ID != id {
+			t.Fatalf("read %+v", got)
+		}
+	})
+}
