@@ -482,9 +482,10 @@ var providerClient = &http.Client{Timeout: 10 * time.Second}
 // system tests read the provider over HTTP as any client would, so they keep their own copy of
 // its wire format.
 type ProviderLedger struct {
-	Charges       int             `json:"charges"`  // keys charged (money taken), refunded or not
-	Declines      int             `json:"declines"` // keys declined
-	Refunds       int             `json:"refunds"`  // charges given back
+	Charges       int             `json:"charges"`      // keys charged (money taken), refunded or not
+	Declines      int             `json:"declines"`     // keys declined
+	Refunds       int             `json:"refunds"`      // refunds made, one per refund key
+	OverRefunds   int             `json:"over_refunds"` // refunds refused as more than was charged
 	ChargedCents  int64           `json:"charged_cents"`
 	RefundedCents int64           `json:"refunded_cents"`
 	Calls         int             `json:"calls"` // charge and refund calls, failed ones included
@@ -500,6 +501,9 @@ type ProviderEntry struct {
 	Declined    bool   `json:"declined"`
 	Refunded    bool   `json:"refunded"`
 	ChargeCalls int    `json:"charge_calls"` // how many times the key was presented
+	// RefundedCents is what was given back, by Refunds refunds.
+	RefundedCents int64 `json:"refunded_cents"`
+	Refunds       int   `json:"refunds"`
 }
 
 // ProviderMode is the simulated provider's behaviour (GET and PUT /mode).
