@@ -54,6 +54,17 @@ func (m *Module) CancelOrder(ctx context.Context, customer, id uuid.UUID, reason
 	if o.Status != StatusConfirmed || o.Voided || len(o.Tickets) == 0 {
 		return RefundResult{}, ErrNotRefundable.WithDetail("only a confirmed order can be cancelled; this one is %s", o.Status)
 	}
+	ids := make([]uuid.UUID, len(o.Tickets))
+	for i, t := range o.Tickets {
+		ids[i] = t.ID
+	}
+	admitted, err := m.d.Store.CheckedIn(ctx, ids)
+	if err != nil {
+		return RefundResult{}, unavailable("read check-ins", err)
+	}
+	if len(admitted) > 0 {
+		return RefundResult{}, ErrNotRefundable.WithDetail("a ticket of this order was used at the door; ask the organizer")
+	}
 	es, err := m.d.Inventory.EventStock(ctx, o.Tickets[0].EventID)
 	if err != nil {
 		return RefundResult{}, unavailable("read event", err)

@@ -115,6 +115,12 @@ func TestCustomerCancelsAnOrder(t *testing.T) {
 	}
 	// The returned seats sell again.
 	confirmedOrder(t, s, s.Customer2, tt, 4)
+
+	// An order whose ticket was used at the door is not the customer's to cancel.
+	used := confirmedOrder(t, s, s.Customer, tt, 1)
+	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/checkins", Token: s.Staff.Token,
+		Body: map[string]string{"code": used.Tickets[0].Code}}).Expect(t, http.StatusOK, "")
+	cancel(s.Customer, used.ID, nil).Expect(t, http.StatusConflict, "order-not-refundable")
 }
 
 func TestOrganizerRefundsAnOrder(t *testing.T) {
