@@ -13,7 +13,7 @@ import (
 // Cancellations refunds the orders of cancelled events in the background: page by page, each
 // paid order is cancelled under the one key "event-cancel", so replicas running it side by side,
 // or a replica that restarts half way, refund every order once. An event's cancellation is
-// finished once none of its orders is paid and unrefunded or still waiting for its payment.
+// finished once every order is refunded (or failed) and none is still waiting for its payment.
 type Cancellations struct {
 	store    OrderStore
 	relay    *Relay
@@ -48,14 +48,16 @@ func (c *Cancellations) Start() {
 	c.done.Add(1)
 	go func() {
 		defer c.done.Done()
-		t := time.NewTicker(c.every)
-		defer t.Stop()
+		wait := c.every
 		for {
+			t := time.NewTimer(wait)
 			select {
 			case <-c.stop:
+				t.Stop()
 				return
 			case <-t.C:
 			case <-c.wake:
+				t.Stop()
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() {
@@ -65,10 +67,17 @@ func (c *Cancellations) Start() {
 				case <-ctx.Done():
 				}
 			}()
-			if err := c.Pass(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			open, err := c.Pass(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
 				c.log.Warn("event cancellations pass", "err", err)
 			}
 			cancel()
+			// While refunds are under way, look again soon: the cancellation is finished, and
+			// its organizer told so, within a fraction of a second of the last refund.
+			wait = c.every
+			if open > 0 {
+				wait = min(c.every, 250*time.Millisecond)
+			}
 		}
 	}()
 }
@@ -79,32 +88,37 @@ func (c *Cancellations) Stop() {
 	c.done.Wait()
 }
 
-// Pass works on every open cancellation once.
-func (c *Cancellations) Pass(ctx context.Context) error {
+// Pass works on every open cancellation once, and returns how many are still open.
+func (c *Cancellations) Pass(ctx context.Context) (int, error) {
 	open, err := c.store.OpenCancellations(ctx, 100)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var errs []error
+	left := 0
 	for _, ec := range open {
-		if err := c.work(ctx, ec); err != nil {
+		finished, err := c.work(ctx, ec)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		if !finished {
+			left++
+		}
 	}
-	return errors.Join(errs...)
+	return left, errors.Join(errs...)
 }
 
-func (c *Cancellations) work(ctx context.Context, ec EventCancellation) error {
+func (c *Cancellations) work(ctx context.Context, ec EventCancellation) (finished bool, err error) {
 	if c.notifier != nil {
 		if err := c.notifier.Notify(ctx, eventCancelledNotice(ec)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	var after *OrderCursor
 	for {
 		orders, err := c.store.TicketTypeOrders(ctx, ec.TicketTypes, StatusConfirmed, after, c.page)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for _, o := range orders {
 			res, err := c.store.RequestRefund(ctx, RefundRequest{OrderID: o.ID, Key: keyEventCancel, Reason: ec.Reason, Cancel: true, At: c.clock.Now()})
@@ -112,7 +126,7 @@ func (c *Cancellations) work(ctx context.Context, ec EventCancellation) error {
 			case errors.Is(err, ErrNotRefundable):
 				continue // cancelled meanwhile by its customer or the organizer
 			case err != nil:
-				return err
+				return false, err
 			}
 			if res.Message.ID != 0 {
 				c.relay.Notify(res.Message)
@@ -124,19 +138,20 @@ func (c *Cancellations) work(ctx context.Context, ec EventCancellation) error {
 		last := orders[len(orders)-1]
 		after = &OrderCursor{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
-	// Orders still being paid for are cancelled once they are confirmed, on a later pass.
-	for _, st := range []Status{StatusPending, StatusConfirmed} {
+	// Orders still being paid for are cancelled once they are confirmed, on a later pass; the
+	// cancellation is finished when the last refund is made.
+	for _, st := range []Status{StatusPending, StatusConfirmed, StatusRefundPending} {
 		left, err := c.store.TicketTypeOrders(ctx, ec.TicketTypes, st, nil, 1)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(left) > 0 {
-			return nil
+			return false, nil
 		}
 	}
 	if err := c.store.FinishCancellation(ctx, ec.EventID, c.clock.Now()); err != nil {
-		return err
+		return false, err
 	}
 	c.log.Info("event cancellation finished", "event", ec.EventID)
-	return nil
+	return true, nil
 }

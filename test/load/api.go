@@ -342,3 +342,37 @@ func (r *Result) noteHoldCaps(perCustomer int) {
 			perCustomer, perCustomer)
 	}
 }
+
+// held is a hold made ahead of a measurement.
+type held struct {
+	cu      Customer
+	id      string
+	expires time.Time
+}
+
+// holdsAhead makes n holds of one ticket each on the sale, spread over the customers.
+func (e *env) holdsAhead(ctx context.Context, s sale, customers []Customer, n int) ([]held, error) {
+	holds := make([]held, n)
+	prepRec := NewRecorder("hold (preparation)")
+	var bad atomic.Int64
+	stop := startProgress(e.prog, "holds ahead", prepRec)
+	prepEl := Loop{Workers: e.o.Connections, Limit: int64(n)}.Run(ctx, prepRec, func(ctx context.Context, w int, i int64) Outcome {
+		cu := customers[int(i)%len(customers)]
+		r, id, exp := e.hold(ctx, e.c, cu, s.TicketType, "")
+		if id == "" {
+			bad.Add(1)
+			prepRec.Note("hold: %s", r.Problem())
+		}
+		holds[i] = held{cu, id, exp}
+		return r.Outcome()
+	})
+	stop()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if b := bad.Load(); b > 0 {
+		return nil, fmt.Errorf("%d of %d holds could not be made ahead (e.g. %v)", b, n, prepRec.Phase(prepEl).Samples)
+	}
+	e.logf("made %d holds ahead in %.1fs", n, prepEl.Seconds())
+	return holds, nil
+}

@@ -48,33 +48,10 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	res.noteHoldCaps(ceilDiv(n, len(customers)))
 
 	// The holds, ahead: they must outlive the run (ONSALE_HOLD_TTL, 2 minutes by default).
-	type held struct {
-		cu      Customer
-		id      string
-		expires time.Time
+	holds, err := e.holdsAhead(ctx, s, customers, n)
+	if err != nil {
+		return nil, err
 	}
-	holds := make([]held, n)
-	prepRec := NewRecorder("hold (preparation)")
-	var bad atomic.Int64
-	stop := startProgress(e.prog, "holds ahead", prepRec)
-	prepEl := Loop{Workers: o.Connections, Limit: int64(n)}.Run(ctx, prepRec, func(ctx context.Context, w int, i int64) Outcome {
-		cu := customers[int(i)%len(customers)]
-		r, id, exp := e.hold(ctx, e.c, cu, s.TicketType, "")
-		if id == "" {
-			bad.Add(1)
-			prepRec.Note("hold: %s", r.Problem())
-		}
-		holds[i] = held{cu, id, exp}
-		return r.Outcome()
-	})
-	stop()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if b := bad.Load(); b > 0 {
-		return nil, fmt.Errorf("%d of %d holds could not be made ahead (e.g. %v)", b, n, prepRec.Phase(prepEl).Samples)
-	}
-	e.logf("made %d holds ahead in %.1fs", n, prepEl.Seconds())
 	earliest := holds[0].expires
 	for _, h := range holds {
 		if h.expires.Before(earliest) {
@@ -95,7 +72,7 @@ func runCheckout(ctx context.Context, e *env) (*Result, error) {
 	// The servers' CPU from the first order to the last confirmation: what the orders cost them,
 	// whatever process they ran in (a split deployment's work is spread over several).
 	cpuBefore, cpuErr := e.serverCPU(ctx)
-	stop = startProgress(e.prog, "checkout  ", orderRec)
+	stop := startProgress(e.prog, "checkout  ", orderRec)
 	start := time.Now()
 	el := loop.Run(ctx, orderRec, func(ctx context.Context, w int, i int64) Outcome {
 		h := holds[i]

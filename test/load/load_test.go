@@ -653,6 +653,13 @@ func TestScenariosEmbedded(t *testing.T) {
 			t.Errorf("confirmed %v, want 200", c)
 		}
 	})
+	t.Run("refunds", func(t *testing.T) {
+		res := smoke(t, s, append([]string{"refunds", "--orders", "200", "--rate", "50", "--provider", s.provider}, short...)...)
+		once, twice, over := fieldOf(res, "refunded_once"), fieldOf(res, "refunded_twice"), fieldOf(res, "over_refunds")
+		if once != 200 || twice != 0 || over != 0 {
+			t.Errorf("refunds figures: once %v, twice %v, over %v", once, twice, over)
+		}
+	})
 	t.Run("confirm", func(t *testing.T) {
 		smoke(t, s, append([]string{"confirm", "--orders", "300", "--provider", s.provider}, short...)...)
 	})

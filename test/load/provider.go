@@ -26,15 +26,19 @@ func newProvider(base string) *provider {
 
 // ledgerEntry is the ledger's record of one charge key (the order id).
 type ledgerEntry struct {
-	Key         string `json:"key"`
-	Declined    bool   `json:"declined"`
-	Refunded    bool   `json:"refunded"`
-	ChargeCalls int    `json:"charge_calls"`
+	Key           string `json:"key"`
+	AmountCents   int64  `json:"amount_cents"`
+	Declined      bool   `json:"declined"`
+	Refunded      bool   `json:"refunded"`
+	RefundedCents int64  `json:"refunded_cents"`
+	Refunds       int    `json:"refunds"`
+	ChargeCalls   int    `json:"charge_calls"`
 }
 
 type ledger struct {
-	Charges int           `json:"charges"`
-	Refunds int           `json:"refunds"`
+	Charges     int           `json:"charges"`
+	Refunds     int           `json:"refunds"`
+	OverRefunds int           `json:"over_refunds"`
 	Calls   int           `json:"calls"`
 	Entries []ledgerEntry `json:"entries"`
 }
