@@ -39,8 +39,8 @@ type ledger struct {
 	Charges     int           `json:"charges"`
 	Refunds     int           `json:"refunds"`
 	OverRefunds int           `json:"over_refunds"`
-	Calls   int           `json:"calls"`
-	Entries []ledgerEntry `json:"entries"`
+	Calls       int           `json:"calls"`
+	Entries     []ledgerEntry `json:"entries"`
 }
 
 func (p *provider) call(ctx context.Context, method, path string, body, out any) error {
