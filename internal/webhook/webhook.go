@@ -15,6 +15,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -59,6 +60,21 @@ type Event struct {
 	At          time.Time `json:"at"`
 	// Data is the payload's data object (see the webhooks section of api/openapi.yaml).
 	Data json.RawMessage `json:"data"`
+}
+
+// Validate checks that the event can be delivered: an id, a known type, an organizer.
+func (ev Event) Validate() error {
+	switch {
+	case ev.ID == "":
+		return errors.New("webhook event without an id")
+	case !KnownType(ev.Type):
+		return fmt.Errorf("webhook event %s: unknown type %q", ev.ID, ev.Type)
+	case ev.OrganizerID == uuid.Nil:
+		return fmt.Errorf("webhook event %s: no organizer", ev.ID)
+	case len(ev.Data) > 0 && !json.Valid(ev.Data):
+		return fmt.Errorf("webhook event %s: data is not JSON", ev.ID)
+	}
+	return nil
 }
 
 // Body is what a delivery of the event sends: {"type", "timestamp", "data"}, the Standard
