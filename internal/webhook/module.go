@@ -199,12 +199,12 @@ func (m *Module) Resend(ctx context.Context, organizer, endpoint, delivery uuid.
 	if d.EndpointID != endpoint {
 		return Delivery{}, ErrDeliveryNotFound
 	}
-	d, err = m.d.Store.Resend(ctx, delivery, m.d.Clock.Now().UTC())
-	if err != nil {
+	if _, err := m.d.Store.Resend(ctx, delivery, m.d.Clock.Now().UTC().Truncate(time.Microsecond)); err != nil {
 		return Delivery{}, err
 	}
 	m.d.Log.InfoContext(ctx, "webhook delivery resent", "delivery", delivery, "endpoint", endpoint)
-	return d, nil
+	// Read back with its attempts, as lists show it.
+	return m.d.Store.Delivery(ctx, delivery)
 }
 
 // encodeCursor writes a position as an opaque token: a delivery's sequence, or an endpoint's
