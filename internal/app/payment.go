@@ -14,6 +14,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/internalapi"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
+	"github.com/onsale-dev/onsale/internal/webhook"
 )
 
 // PaymentProcessor is what the payment worker hands each payment request to.
@@ -35,6 +36,8 @@ type PaymentModule struct {
 	Bus       *paynats.Bus
 	Worker    *paynats.Worker
 	Simulated *simulated.Provider // nil when another provider is used
+	// Webhooks announces orders' changes to their organizers' webhook endpoints.
+	Webhooks webhook.Publisher
 }
 
 // TicketKeys loads the ticket-signing keys: the configured file, or one generated once under the
@@ -83,6 +86,11 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	if m.Guarded, err = payment.NewGuardedProvider(provider, cfg, meter, log); err != nil {
 		return nil, err
 	}
+	hooks, hookRunners, err := p.localWebhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.Webhooks = hooks.Publisher
 	m.Names = paynats.NamesFor(cfg.StreamPrefix)
 	if err := paynats.Setup(ctx, p.NATS.JS, m.Names, cfg.NATSReplicas); err != nil {
 		return nil, err
@@ -123,8 +131,9 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	// heartbeats, a thousand orders a statement.
 	recheck := payment.NewRechecker(background, m.Hub, 4*cfg.Heartbeat, 1000, log)
 	p.Payment = m
+	p.Webhooks = hooks
 	var stopBus func() error
-	return []Runner{
+	return append(hookRunners, []Runner{
 		{Name: "payment.bus",
 			Start: func(context.Context) (err error) { stopBus, err = m.Bus.Listen(m.Hub.Deliver); return err },
 			Stop:  func(context.Context) error { return stopBus() }},
@@ -137,7 +146,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 		// The worker stops first (runners stop in reverse): it finishes or hands back its
 		// payments while the relay and the status bus still run.
 		{Name: "payment.worker", Start: m.Worker.Start, Stop: m.Worker.Stop},
-	}, nil
+	}...), nil
 }
 
 // remotePayment only watches the payment process: no module calls payment synchronously today.
