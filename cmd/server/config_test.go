@@ -122,6 +122,7 @@ func TestLoadConfigBadValuesNameTheVariable(t *testing.T) {
 		{"ONSALE_MIGRATE_DATABASE_URL", "postgres://db/onsale", []string{"ONSALE_MIGRATE_DATABASE_URL", "ONSALE_DATABASE_URL, which is not set"}, ""},
 		{"ONSALE_DB_QUERY_EXEC_MODE", "prepared", []string{"ONSALE_DB_QUERY_EXEC_MODE", "cache_describe"}, ""},
 		{"ONSALE_OTLP_ENDPOINT", "collector:4318", []string{"ONSALE_OTLP_ENDPOINT", "http"}, ""},
+		{"ONSALE_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,localhost", []string{"ONSALE_WEBHOOK_ALLOW_NETWORKS", "CIDR"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/platform/pgpool"
 	"github.com/onsale-dev/onsale/internal/platform/redisclient"
 	"github.com/onsale-dev/onsale/internal/platform/telemetry"
+	"github.com/onsale-dev/onsale/internal/webhook"
 )
 
 // Config is the whole process's configuration: the platform's parts, which modules run here and
@@ -49,6 +50,7 @@ type Config struct {
 	Auth      auth.Config
 	Inventory inventory.Config
 	Payment   payment.Config
+	Webhook   webhook.Config
 }
 
 // InternalConfig says how this process and the others reach one another when modules run apart.
@@ -160,7 +162,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate(), c.Auth.Validate(), c.Inventory.Validate(), c.Payment.Validate())
+	errs = append(errs, c.HTTP.Validate(), c.Log.Validate(), c.Telemetry.Validate(), c.Auth.Validate(), c.Inventory.Validate(), c.Payment.Validate(), c.Webhook.Validate())
 	return errors.Join(errs...)
 }
 

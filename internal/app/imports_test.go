@@ -14,7 +14,7 @@ const modulePath = "github.com/onsale-dev/onsale"
 
 // modules lists the modules in the one direction they may depend on each other: a module may
 // import the root package of those before it, never of those after.
-var modules = []string{"auth", "inventory", "payment"}
+var modules = []string{"auth", "inventory", "webhook", "payment"}
 
 type goPackage struct {
 	ImportPath string
@@ -75,7 +75,7 @@ func adapter(path string) bool {
 // TestImportGraph states the house rules of the layout and fails when a package breaks one:
 //   - internal/platform imports no module and not the composition root;
 //   - a module imports another module only through its root package, and only in the one
-//     direction (payment may use inventory and auth; inventory may use auth; auth neither);
+//     direction (payment may use webhook, inventory and auth; webhook may use inventory and auth; inventory may use auth; auth neither);
 //   - a module's root package imports none of its own sub-packages (adapters import the root,
 //     never the other way round);
 //   - only the composition root (internal/app) and cmd/ import adapters: everything else, test

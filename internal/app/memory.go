@@ -7,6 +7,7 @@ import (
 	invmemory "github.com/onsale-dev/onsale/internal/inventory/memory"
 	paymemory "github.com/onsale-dev/onsale/internal/payment/memory"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	whmemory "github.com/onsale-dev/onsale/internal/webhook/memory"
 )
 
 // Memory holds the memory adapters that play Redis's and PostgreSQL's roles in embedded mode.
@@ -21,6 +22,7 @@ type Memory struct {
 	customerHolds *invmemory.CustomerHolds
 	queue         *invmemory.Queue
 	orders        *paymemory.Store
+	webhooks      *whmemory.Store
 }
 
 // NewMemory returns empty memory adapters that tell time with clk and keep finished holds
@@ -29,8 +31,9 @@ func NewMemory(clk clock.Clock, holdRecordKeep time.Duration) *Memory {
 	return &Memory{
 		users: authmemory.NewUsers(), sessions: authmemory.NewSessions(clk), failures: authmemory.NewFailures(clk),
 		catalogue: invmemory.NewStore(), holds: invmemory.NewHolds(holdRecordKeep), customerHolds: invmemory.NewCustomerHolds(),
-		queue:  invmemory.NewQueue(),
-		orders: paymemory.NewStore(),
+		queue:    invmemory.NewQueue(),
+		orders:   paymemory.NewStore(),
+		webhooks: whmemory.NewStore(),
 	}
 }
 

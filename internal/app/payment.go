@@ -15,6 +15,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/payment/simulated"
 	"github.com/onsale-dev/onsale/internal/platform/internalapi"
 	"github.com/onsale-dev/onsale/internal/platform/keyset"
+	"github.com/onsale-dev/onsale/internal/webhook"
 )
 
 // PaymentProcessor is what the payment worker hands each payment request to.
@@ -38,6 +39,8 @@ type PaymentModule struct {
 	Bus           *paynats.Bus
 	Worker        *paynats.Worker
 	Simulated     *simulated.Provider // nil when another provider is used
+	// Webhooks announces orders' changes to their organizers' webhook endpoints.
+	Webhooks webhook.Publisher
 }
 
 // TicketKeys loads the ticket-signing keys: the configured file, or one generated once under the
@@ -86,6 +89,11 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	if m.Guarded, err = payment.NewGuardedProvider(provider, cfg, meter, log); err != nil {
 		return nil, err
 	}
+	hooks, hookRunners, err := p.localWebhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.Webhooks = hooks.Publisher
 	m.Names = paynats.NamesFor(cfg.StreamPrefix)
 	if err := paynats.Setup(ctx, p.NATS.JS, m.Names, cfg.NATSReplicas); err != nil {
 		return nil, err
@@ -98,7 +106,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	background := payment.BoundedStore(m.Store, p.cfg.DBMaxConns/4)
 	m.Relay = payment.NewRelay(background, m.Publisher, p.clock, log, cfg.StaleAfter)
 	m.Relay.ReconcileUnless(func() bool { return m.Guarded.State() != gobreaker.StateClosed })
-	var notifier payment.Notifier // webhooks
+	notifier := webhookNotifier{hooks.Publisher}
 	if m.Processor, err = payment.NewProcessor(background, p.inventory, m.Guarded, m.Bus, notifier, p.clock, log, meter, max(8, cfg.Workers/8)); err != nil {
 		return nil, err
 	}
@@ -132,8 +140,9 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	// heartbeats, a thousand orders a statement.
 	recheck := payment.NewRechecker(background, m.Hub, 4*cfg.Heartbeat, 1000, log)
 	p.Payment = m
+	p.Webhooks = hooks
 	var stopBus func() error
-	return []Runner{
+	return append(hookRunners, []Runner{
 		{Name: "payment.bus",
 			Start: func(context.Context) (err error) { stopBus, err = m.Bus.Listen(m.Hub.Deliver); return err },
 			Stop:  func(context.Context) error { return stopBus() }},
@@ -149,7 +158,7 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 		// The worker stops first (runners stop in reverse): it finishes or hands back its
 		// payments while the relay and the status bus still run.
 		{Name: "payment.worker", Start: m.Worker.Start, Stop: m.Worker.Stop},
-	}, nil
+	}...), nil
 }
 
 // remotePayment only watches the payment process: no module calls payment synchronously today.
@@ -157,4 +166,12 @@ func (p *Process) remotePayment(ctx context.Context, url string) error {
 	api := internalapi.NewClient(Payment, url, p.secret, p.cfg.Internal.Timeout, p.prop)
 	p.health.Add("payment (remote, "+url+")", pingRemote(api))
 	return nil
+}
+
+// webhookNotifier hands payment's notices to the webhooks.
+type webhookNotifier struct{ p webhook.Publisher }
+
+func (n webhookNotifier) Notify(ctx context.Context, nt payment.Notice) error {
+	return n.p.Publish(ctx, webhook.Event{ID: nt.ID, Type: nt.Type, OrganizerID: nt.OrganizerID,
+		OrderingKey: nt.OrderingKey, At: nt.At, Data: nt.Data})
 }

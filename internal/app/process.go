@@ -107,6 +107,8 @@ type Process struct {
 	Auth      *AuthModule
 	Inventory *InventoryModule
 	Payment   *PaymentModule
+	// Webhooks runs with the payment module.
+	Webhooks *WebhookModule
 
 	runners map[string]Runner // by name
 	held    map[string]bool   // held and not started yet
@@ -241,7 +243,9 @@ func (p *Process) plan() error {
 	}
 	// Runners start once every module is assembled; each is its own part so a failure stops the
 	// ones already running.
-	for _, name := range []string{"payment.bus", "payment.recheck", "payment.relay", "payment.cancellations", "payment.worker", "auth.keys", "inventory.admission"} {
+	// The webhook runners come first so they stop last: the payment worker may still announce
+	// events while it finishes.
+	for _, name := range []string{"webhook.fanout", "webhook.sender", "payment.bus", "payment.recheck", "payment.relay", "payment.cancellations", "payment.worker", "auth.keys", "inventory.admission"} {
 		name := name
 		parts = append(parts, lifecycle.Module{Name: name, DependsOn: modules,
 			Start: func(ctx context.Context) error { return p.startRunner(ctx, name, false) },
@@ -527,6 +531,9 @@ func (p *Process) startHTTP(ctx context.Context) error {
 	}
 	if p.Payment != nil {
 		routes = append(routes, p.Payment.Handler.Routes()...)
+	}
+	if p.Webhooks != nil {
+		routes = append(routes, p.Webhooks.Handler.Routes()...)
 	}
 	if err := p.public.Register(routes...); err != nil {
 		return err

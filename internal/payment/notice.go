@@ -97,7 +97,9 @@ func orderNotices(o Order, eventID, organizer uuid.UUID) []Notice {
 	}
 	switch {
 	case o.Status == StatusFailed:
-		add(NoticeOrderFailed, key, o.UpdatedAt, data)
+		d := data
+		d.Reason = o.StatusDetail
+		add(NoticeOrderFailed, key, o.UpdatedAt, d)
 		return out
 	case o.Status.Paid():
 		add(NoticeOrderConfirmed, key, o.CreatedAt, data)
@@ -120,7 +122,7 @@ func orderNotices(o Order, eventID, organizer uuid.UUID) []Notice {
 		d := data
 		id := r.ID
 		d.RefundID, d.RefundAmountCents, d.Reason = &id, r.AmountCents, r.Reason
-		add(NoticeOrderRefunded, r.ID.String(), r.CompletedAt, d)
+		add(NoticeOrderRefunded, key+":"+r.ID.String(), r.CompletedAt, d)
 	}
 	return out
 }
