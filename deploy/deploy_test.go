@@ -1288,7 +1288,7 @@ type apiRoute struct {
 var moduleOfTag = map[string]string{
 	"operations": "", "auth": app.Auth, "events": app.Inventory, "holds": app.Inventory,
 	"orders": app.Payment, "checkins": app.Payment, "waiting-room": app.Inventory,
-	"sales": app.Payment, "pages": "",
+	"sales": app.Payment, "pages": "", "webhooks": app.Payment,
 }
 
 // ingressGaps are the tags whose operations a split Ingress cannot route, and why. A known gap is
