@@ -181,6 +181,8 @@ type Stack struct {
 	Publisher *paynats.Publisher
 	Bus       *paynats.Bus
 	Worker    *paynats.Worker
+	// Webhooks is the organizers' webhook endpoints and deliveries (loopback allowed).
+	Webhooks *app.WebhookModule
 
 	// HTTP.
 	Server *apitest.Server
@@ -271,6 +273,7 @@ func NewStack(t testing.TB, o Options) *Stack {
 	}
 	cfg.DataDir, cfg.DBMaxConns = s.id.dataDir, o.PGConns
 	cfg.Auth, cfg.Inventory, cfg.Payment = testAuthConfig(t), s.InvCfg, s.Cfg
+	cfg.Webhook.AllowNetworks = "127.0.0.0/8" // the tests' webhook receivers
 	if o.Backend == Real {
 		cfg.RedisURL, cfg.RedisPrefix, cfg.DatabaseURL = testenv.RedisURL(), s.id.redisPrefix, s.id.pgURL
 	}
@@ -321,6 +324,7 @@ func NewStack(t testing.TB, o Options) *Stack {
 	s.Hub, s.Relay, s.Signer, s.Keys = pay.Hub, pay.Relay, pay.Signer, pay.Keys
 	s.NATS, s.Names, s.Publisher, s.Bus, s.Worker = proc.NATS, pay.Names, pay.Publisher, pay.Bus, pay.Worker
 	s.PG, s.Redis, s.RedisPrefix = proc.PG, proc.Redis, s.id.redisPrefix
+	s.Webhooks = proc.Webhooks
 	srv = apitest.NewServer(t, o.HTTP, s.Handler.Routes()...)
 	s.Server = srv
 
