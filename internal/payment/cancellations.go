@@ -7,8 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 )
+
+// cancelConcurrency is how many refunds one runner asks for at once: a few of the pool's
+// connections, so sales of other events keep theirs.
+const cancelConcurrency = 4
 
 // Cancellations refunds the orders of cancelled events in the background: page by page, each
 // paid order is cancelled under the one key "event-cancel", so replicas running it side by side,
@@ -120,17 +126,27 @@ func (c *Cancellations) work(ctx context.Context, ec EventCancellation) (finishe
 		if err != nil {
 			return false, err
 		}
+		// A few at a time: each is a short transaction of its own, and the payment workers
+		// refund them as they come.
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(cancelConcurrency)
 		for _, o := range orders {
-			res, err := c.store.RequestRefund(ctx, RefundRequest{OrderID: o.ID, Key: keyEventCancel, Reason: ec.Reason, Cancel: true, At: c.clock.Now()})
-			switch {
-			case errors.Is(err, ErrNotRefundable):
-				continue // cancelled meanwhile by its customer or the organizer
-			case err != nil:
-				return false, err
-			}
-			if res.Message.ID != 0 {
-				c.relay.Notify(res.Message)
-			}
+			g.Go(func() error {
+				res, err := c.store.RequestRefund(gctx, RefundRequest{OrderID: o.ID, Key: keyEventCancel, Reason: ec.Reason, Cancel: true, At: c.clock.Now()})
+				switch {
+				case errors.Is(err, ErrNotRefundable):
+					return nil // cancelled meanwhile by its customer or the organizer
+				case err != nil:
+					return err
+				}
+				if res.Message.ID != 0 {
+					c.relay.Notify(res.Message)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return false, err
 		}
 		if len(orders) < c.page {
 			break
