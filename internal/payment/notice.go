@@ -100,7 +100,6 @@ func orderNotices(o Order, eventID, organizer uuid.UUID) []Notice {
 		d := data
 		d.Reason = o.StatusDetail
 		add(NoticeOrderFailed, key, o.UpdatedAt, d)
-		return out
 	case o.Status.Paid():
 		add(NoticeOrderConfirmed, key, o.CreatedAt, data)
 	default:

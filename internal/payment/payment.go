@@ -254,6 +254,9 @@ type OrderStore interface {
 	// (Created false). ErrNotRefundable unless the order is paid and not voided, ErrRefundTooLarge
 	// past what is left.
 	RequestRefund(ctx context.Context, req RefundRequest) (RefundResult, error)
+	// FailRefunded fails a pending order whose charge was already given back (its tickets were
+	// gone when it was paid), recording the refund made in its history; like Fail otherwise.
+	FailRefunded(ctx context.Context, id uuid.UUID, reason string, r Refund) (o Order, changed bool, err error)
 	// CompleteRefund records that the provider gave a refund back; once none is pending the
 	// order is refunded (voided) or confirmed again. Idempotent; ErrRefundNotFound.
 	CompleteRefund(ctx context.Context, refundID uuid.UUID, providerRefundID string, at time.Time) (o Order, changed bool, err error)

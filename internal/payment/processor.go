@@ -170,10 +170,11 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 	switch {
 	case errors.Is(err, inventory.ErrSoldOut):
 		// The hold lapsed (a long outage) and its tickets were sold to others: give the money back.
-		if _, err := p.refund(ctx, o); err != nil {
+		refunded, err := p.refund(ctx, o)
+		if err != nil {
 			return p.retry(ctx, orderID, attempt, err)
 		}
-		return p.fail(ctx, o, DetailSoldOut, "sold_out", attempt)
+		return p.failRefunded(ctx, o, DetailSoldOut, "sold_out", refunded, attempt)
 	case err != nil:
 		return p.retry(ctx, orderID, attempt, fmt.Errorf("commit hold: %w", err))
 	}
@@ -279,16 +280,39 @@ func (p *Processor) wait() Decision {
 	return Decision{Action: Wait, Delay: d + rand.N(d+1), Reason: "provider circuit open"}
 }
 
-// refund gives back whatever was charged for the order; refunded is false when nothing was.
-func (p *Processor) refund(ctx context.Context, o Order) (refunded bool, err error) {
-	_, err = p.provider.Refund(ctx, ProviderRefund{IdempotencyKey: "refund:" + o.ID.String(), ChargeKey: o.ID.String(), AmountCents: o.AmountCents})
+// refund gives back whatever was charged for an order that cannot be confirmed; refunded is
+// the provider's refund, zero when nothing was charged. Its key is the order's own: one such
+// refund per order, whichever attempt or replica asks.
+func (p *Processor) refund(ctx context.Context, o Order) (refunded Refunded, err error) {
+	refunded, err = p.provider.Refund(ctx, ProviderRefund{IdempotencyKey: "refund:" + o.ID.String(), ChargeKey: o.ID.String(), AmountCents: o.AmountCents})
 	switch {
 	case errors.Is(err, ErrNoCharge):
-		return false, nil
+		return Refunded{}, nil
 	case err != nil:
-		return false, err
+		return Refunded{}, err
 	}
-	return true, nil
+	return refunded, nil
+}
+
+// failRefunded fails an order whose charge was given back, with the refund in its history (a
+// plain failure when nothing had been charged).
+func (p *Processor) failRefunded(ctx context.Context, o Order, detail, reason string, refunded Refunded, attempt int) Decision {
+	if refunded.ID == "" {
+		return p.fail(ctx, o, detail, reason, attempt)
+	}
+	now := p.clock.Now().UTC()
+	failed, changed, err := p.store.FailRefunded(ctx, o.ID, detail, Refund{ID: uuid.New(), Key: keyUnconfirmed,
+		AmountCents: o.AmountCents, Reason: detail, ProviderRefundID: refunded.ID, CreatedAt: now, CompletedAt: now})
+	if errors.Is(err, ErrOrderTerminal) {
+		return Decision{Action: Done}
+	}
+	if err != nil {
+		return p.retry(ctx, o.ID, attempt, fmt.Errorf("fail refunded order: %w", err))
+	}
+	if changed {
+		p.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("status", "failed"), attribute.String("reason", reason)))
+	}
+	return p.finish(ctx, failed, attempt)
 }
 
 func (p *Processor) fail(ctx context.Context, o Order, detail, reason string, attempt int) Decision {
@@ -339,12 +363,12 @@ func (p *Processor) GiveUp(ctx context.Context, orderID uuid.UUID, reason string
 	if err := p.inv.ReleaseHold(ctx, o.Hold.ID); err != nil && !errors.Is(err, inventory.ErrHoldNotFound) {
 		return err
 	}
-	p.log.ErrorContext(ctx, "payment given up", "order", orderID, "reason", reason, "refunded", refunded)
+	p.log.ErrorContext(ctx, "payment given up", "order", orderID, "reason", reason, "refunded", refunded.ID != "")
 	detail := DetailGaveUp
-	if refunded {
+	if refunded.ID != "" {
 		detail = DetailRefunded
 	}
-	if d := p.fail(ctx, o, detail, "gave_up", 1); d.Action != Done {
+	if d := p.failRefunded(ctx, o, detail, "gave_up", refunded, 1); d.Action != Done {
 		return errors.New(d.Reason)
 	}
 	return nil

@@ -242,6 +242,11 @@ func TestProcessSoldOutAtCommitRefunds(t *testing.T) {
 	if got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailSoldOut || len(got.Tickets) != 0 {
 		t.Fatalf("order %+v", got)
 	}
+	// The refund is in the order's history, as any other refund is.
+	if got.RefundedCents != got.AmountCents || len(got.Refunds) != 1 || got.Refunds[0].Status != payment.RefundSucceeded ||
+		got.Refunds[0].AmountCents != got.AmountCents || got.Refunds[0].ProviderRefundID == "" {
+		t.Fatalf("the sold-out order's refunds: %d cents, %+v", got.RefundedCents, got.Refunds)
+	}
 	e, ok := s.Entry(o.ID.String())
 	if !ok || !e.Refunded || e.ChargeID == "" {
 		t.Fatalf("entry %+v: want a refunded charge", e)
@@ -299,7 +304,7 @@ func TestGiveUpRefundsACharge(t *testing.T) {
 		t.Fatalf("give up: %v", err)
 	}
 	got := s.Order(o.ID)
-	if got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailRefunded {
+	if got.Status != payment.StatusFailed || got.StatusDetail != payment.DetailRefunded || got.RefundedCents != got.AmountCents || len(got.Refunds) != 1 {
 		t.Fatalf("order %+v", got)
 	}
 	if e, _ := s.Entry(o.ID.String()); !e.Refunded {

@@ -22,6 +22,9 @@ const (
 	keyCustomerCancel = "customer-cancel"
 	keyEventCancel    = "event-cancel"
 	keyOrganizerPfx   = "organizer:"
+	// keyUnconfirmed is the refund of a payment whose order could not be confirmed (its tickets
+	// were gone, or the payment was given up).
+	keyUnconfirmed = "unconfirmed"
 )
 
 // maxReasonLen bounds the reason an organizer or customer gives.

@@ -183,6 +183,24 @@ func (s *Store) SetDetail(_ context.Context, id uuid.UUID, detail string) (payme
 	})
 }
 
+// FailRefunded implements payment.OrderStore.
+func (s *Store) FailRefunded(_ context.Context, id uuid.UUID, reason string, r payment.Refund) (payment.Order, bool, error) {
+	return s.change(id, func(o *payment.Order) (bool, error) {
+		switch o.Status {
+		case payment.StatusPending:
+		case payment.StatusFailed:
+			return false, nil
+		default:
+			return false, payment.ErrOrderTerminal.WithDetail("the order was confirmed")
+		}
+		r.OrderID, r.Status = o.ID, payment.RefundSucceeded
+		o.Status, o.StatusDetail, o.RefundedCents = payment.StatusFailed, reason, r.AmountCents
+		o.Refunds = append(o.Refunds, r)
+		s.refunds[r.ID] = r
+		return true, nil
+	})
+}
+
 // Confirm implements payment.OrderStore.
 func (s *Store) Confirm(_ context.Context, id uuid.UUID, chargeID string, tickets []payment.Ticket) (payment.Order, bool, error) {
 	return s.change(id, func(o *payment.Order) (bool, error) {

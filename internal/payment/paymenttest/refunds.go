@@ -27,6 +27,39 @@ func runRefunds(t *testing.T, newStore func(t *testing.T) payment.OrderStore) {
 		return c, tickets
 	}
 
+	t.Run("FailRefundedKeepsTheRefund", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		o := create(t, s)
+		r := payment.Refund{ID: uuid.New(), Key: "hold-lapsed", AmountCents: o.AmountCents, Reason: "sold out",
+			ProviderRefundID: "re_1", CreatedAt: now, CompletedAt: now}
+		failed, changed, err := s.FailRefunded(ctx, o.ID, "gone", r)
+		if err != nil || !changed || failed.Status != payment.StatusFailed || failed.StatusDetail != "gone" ||
+			failed.RefundedCents != o.AmountCents || len(failed.Refunds) != 1 {
+			t.Fatalf("fail refunded: %+v %v %v", failed, changed, err)
+		}
+		stored := get(t, s, o.ID)
+		if stored.RefundedCents != o.AmountCents || len(stored.Refunds) != 1 || stored.Refunds[0].Status != payment.RefundSucceeded ||
+			stored.Refunds[0].ID != r.ID || stored.Refunds[0].ProviderRefundID != "re_1" || stored.Refunds[0].Reason != "sold out" {
+			t.Fatalf("stored: %+v", stored)
+		}
+		// Again: nothing changes; a failed order is not refundable through a request either.
+		if again, changed, err := s.FailRefunded(ctx, o.ID, "gone", payment.Refund{ID: uuid.New(), Key: "hold-lapsed", AmountCents: 1, CreatedAt: now, CompletedAt: now}); err != nil || changed || again.Version != failed.Version {
+			t.Fatalf("repeat: %+v %v %v", again, changed, err)
+		}
+		if got := get(t, s, o.ID); len(got.Refunds) != 1 || got.RefundedCents != o.AmountCents {
+			t.Fatalf("after the repeat: %+v", got)
+		}
+		if _, err := s.RequestRefund(ctx, payment.RefundRequest{OrderID: o.ID, Key: "x", At: now}); !errors.Is(err, payment.ErrNotRefundable) {
+			t.Fatalf("refund of a failed order: %v", err)
+		}
+		// A confirmed order is not failed.
+		c, _ := confirmed(t, s)
+		if _, _, err := s.FailRefunded(ctx, c.ID, "gone", payment.Refund{ID: uuid.New(), Key: "hold-lapsed", AmountCents: 1, CreatedAt: now, CompletedAt: now}); !errors.Is(err, payment.ErrOrderTerminal) {
+			t.Fatalf("fail a confirmed order: %v", err)
+		}
+	})
+
 	t.Run("CancelRefundsOnceAndVoids", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

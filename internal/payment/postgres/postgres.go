@@ -541,6 +541,30 @@ func (s *Store) Fail(ctx context.Context, id uuid.UUID, reason string) (payment.
 	}, nil)
 }
 
+// FailRefunded implements payment.OrderStore.
+func (s *Store) FailRefunded(ctx context.Context, id uuid.UUID, reason string, r payment.Refund) (payment.Order, bool, error) {
+	o, changed, err := s.change(ctx, id, func(tx pgx.Tx) (pgx.Row, error) {
+		return tx.QueryRow(ctx, `UPDATE payment.orders SET status = 'failed', status_detail = $2, refunded_cents = $3,
+			version = version + 1, updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING `+orderColumns, id, reason, r.AmountCents), nil
+	}, func(o payment.Order) error {
+		if o.Status.Paid() {
+			return payment.ErrOrderTerminal.WithDetail("the order was confirmed")
+		}
+		return nil
+	}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO payment.refunds (id, order_id, key, amount_cents, reason, status, provider_refund_id, created_at, completed_at)
+			VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7, $8) ON CONFLICT (order_id, key) DO NOTHING`,
+			r.ID, id, r.Key, r.AmountCents, r.Reason, r.ProviderRefundID, r.CreatedAt, r.CompletedAt)
+		return err
+	})
+	if err != nil || !changed {
+		return o, changed, err
+	}
+	r.OrderID, r.Status = id, payment.RefundSucceeded
+	o.Refunds = append(o.Refunds, r)
+	return o, true, nil
+}
+
 // Unpublished implements payment.OrderStore.
 func (s *Store) Unpublished(ctx context.Context, before time.Time, limit int) ([]payment.OutboxMessage, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, order_id, created_at FROM payment.outbox WHERE created_at < $1 ORDER BY id LIMIT $2`, before, limit)
