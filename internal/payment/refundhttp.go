@@ -39,7 +39,7 @@ func (h *Handler) cancelOrder(c echo.Context) error {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := httpserver.BindOptional(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	res, err := h.m.CancelOrder(c.Request().Context(), principal(c).UserID, id, in.Reason)
@@ -102,7 +102,7 @@ func (h *Handler) cancelEvent(c echo.Context) error {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := httpserver.BindOptional(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	p, created, err := h.m.CancelEvent(c.Request().Context(), principal(c).UserID, event, in.Reason)

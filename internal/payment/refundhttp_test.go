@@ -68,7 +68,7 @@ func TestCustomerCancelsAnOrder(t *testing.T) {
 	setCutoff(t, s, tt, hours(24))
 
 	// Refused to anyone but its customer, and for bad input.
-	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/orders/" + o.ID + "/cancel"}).Expect(t, http.StatusUnauthorized, "")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/orders/" + o.ID + "/cancel", Body: reason}).Expect(t, http.StatusUnauthorized, "")
 	cancel(s.Organizer, o.ID, reason).Expect(t, http.StatusForbidden, "")
 	cancel(s.Customer2, o.ID, reason).Expect(t, http.StatusNotFound, "order-not-found")
 	cancel(s.Customer, uuid.NewString(), reason).Expect(t, http.StatusNotFound, "order-not-found")
@@ -105,7 +105,7 @@ func TestCustomerCancelsAnOrder(t *testing.T) {
 		Body: map[string]string{"code": o.Tickets[0].Code}}).Expect(t, http.StatusConflict, "ticket-void")
 
 	// Again: the first cancellation, and nothing more refunded.
-	again := cancel(s.Customer, o.ID, nil).Expect(t, http.StatusOK, "")
+	again := cancel(s.Customer, o.ID, map[string]string{}).Expect(t, http.StatusOK, "")
 	if again.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("repeat without Idempotent-Replayed")
 	}
@@ -120,7 +120,7 @@ func TestCustomerCancelsAnOrder(t *testing.T) {
 	used := confirmedOrder(t, s, s.Customer, tt, 1)
 	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/checkins", Token: s.Staff.Token,
 		Body: map[string]string{"code": used.Tickets[0].Code}}).Expect(t, http.StatusOK, "")
-	cancel(s.Customer, used.ID, nil).Expect(t, http.StatusConflict, "order-not-refundable")
+	cancel(s.Customer, used.ID, map[string]string{}).Expect(t, http.StatusConflict, "order-not-refundable")
 }
 
 func TestOrganizerRefundsAnOrder(t *testing.T) {
@@ -188,9 +188,9 @@ func TestOrganizerCancelsAnEvent(t *testing.T) {
 	}
 	path := "/v1/events/" + tt.EventID.String()
 	s.Do(apitest.Request{Method: http.MethodGet, Path: path + "/cancellation", Token: s.Organizer.Token}).Expect(t, http.StatusNotFound, "event-not-cancelled")
-	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.Customer.Token}).Expect(t, http.StatusForbidden, "")
-	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.NewUser(auth.RoleOrganizer).Token}).Expect(t, http.StatusForbidden, "not-event-owner")
-	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/events/" + uuid.NewString() + "/cancel", Token: s.Organizer.Token}).Expect(t, http.StatusNotFound, "event-not-found")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.Customer.Token, Body: map[string]string{}}).Expect(t, http.StatusForbidden, "")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.NewUser(auth.RoleOrganizer).Token, Body: map[string]string{}}).Expect(t, http.StatusForbidden, "not-event-owner")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/events/" + uuid.NewString() + "/cancel", Token: s.Organizer.Token, Body: map[string]string{}}).Expect(t, http.StatusNotFound, "event-not-found")
 
 	var c struct {
 		Status          string `json:"status"`
@@ -220,7 +220,9 @@ func TestOrganizerCancelsAnEvent(t *testing.T) {
 	if c.OrdersConfirmed != 0 || c.OrdersCancelled != 3 {
 		t.Fatalf("finished cancellation %+v", c)
 	}
-	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.Organizer.Token}).Expect(t, http.StatusOK, "")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.Organizer.Token, Body: map[string]string{}}).Expect(t, http.StatusOK, "")
+	// No body at all is refused: the contract asks for {} at least.
+	s.Do(apitest.Request{Method: http.MethodPost, Path: path + "/cancel", Token: s.Organizer.Token}).Expect(t, http.StatusBadRequest, "")
 	if l := s.Sim.Ledger(false); l.Refunds != 3 || l.OverRefunds != 0 {
 		t.Fatalf("ledger %+v: want three refunds", l)
 	}

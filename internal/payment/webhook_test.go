@@ -98,14 +98,14 @@ func TestWebhooksFollowOrders(t *testing.T) {
 	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/orders/" + a.ID + "/refunds", Token: s.Organizer.Token,
 		Header: map[string]string{"Idempotency-Key": "part"}, Body: map[string]any{"amount_cents": 1000, "reason": "pillar"}}).Expect(t, http.StatusAccepted, "")
 	testRefunded(t, s, a.UUID(), 1000)
-	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/orders/" + a.ID + "/cancel", Token: s.Customer.Token}).Expect(t, http.StatusAccepted, "")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/orders/" + a.ID + "/cancel", Token: s.Customer.Token, Body: map[string]string{}}).Expect(t, http.StatusAccepted, "")
 	s.WaitStatus(a.UUID(), payment.StatusRefunded, 10*time.Second)
 
 	// Another: paid, admitted at the door, then refunded with its event's cancellation.
 	b := confirmedOrder(t, s, s.Customer2, tt, 1)
 	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/checkins", Token: s.Staff.Token,
 		Body: map[string]string{"code": b.Tickets[0].Code}}).Expect(t, http.StatusOK, "")
-	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/events/" + tt.EventID.String() + "/cancel", Token: s.Organizer.Token}).Expect(t, http.StatusAccepted, "")
+	s.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/events/" + tt.EventID.String() + "/cancel", Token: s.Organizer.Token, Body: map[string]string{}}).Expect(t, http.StatusAccepted, "")
 	s.WaitStatus(b.UUID(), payment.StatusRefunded, 15*time.Second)
 
 	wantA := []string{"order.confirmed", "order.refunded", "order.cancelled", "order.refunded"}

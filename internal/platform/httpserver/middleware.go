@@ -422,15 +422,6 @@ func Bind(c echo.Context, dst any) error {
 	return nil
 }
 
-// BindOptional is Bind for an operation whose body may be left out: no body leaves dst as it is.
-func BindOptional(c echo.Context, dst any) error {
-	r := c.Request()
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return nil
-	}
-	return Bind(c, dst)
-}
-
 func jsonReason(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
