@@ -110,10 +110,11 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	if m.Processor, err = payment.NewProcessor(background, p.inventory, m.Guarded, m.Bus, notifier, p.clock, log, meter, max(8, cfg.Workers/8)); err != nil {
 		return nil, err
 	}
-	// A page of 200 orders per read: a cancelled event of tens of thousands of orders is refunded
-	// a few hundred orders a second, leaving the database to the sales of other events. Every
-	// replica looks every 5 s, so one that dies half way is taken over within seconds.
-	m.Cancellations = payment.NewCancellations(background, m.Relay, notifier, p.clock, log, 5*time.Second, 200)
+	// A page of 200 orders per read, refunds started at ONSALE_CANCEL_REFUNDS_PER_SECOND: a
+	// cancelled event of tens of thousands of orders is refunded in minutes, leaving the CPU and
+	// the database to the sales of other events. Every replica looks every 5 s, so one that dies
+	// half way is taken over within seconds.
+	m.Cancellations = payment.NewCancellations(background, m.Relay, notifier, p.clock, log, 5*time.Second, 200, cfg.CancelRate)
 	m.Signer = payment.NewTicketSigner(keys)
 	if m.Module, err = payment.New(cfg, payment.Deps{
 		Store: m.Store, Inventory: p.inventory, Relay: m.Relay, Hub: m.Hub,

@@ -27,8 +27,30 @@ func (m *Module) ReturnTickets(ctx context.Context, holdID string) (int, error) 
 	if err := m.d.Holds.Configure(ctx, rules); err != nil {
 		return 0, unavailable("configure holds", err)
 	}
-	m.publish(ctx, tt.EventID)
+	m.refreshSoon(tt.EventID)
 	return n, nil
+}
+
+// refreshDelay is how long returned tickets may take to show in the shared catalogue's figures.
+const refreshDelay = 500 * time.Millisecond
+
+// refreshSoon refreshes an event's shared catalogue once within refreshDelay, however many
+// changes ask for it meanwhile. Returned tickets change only the capacity and sold figures
+// organizers see (what can be held is the hold store's, configured at once), and a cancelled
+// event returns thousands in a minute: one refresh each cost more than the returns themselves.
+func (m *Module) refreshSoon(eventID uuid.UUID) {
+	if m.stock != nil {
+		m.stock.remove(eventID)
+	}
+	if _, pending := m.refreshing.LoadOrStore(eventID, true); pending {
+		return
+	}
+	time.AfterFunc(refreshDelay, func() {
+		m.refreshing.Delete(eventID) // first: a return from now on schedules a refresh of its own
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.publish(ctx, eventID)
+	})
 }
 
 // CancelEvent cancels an event its organizer owns: sales end now on every ticket type and the

@@ -55,6 +55,8 @@ type Module struct {
 	m         metrics
 	rooms     *rooms
 	ttEvents  sync.Map // ticket type → event, for ending queue passes
+	// refreshing holds the events whose shared catalogue a refresh is scheduled for.
+	refreshing sync.Map
 }
 
 type metrics struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 )
@@ -28,6 +29,9 @@ type Cancellations struct {
 	log      *slog.Logger
 	every    time.Duration
 	page     int
+	// pace spreads the refunds out: each is a chain of database, Redis, NATS and provider calls,
+	// and ten thousand of them at once would take the CPU the sales of other events need.
+	pace *rate.Limiter
 
 	wake chan struct{}
 	stop chan struct{}
@@ -35,10 +39,10 @@ type Cancellations struct {
 }
 
 // NewCancellations returns a runner that looks for work every period (and when woken), cancelling
-// up to page orders per store read.
-func NewCancellations(store OrderStore, relay *Relay, notifier Notifier, clk clock.Clock, log *slog.Logger, every time.Duration, page int) *Cancellations {
+// up to page orders per store read and starting at most perSecond refunds a second.
+func NewCancellations(store OrderStore, relay *Relay, notifier Notifier, clk clock.Clock, log *slog.Logger, every time.Duration, page int, perSecond float64) *Cancellations {
 	return &Cancellations{store: store, relay: relay, notifier: notifier, clock: clk, log: log, every: every, page: max(page, 1),
-		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		pace: rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10))), wake: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // Wake asks for a pass soon (an event was just cancelled).
@@ -131,6 +135,9 @@ func (c *Cancellations) work(ctx context.Context, ec EventCancellation) (finishe
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(cancelConcurrency)
 		for _, o := range orders {
+			if err := c.pace.Wait(ctx); err != nil {
+				break
+			}
 			g.Go(func() error {
 				res, err := c.store.RequestRefund(gctx, RefundRequest{OrderID: o.ID, Key: keyEventCancel, Reason: ec.Reason, Cancel: true, At: c.clock.Now()})
 				switch {

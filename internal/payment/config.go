@@ -23,6 +23,7 @@ type Config struct {
 	NATSReplicas   int           `env:"ONSALE_NATS_REPLICAS" yaml:"nats_replicas" default:"1" help:"replicas of every JetStream stream and consumer the payment module creates: 1 on a single server, 3 on a NATS cluster of 3 or more nodes (the stream then survives the loss of a node)"`
 	StaleAfter     time.Duration `env:"ONSALE_PAYMENT_STALE_AFTER" yaml:"payment_stale_after" default:"15m" help:"a pending order no worker tried for this long has its payment requested again"`
 	Heartbeat      time.Duration `env:"ONSALE_SSE_HEARTBEAT" yaml:"sse_heartbeat" default:"15s" help:"interval of keep-alive comments on order event streams; each one also checks the stream's session is still live"`
+	CancelRate     float64       `env:"ONSALE_CANCEL_REFUNDS_PER_SECOND" yaml:"cancel_refunds_per_second" default:"50" help:"refunds of a cancelled event's orders each replica starts per second: the pace that leaves the two cores' worth of a replica to the sales of other events"`
 	MaxStreams     int           `env:"ONSALE_SSE_MAX_PER_CUSTOMER" yaml:"sse_max_per_customer" default:"8" help:"order event streams one customer may keep open at once on one replica; the next is 429"`
 
 	BreakerMinRequests int           `env:"ONSALE_BREAKER_MIN_REQUESTS" yaml:"breaker_min_requests" default:"20" help:"provider calls in the window before the breaker may open"`
@@ -54,6 +55,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait <= c.ProviderTO {
 		errs = append(errs, config.Invalid("ONSALE_PAYMENT_ACK_WAIT", c.AckWait.String(), "want longer than ONSALE_PROVIDER_TIMEOUT ("+c.ProviderTO.String()+")"))
+	}
+	if c.CancelRate <= 0 || c.CancelRate > 100000 {
+		errs = append(errs, config.Invalid("ONSALE_CANCEL_REFUNDS_PER_SECOND", fmt.Sprint(c.CancelRate), "want more than 0 and at most 100000"))
 	}
 	if c.Workers < 1 || c.Workers > 10000 {
 		errs = append(errs, config.Invalid("ONSALE_PAYMENT_WORKERS", fmt.Sprint(c.Workers), "want 1 to 10000"))
