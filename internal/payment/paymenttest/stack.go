@@ -107,7 +107,7 @@ func TestConfig() payment.Config {
 	return payment.Config{
 		PaymentWindow: 10 * time.Minute, Workers: 16, AckWait: 2 * time.Second, MaxDeliver: 4,
 		ProviderTO: time.Second, IdempotencyTTL: 24 * time.Hour, NATSReplicas: 1, Heartbeat: 15 * time.Second, MaxStreams: 8, StaleAfter: 15 * time.Minute,
-		CancelRate: 1000,
+		CancelRate:         1000,
 		BreakerMinRequests: 5, BreakerFailureRate: 0.5, BreakerWindow: time.Second,
 		BreakerCooldown: 300 * time.Millisecond, BreakerRamp: 0,
 		SimLatency: 2 * time.Millisecond,
