@@ -106,20 +106,19 @@ func (p *Process) localPayment(ctx context.Context) ([]Runner, error) {
 	background := payment.BoundedStore(m.Store, p.cfg.DBMaxConns/4)
 	m.Relay = payment.NewRelay(background, m.Publisher, p.clock, log, cfg.StaleAfter)
 	m.Relay.ReconcileUnless(func() bool { return m.Guarded.State() != gobreaker.StateClosed })
-	notifier := webhookNotifier{hooks.Publisher}
-	if m.Processor, err = payment.NewProcessor(background, p.inventory, m.Guarded, m.Bus, notifier, p.clock, log, meter, max(8, cfg.Workers/8)); err != nil {
+	if m.Processor, err = payment.NewProcessor(background, p.inventory, m.Guarded, m.Bus, hooks.Publisher, p.clock, log, meter, max(8, cfg.Workers/8)); err != nil {
 		return nil, err
 	}
 	// A page of 200 orders per read, refunds started at ONSALE_CANCEL_REFUNDS_PER_SECOND: a
 	// cancelled event of tens of thousands of orders is refunded in minutes, leaving the CPU and
 	// the database to the sales of other events. Every replica looks every 5 s, so one that dies
 	// half way is taken over within seconds.
-	m.Cancellations = payment.NewCancellations(background, m.Relay, notifier, p.clock, log, 5*time.Second, 200, cfg.CancelRate)
+	m.Cancellations = payment.NewCancellations(background, m.Relay, hooks.Publisher, p.clock, log, 5*time.Second, 200, cfg.CancelRate)
 	m.Signer = payment.NewTicketSigner(keys)
 	if m.Module, err = payment.New(cfg, payment.Deps{
 		Store: m.Store, Inventory: p.inventory, Relay: m.Relay, Hub: m.Hub,
 		Signer: m.Signer, Clock: p.clock, Log: log, Meter: meter,
-		Notifier: notifier, Owners: payment.NewOwners(p.inventory, 4096), Wake: m.Cancellations.Wake,
+		Webhooks: hooks.Publisher, Owners: payment.NewOwners(p.inventory, 4096), Wake: m.Cancellations.Wake,
 	}); err != nil {
 		return nil, err
 	}
@@ -167,12 +166,4 @@ func (p *Process) remotePayment(ctx context.Context, url string) error {
 	api := internalapi.NewClient(Payment, url, p.secret, p.cfg.Internal.Timeout, p.prop)
 	p.health.Add("payment (remote, "+url+")", pingRemote(api))
 	return nil
-}
-
-// webhookNotifier hands payment's notices to the webhooks.
-type webhookNotifier struct{ p webhook.Publisher }
-
-func (n webhookNotifier) Notify(ctx context.Context, nt payment.Notice) error {
-	return n.p.Publish(ctx, webhook.Event{ID: nt.ID, Type: nt.Type, OrganizerID: nt.OrganizerID,
-		OrderingKey: nt.OrderingKey, At: nt.At, Data: nt.Data})
 }

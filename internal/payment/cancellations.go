@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/webhook"
 )
 
 // cancelConcurrency is how many refunds one runner asks for at once: a few of the pool's
@@ -22,13 +23,13 @@ const cancelConcurrency = 4
 // or a replica that restarts half way, refund every order once. An event's cancellation is
 // finished once every order is refunded (or failed) and none is still waiting for its payment.
 type Cancellations struct {
-	store    OrderStore
-	relay    *Relay
-	notifier Notifier // nil: nobody is told
-	clock    clock.Clock
-	log      *slog.Logger
-	every    time.Duration
-	page     int
+	store OrderStore
+	relay *Relay
+	hooks webhook.Publisher // nil: nobody is told
+	clock clock.Clock
+	log   *slog.Logger
+	every time.Duration
+	page  int
 	// pace spreads the refunds out: each is a chain of database, Redis, NATS and provider calls,
 	// and ten thousand of them at once would take the CPU the sales of other events need.
 	pace *rate.Limiter
@@ -40,8 +41,8 @@ type Cancellations struct {
 
 // NewCancellations returns a runner that looks for work every period (and when woken), cancelling
 // up to page orders per store read and starting at most perSecond refunds a second.
-func NewCancellations(store OrderStore, relay *Relay, notifier Notifier, clk clock.Clock, log *slog.Logger, every time.Duration, page int, perSecond float64) *Cancellations {
-	return &Cancellations{store: store, relay: relay, notifier: notifier, clock: clk, log: log, every: every, page: max(page, 1),
+func NewCancellations(store OrderStore, relay *Relay, hooks webhook.Publisher, clk clock.Clock, log *slog.Logger, every time.Duration, page int, perSecond float64) *Cancellations {
+	return &Cancellations{store: store, relay: relay, hooks: hooks, clock: clk, log: log, every: every, page: max(page, 1),
 		pace: rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10))), wake: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
@@ -119,8 +120,12 @@ func (c *Cancellations) Pass(ctx context.Context) (int, error) {
 }
 
 func (c *Cancellations) work(ctx context.Context, ec EventCancellation) (finished bool, err error) {
-	if c.notifier != nil {
-		if err := c.notifier.Notify(ctx, eventCancelledNotice(ec)); err != nil {
+	if c.hooks != nil {
+		ev, err := eventCancelledNotice(ec)
+		if err == nil {
+			err = c.hooks.Publish(ctx, ev)
+		}
+		if err != nil {
 			return false, err
 		}
 	}

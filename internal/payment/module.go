@@ -19,6 +19,7 @@ import (
 	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
 	"github.com/onsale-dev/onsale/internal/platform/problem"
+	"github.com/onsale-dev/onsale/internal/webhook"
 )
 
 // Deps are the module's ports and tools.
@@ -31,8 +32,8 @@ type Deps struct {
 	Clock     clock.Clock
 	Log       *slog.Logger
 	Meter     metric.Meter
-	// Notifier tells the organizer's integrations (webhooks) what happened; nil: nobody.
-	Notifier Notifier
+	// Webhooks tells the organizers' webhook endpoints what happened; nil: nobody.
+	Webhooks webhook.Publisher
 	// Owners finds whose orders are whose, for notices.
 	Owners *Owners
 	// Wake nudges the cancellations runner after an event is cancelled; may be nil.
@@ -287,18 +288,21 @@ func (m *Module) CheckIn(ctx context.Context, staff uuid.UUID, code string) (Che
 // notifyCheckIn tells the organizer's integrations of an admission. The door does not wait on
 // them: a failure is logged, not answered.
 func (m *Module) notifyCheckIn(ctx context.Context, c CheckIn) {
-	if m.d.Notifier == nil || m.d.Owners == nil {
+	if m.d.Webhooks == nil || m.d.Owners == nil {
 		return
 	}
 	t := c.Ticket
 	_, organizer, err := m.d.Owners.Of(ctx, t.TicketTypeID)
 	if err == nil {
-		err = m.d.Notifier.Notify(ctx, Notice{ID: NoticeTicketCheckedIn + ":" + t.ID.String(), Type: NoticeTicketCheckedIn,
-			OrganizerID: organizer, OrderingKey: t.OrderID.String(), At: c.CheckedInAt,
-			Data: mustJSON(TicketNoticeData{TicketID: t.ID, OrderID: t.OrderID, EventID: t.EventID, TicketTypeID: t.TicketTypeID, CheckedInAt: c.CheckedInAt})})
+		var ev webhook.Event
+		ev, err = webhook.TicketCheckedInEvent(organizer, webhook.TicketData{TicketID: t.ID, OrderID: t.OrderID,
+			EventID: t.EventID, TicketTypeID: t.TicketTypeID, CheckedInAt: c.CheckedInAt})
+		if err == nil {
+			err = m.d.Webhooks.Publish(ctx, ev)
+		}
 	}
 	if err != nil {
-		m.d.Log.WarnContext(ctx, "ticket.checked_in notice", "ticket", t.ID, "err", err)
+		m.d.Log.WarnContext(ctx, "ticket.checked_in webhook", "ticket", t.ID, "err", err)
 	}
 }
 

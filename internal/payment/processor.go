@@ -15,6 +15,7 @@ import (
 
 	"github.com/onsale-dev/onsale/internal/inventory"
 	"github.com/onsale-dev/onsale/internal/platform/clock"
+	"github.com/onsale-dev/onsale/internal/webhook"
 )
 
 // Action is what the queue should do with a payment request after an attempt.
@@ -43,7 +44,7 @@ type Processor struct {
 	inv      Inventory
 	provider *GuardedProvider
 	bus      StatusBus
-	notifier Notifier // nil: nobody is told
+	hooks    webhook.Publisher // nil: nobody is told
 	owners   *Owners
 	clock    clock.Clock
 	log      *slog.Logger
@@ -61,8 +62,9 @@ type Processor struct {
 }
 
 // NewProcessor assembles a processor that settles at most settleAtOnce charged payments at once.
-// The notifier (nil: none) hears of every order that is confirmed, fails, is cancelled or refunded.
-func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bus StatusBus, notifier Notifier,
+// The organizers' webhooks (nil: none) hear of every order that is confirmed, fails, is cancelled
+// or refunded.
+func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bus StatusBus, hooks webhook.Publisher,
 	clk clock.Clock, log *slog.Logger, meter metric.Meter, settleAtOnce int) (*Processor, error) {
 	outcomes, err := meter.Int64Counter("onsale.payment.orders", metric.WithDescription("Orders that reached a status, by status and reason."))
 	if err != nil {
@@ -74,7 +76,7 @@ func NewProcessor(store OrderStore, inv Inventory, provider *GuardedProvider, bu
 	if err != nil {
 		return nil, fmt.Errorf("processing duration histogram: %w", err)
 	}
-	return &Processor{store: store, inv: inv, provider: provider, bus: bus, notifier: notifier, owners: NewOwners(inv, 4096),
+	return &Processor{store: store, inv: inv, provider: provider, bus: bus, hooks: hooks, owners: NewOwners(inv, 4096),
 		clock: clk, log: log, outcomes: outcomes,
 		duration: duration, results: map[Action]metric.MeasurementOption{
 			Done:    metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "done"))),
@@ -200,7 +202,7 @@ func (p *Processor) process(ctx context.Context, orderID uuid.UUID, attempt int)
 // redelivery finds the order finished and comes here.
 func (p *Processor) finish(ctx context.Context, o Order, attempt int) Decision {
 	p.announce(ctx, o)
-	if err := notifyOrder(ctx, p.notifier, p.owners, o); err != nil {
+	if err := notifyOrder(ctx, p.hooks, p.owners, o); err != nil {
 		return p.retry(ctx, o.ID, attempt, err)
 	}
 	return Decision{Action: Done}

@@ -155,8 +155,12 @@ func (m *Module) CancelEvent(ctx context.Context, organizer, eventID uuid.UUID, 
 	if err != nil {
 		return CancellationProgress{}, false, unavailable("record cancellation", err)
 	}
-	if m.d.Notifier != nil {
-		if err := m.d.Notifier.Notify(ctx, eventCancelledNotice(c)); err != nil {
+	if m.d.Webhooks != nil {
+		ev, err := eventCancelledNotice(c)
+		if err == nil {
+			err = m.d.Webhooks.Publish(ctx, ev)
+		}
+		if err != nil {
 			// The cancellations runner tells them again until the cancellation is finished.
 			m.d.Log.WarnContext(ctx, "event.cancelled notice", "event", eventID, "err", err)
 		}

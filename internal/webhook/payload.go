@@ -23,6 +23,10 @@ type OrderData struct {
 	Quantity      int       `json:"quantity"`
 	// Reason says why the order failed, was cancelled or refunded, when known.
 	Reason string `json:"reason,omitempty"`
+	// RefundID and RefundAmountCents are the refund an order.refunded is about (an order may be
+	// refunded in parts).
+	RefundID          *uuid.UUID `json:"refund_id,omitempty"`
+	RefundAmountCents int64      `json:"refund_amount_cents,omitempty"`
 }
 
 // TicketData is the data of ticket.checked_in.
