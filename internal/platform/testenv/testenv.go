@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -384,22 +385,39 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
-// ephemeral range. A port the kernel picks for a listen on port 0 comes from the range it also
-// gives outgoing connections, so in the moment between this check and a server's own listen one
-// of the thousands of connections the tests open could take it (a replica then failed to start
-// with "address already in use"). Outgoing connections never get a port below the range.
+// ephemeral range, and that no earlier call in this process returned. A port the kernel picks for
+// a listen on port 0 comes from the range it also gives outgoing connections, so in the moment
+// between this check and a server's own listen one of the thousands of connections the tests open
+// could take it (a replica then failed to start with "address already in use"). Outgoing
+// connections never get a port below the range. A cluster chooses a dozen ports before any of its
+// processes listens, so two picks in one process must differ too: a random pick alone gave two
+// processes of one cluster the same port about once in 200 clusters.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	const low, high = 20000, 32768 // Linux's ephemeral range starts at 32768 by default
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 200 {
 		p := low + mrand.IntN(high-low)
+		if handedOut.ports[p] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			continue // in use
 		}
 		l.Close()
+		handedOut.ports[p] = true
 		return p
 	}
 	t.Fatalf("no free port between %d and %d", low, high)
 	return 0
 }
+
+// handedOut holds the ports FreePort has returned in this test process. It is the one piece of
+// process-wide state here: ports are a process-wide (indeed machine-wide) resource, and every test
+// of the process must draw from the same record for two of them never to get the same port.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
