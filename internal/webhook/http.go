@@ -30,7 +30,9 @@ func (h *Handler) Routes() []httpserver.Route {
 		{Method: http.MethodPost, Path: "/v1/webhooks", Handler: h.create, Middleware: organizer},
 		{Method: http.MethodGet, Path: "/v1/webhooks", Handler: h.list, Middleware: organizer},
 		{Method: http.MethodGet, Path: "/v1/webhooks/:webhook_id", Handler: h.get, Middleware: organizer},
+		{Method: http.MethodPatch, Path: "/v1/webhooks/:webhook_id", Handler: h.update, Middleware: organizer},
 		{Method: http.MethodDelete, Path: "/v1/webhooks/:webhook_id", Handler: h.delete, Middleware: organizer},
+		{Method: http.MethodPost, Path: "/v1/webhooks/:webhook_id/rotate-secret", Handler: h.rotate, Middleware: organizer},
 		{Method: http.MethodGet, Path: "/v1/webhooks/:webhook_id/deliveries", Handler: h.deliveries, Middleware: organizer},
 		{Method: http.MethodPost, Path: "/v1/webhooks/:webhook_id/deliveries/:delivery_id/resend", Handler: h.resend, Middleware: organizer},
 	}
@@ -43,13 +45,20 @@ type endpointJSON struct {
 	Description string    `json:"description"`
 	Disabled    bool      `json:"disabled"`
 	CreatedAt   time.Time `json:"created_at"`
-	// Secret is shown in the answer to the registration only.
+	// PreviousSecretExpiresAt is when the secret the last rotation replaced stops signing.
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
+	// Secret is shown in the answers to the registration and to a rotation only.
 	Secret string `json:"secret,omitempty"`
 }
 
 func toEndpointJSON(e Endpoint) endpointJSON {
-	return endpointJSON{ID: e.ID.String(), URL: e.URL, EventTypes: e.EventTypes, Description: e.Description,
+	out := endpointJSON{ID: e.ID.String(), URL: e.URL, EventTypes: e.EventTypes, Description: e.Description,
 		Disabled: e.Disabled, CreatedAt: e.CreatedAt}
+	if !e.PreviousSecretUntil.IsZero() {
+		until := e.PreviousSecretUntil
+		out.PreviousSecretExpiresAt = &until
+	}
+	return out
 }
 
 type attemptJSON struct {
@@ -165,6 +174,50 @@ func (h *Handler) get(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, toEndpointJSON(e))
+}
+
+func (h *Handler) update(c echo.Context) error {
+	id, err := idParam(c, "webhook_id")
+	if err != nil {
+		return err
+	}
+	var in struct {
+		URL         *string   `json:"url"`
+		EventTypes  *[]string `json:"event_types"`
+		Description *string   `json:"description"`
+		Disabled    *bool     `json:"disabled"`
+	}
+	if err := httpserver.Bind(c, &in); err != nil {
+		return err
+	}
+	p := EndpointPatch{URL: in.URL, Description: in.Description, Disabled: in.Disabled}
+	if in.EventTypes != nil {
+		p.EventTypes = *in.EventTypes
+		if p.EventTypes == nil {
+			p.EventTypes = []string{} // null: refused as empty, not taken as "unchanged"
+		}
+	}
+	e, err := h.m.UpdateEndpoint(c.Request().Context(), organizerOf(c), id, p)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, toEndpointJSON(e))
+}
+
+func (h *Handler) rotate(c echo.Context) error {
+	id, err := idParam(c, "webhook_id")
+	if err != nil {
+		return err
+	}
+	e, err := h.m.RotateSecret(c.Request().Context(), organizerOf(c), id)
+	if err != nil {
+		return err
+	}
+	out := toEndpointJSON(e)
+	out.Secret = e.Secret
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, out)
 }
 
 func (h *Handler) delete(c echo.Context) error {

@@ -68,6 +68,14 @@ func newHTTPEnv(t *testing.T, allow ...netip.Prefix) *httpEnv {
 	return e
 }
 
+// doer returns a function making one request as the token's holder.
+func (e *httpEnv) doer(t *testing.T) func(method, path, token string, body any) *apitest.Response {
+	return func(method, path, token string, body any) *apitest.Response {
+		t.Helper()
+		return e.srv.Do(apitest.Request{Method: method, Path: path, Token: token, Body: body})
+	}
+}
+
 type endpointBody struct {
 	ID          string   `json:"id"`
 	URL         string   `json:"url"`
@@ -80,10 +88,7 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	t.Parallel()
 	e := newHTTPEnv(t)
 	org, orgID := e.tk.user(auth.RoleOrganizer)
-	do := func(method, path, token string, body any) *apitest.Response {
-		t.Helper()
-		return e.srv.Do(apitest.Request{Method: method, Path: path, Token: token, Body: body})
-	}
+	do := e.doer(t)
 	var created endpointBody
 	do(http.MethodPost, "/v1/webhooks", org, map[string]any{
 		"url": "https://93.184.215.14/hooks", "event_types": []string{"order.refunded", "order.confirmed"}, "description": "box office",
@@ -242,4 +247,94 @@ func TestWebhookRegistrationRefusals(t *testing.T) {
 	allowed.srv.Do(apitest.Request{Method: http.MethodPost, Path: "/v1/webhooks", Token: org2,
 		Body: map[string]any{"url": "http://169.254.169.254/", "event_types": []string{"order.confirmed"}}}).
 		Expect(t, http.StatusUnprocessableEntity, "webhook-url-not-allowed")
+}
+
+func TestWebhookChangesOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newHTTPEnv(t)
+	org, _ := e.tk.user(auth.RoleOrganizer)
+	do := e.doer(t)
+	var created endpointBody
+	do(http.MethodPost, "/v1/webhooks", org, map[string]any{
+		"url": "https://93.184.215.14/hooks", "event_types": []string{"order.confirmed"}, "description": "box office",
+	}).Expect(t, http.StatusCreated, "").JSON(t, &created)
+	path := "/v1/webhooks/" + created.ID
+
+	type changed struct {
+		endpointBody
+		Disabled bool `json:"disabled"`
+	}
+	var got changed
+	r := do(http.MethodPatch, path, org, map[string]any{"disabled": true}).Expect(t, http.StatusOK, "")
+	r.JSON(t, &got)
+	if !got.Disabled || got.URL != created.URL || got.Description != "box office" || strings.Contains(string(r.Body), "secret") {
+		t.Fatalf("after disabling: %s", r.Body)
+	}
+	do(http.MethodPatch, path, org, map[string]any{
+		"url": "https://93.184.215.15/moved", "event_types": []string{"event.cancelled", "order.refunded", "event.cancelled"},
+		"description": "", "disabled": false,
+	}).Expect(t, http.StatusOK, "").JSON(t, &got)
+	if got.Disabled || got.URL != "https://93.184.215.15/moved" || got.Description != "" ||
+		strings.Join(got.EventTypes, ",") != "order.refunded,event.cancelled" {
+		t.Fatalf("after a change of every field: %+v", got)
+	}
+	var read changed
+	do(http.MethodGet, path, org, nil).Expect(t, http.StatusOK, "").JSON(t, &read)
+	if read.URL != got.URL || strings.Join(read.EventTypes, ",") != "order.refunded,event.cancelled" || read.Disabled {
+		t.Fatalf("read back %+v, want %+v", read, got)
+	}
+
+	// Refusals leave the endpoint as it was.
+	customer, _ := e.tk.user(auth.RoleCustomer)
+	other, _ := e.tk.user(auth.RoleOrganizer)
+	for _, tc := range []struct {
+		name   string
+		token  string
+		path   string
+		body   any
+		status int
+		typ    string
+	}{
+		{"no token", "", path, map[string]any{"disabled": true}, 401, "invalid-token"},
+		{"a customer", customer, path, map[string]any{"disabled": true}, 403, "forbidden"},
+		{"another organizer's", other, path, map[string]any{"disabled": true}, 404, "webhook-not-found"},
+		{"unknown endpoint", org, "/v1/webhooks/" + uuid.NewString(), map[string]any{"disabled": true}, 404, "webhook-not-found"},
+		{"nothing to change", org, path, map[string]any{}, 422, "validation"},
+		{"unknown field", org, path, map[string]any{"secret": "whsec_eA=="}, 422, "validation"},
+		{"unknown event type", org, path, map[string]any{"event_types": []string{"order.lost"}}, 422, "validation"},
+		{"no event type", org, path, map[string]any{"event_types": []string{}}, 422, "validation"},
+		{"relative URL", org, path, map[string]any{"url": "/hooks"}, 422, "validation"},
+		{"private URL", org, path, map[string]any{"url": "https://10.0.0.8/hook"}, 422, "webhook-url-not-allowed"},
+		{"metadata URL", org, path, map[string]any{"url": "http://169.254.169.254/"}, 422, "webhook-url-not-allowed"},
+	} {
+		r := do(http.MethodPatch, tc.path, tc.token, tc.body)
+		if r.Status != tc.status || !strings.HasSuffix(r.ProblemType(), "/"+tc.typ) {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, r.Status, r.ProblemType(), tc.status, tc.typ)
+		}
+	}
+	do(http.MethodGet, path, org, nil).Expect(t, http.StatusOK, "").JSON(t, &read)
+	if read.URL != got.URL || strings.Join(read.EventTypes, ",") != "order.refunded,event.cancelled" || read.Disabled {
+		t.Fatalf("after the refusals %+v, want %+v", read, got)
+	}
+
+	// A rotation shows the new secret once, and when the previous one stops signing.
+	before := time.Now()
+	var rotated struct {
+		endpointBody
+		PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
+	}
+	do(http.MethodPost, path+"/rotate-secret", org, nil).Expect(t, http.StatusOK, "").JSON(t, &rotated)
+	if _, err := webhook.ParseSecret(rotated.Secret); err != nil || rotated.Secret == created.Secret {
+		t.Fatalf("rotated secret %q (%v), want a new one", rotated.Secret, err)
+	}
+	if d := rotated.PreviousSecretExpiresAt.Sub(before); d < webhook.RotationOverlap-time.Minute || d > webhook.RotationOverlap+time.Minute {
+		t.Fatalf("previous secret expires %s after the rotation, want %s", d, webhook.RotationOverlap)
+	}
+	r = do(http.MethodGet, path, org, nil).Expect(t, http.StatusOK, "")
+	if strings.Contains(string(r.Body), rotated.Secret) || !strings.Contains(string(r.Body), "previous_secret_expires_at") {
+		t.Fatalf("GET after a rotation: %s; want no secret and the previous one's expiry", r.Body)
+	}
+	do(http.MethodPost, path+"/rotate-secret", other, nil).Expect(t, http.StatusNotFound, "webhook-not-found")
+	do(http.MethodPost, path+"/rotate-secret", customer, nil).Expect(t, http.StatusForbidden, "forbidden")
+	do(http.MethodPost, "/v1/webhooks/"+uuid.NewString()+"/rotate-secret", org, nil).Expect(t, http.StatusNotFound, "webhook-not-found")
 }

@@ -59,31 +59,70 @@ type NewEndpoint struct {
 // validate checks what can be checked without the network.
 func (n NewEndpoint) validate() error {
 	var fields []problem.FieldError
-	u, err := url.Parse(n.URL)
+	fields = append(fields, checkURL(n.URL)...)
+	fields = append(fields, checkTypes(n.EventTypes)...)
+	fields = append(fields, checkDescription(n.Description)...)
+	if len(fields) > 0 {
+		return problem.ErrValidation.WithDetail("the webhook endpoint is not valid").WithFields(fields...)
+	}
+	return nil
+}
+
+func checkURL(raw string) []problem.FieldError {
+	u, err := url.Parse(raw)
 	switch {
-	case len(n.URL) > maxURLLength:
-		fields = append(fields, problem.FieldError{Field: "url", Message: fmt.Sprintf("must be at most %d characters", maxURLLength)})
+	case len(raw) > maxURLLength:
+		return []problem.FieldError{{Field: "url", Message: fmt.Sprintf("must be at most %d characters", maxURLLength)}}
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "":
-		fields = append(fields, problem.FieldError{Field: "url", Message: "must be an absolute http or https URL"})
+		return []problem.FieldError{{Field: "url", Message: "must be an absolute http or https URL"}}
 	case u.User != nil:
-		fields = append(fields, problem.FieldError{Field: "url", Message: "must not carry credentials (user:password@)"})
+		return []problem.FieldError{{Field: "url", Message: "must not carry credentials (user:password@)"}}
 	case u.Fragment != "":
-		fields = append(fields, problem.FieldError{Field: "url", Message: "must not have a fragment (#...)"})
+		return []problem.FieldError{{Field: "url", Message: "must not have a fragment (#...)"}}
 	}
-	if len(n.EventTypes) == 0 {
-		fields = append(fields, problem.FieldError{Field: "event_types", Message: "must list at least one event type"})
+	return nil
+}
+
+func checkTypes(types []string) []problem.FieldError {
+	if len(types) == 0 {
+		return []problem.FieldError{{Field: "event_types", Message: "must list at least one event type"}}
 	}
-	for _, t := range n.EventTypes {
+	var fields []problem.FieldError
+	for _, t := range types {
 		if !KnownType(t) {
 			fields = append(fields, problem.FieldError{Field: "event_types",
 				Message: fmt.Sprintf("unknown event type %q; known: %s", t, strings.Join(EventTypes(), ", "))})
 		}
 	}
-	if len(n.Description) > maxDescriptionLength {
-		fields = append(fields, problem.FieldError{Field: "description", Message: fmt.Sprintf("must be at most %d characters", maxDescriptionLength)})
+	return fields
+}
+
+func checkDescription(d string) []problem.FieldError {
+	if len(d) > maxDescriptionLength {
+		return []problem.FieldError{{Field: "description", Message: fmt.Sprintf("must be at most %d characters", maxDescriptionLength)}}
 	}
-	if len(fields) > 0 {
-		return problem.ErrValidation.WithDetail("the webhook endpoint is not valid").WithFields(fields...)
+	return nil
+}
+
+// inDocumentedOrder returns the types in the order EventTypes lists them, without repeats.
+func inDocumentedOrder(types []string) []string {
+	out := make([]string, 0, len(types))
+	for _, t := range EventTypes() {
+		if slices.Contains(types, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// checkReachable refuses a URL in a network webhooks may not reach.
+func (m *Module) checkReachable(ctx context.Context, raw string) error {
+	if err := m.d.Guard.CheckURL(ctx, m.d.Resolver, raw); err != nil {
+		if errors.Is(err, ErrRefusedAddress) {
+			return ErrURLNotAllowed.WithDetail("%s points into a private, loopback, link-local or reserved network; "+
+				"webhooks go to public addresses only, unless the operator allows the network", raw)
+		}
+		return ErrURLNotAllowed.WithDetail("%v", err)
 	}
 	return nil
 }
@@ -95,23 +134,14 @@ func (m *Module) RegisterEndpoint(ctx context.Context, organizer uuid.UUID, n Ne
 	if err := n.validate(); err != nil {
 		return Endpoint{}, err
 	}
-	if err := m.d.Guard.CheckURL(ctx, m.d.Resolver, n.URL); err != nil {
-		if errors.Is(err, ErrRefusedAddress) {
-			return Endpoint{}, ErrURLNotAllowed.WithDetail("%s points into a private, loopback, link-local or reserved network; "+
-				"webhooks go to public addresses only, unless the operator allows the network", n.URL)
-		}
-		return Endpoint{}, ErrURLNotAllowed.WithDetail("%v", err)
+	if err := m.checkReachable(ctx, n.URL); err != nil {
+		return Endpoint{}, err
 	}
 	secret, err := NewSecret()
 	if err != nil {
 		return Endpoint{}, err
 	}
-	types := make([]string, 0, len(n.EventTypes))
-	for _, t := range EventTypes() { // in the documented order, without repeats
-		if slices.Contains(n.EventTypes, t) {
-			types = append(types, t)
-		}
-	}
+	types := inDocumentedOrder(n.EventTypes)
 	e := Endpoint{ID: uuid.New(), OrganizerID: organizer, URL: n.URL, EventTypes: types, Description: n.Description,
 		Secret: secret, CreatedAt: m.d.Clock.Now().UTC().Truncate(time.Microsecond)}
 	if err := m.d.Store.CreateEndpoint(ctx, e); err != nil {
@@ -163,6 +193,67 @@ func (m *Module) DeleteEndpoint(ctx context.Context, organizer, id uuid.UUID) er
 	}
 	m.d.Log.InfoContext(ctx, "webhook endpoint deleted", "endpoint", id, "organizer", organizer)
 	return nil
+}
+
+// UpdateEndpoint changes an organizer's own endpoint: its URL (checked as at registration), the
+// event types it receives, its description, whether it is disabled. Disabling pauses it: no new
+// deliveries are made for it, and its pending ones wait until it is enabled again.
+func (m *Module) UpdateEndpoint(ctx context.Context, organizer, id uuid.UUID, p EndpointPatch) (Endpoint, error) {
+	var fields []problem.FieldError
+	if p.URL != nil {
+		fields = append(fields, checkURL(*p.URL)...)
+	}
+	if p.EventTypes != nil {
+		fields = append(fields, checkTypes(p.EventTypes)...)
+	}
+	if p.Description != nil {
+		fields = append(fields, checkDescription(*p.Description)...)
+	}
+	if len(fields) > 0 {
+		return Endpoint{}, problem.ErrValidation.WithDetail("the change to the webhook endpoint is not valid").WithFields(fields...)
+	}
+	if _, err := m.Endpoint(ctx, organizer, id); err != nil {
+		return Endpoint{}, err
+	}
+	if p.URL != nil {
+		if err := m.checkReachable(ctx, *p.URL); err != nil {
+			return Endpoint{}, err
+		}
+	}
+	if p.EventTypes != nil {
+		p.EventTypes = inDocumentedOrder(p.EventTypes)
+	}
+	e, err := m.d.Store.UpdateEndpoint(ctx, id, p)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	m.d.Log.InfoContext(ctx, "webhook endpoint changed", "endpoint", id, "organizer", organizer,
+		"url_changed", p.URL != nil, "types", e.EventTypes, "disabled", e.Disabled)
+	return e, nil
+}
+
+// RotationOverlap is how long the secret a rotation replaces keeps signing deliveries beside the
+// new one: a day to deploy the new secret to every receiver.
+const RotationOverlap = 24 * time.Hour
+
+// RotateSecret gives an organizer's own endpoint a new signing secret and returns the endpoint
+// with it, the one time it is shown. For RotationOverlap, deliveries carry signatures with both
+// the new and the previous secret.
+func (m *Module) RotateSecret(ctx context.Context, organizer, id uuid.UUID) (Endpoint, error) {
+	if _, err := m.Endpoint(ctx, organizer, id); err != nil {
+		return Endpoint{}, err
+	}
+	secret, err := NewSecret()
+	if err != nil {
+		return Endpoint{}, err
+	}
+	until := m.d.Clock.Now().UTC().Add(RotationOverlap).Truncate(time.Microsecond)
+	e, err := m.d.Store.RotateSecret(ctx, id, secret, until)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	m.d.Log.InfoContext(ctx, "webhook secret rotated", "endpoint", id, "organizer", organizer, "previous_until", until)
+	return e, nil
 }
 
 // Deliveries returns a page of an endpoint's deliveries with their attempts, newest first.

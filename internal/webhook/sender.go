@@ -263,7 +263,16 @@ func (s *Sender) attempt(ctx context.Context, d Due) Attempt {
 	h := req.Header
 	h.Set(HeaderID, d.EventID)
 	h.Set(HeaderTimestamp, strconv.FormatInt(at.Unix(), 10))
-	h.Set(HeaderSignature, Sign(key, d.EventID, at, d.Payload))
+	sig := Sign(key, d.EventID, at, d.Payload)
+	if d.PreviousSecret != "" {
+		// During a rotation both signatures go, space-separated, as Standard Webhooks has it:
+		// a receiver still on the previous secret accepts the delivery, and so does one that
+		// has switched.
+		if prev, err := ParseSecret(d.PreviousSecret); err == nil {
+			sig += " " + Sign(prev, d.EventID, at, d.Payload)
+		}
+	}
+	h.Set(HeaderSignature, sig)
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", UserAgent)
 	start := time.Now()

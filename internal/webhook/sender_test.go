@@ -184,6 +184,53 @@ func TestSenderSignsAndRetries(t *testing.T) {
 	}
 }
 
+func TestSenderSignsWithBothSecretsDuringARotation(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(int, *http.Request) int { return http.StatusNoContent })
+	e := newSenderEnv(t, webhook.SenderConfig{})
+	ep := e.endpoint(t, rc.URL+"/hook")
+	newSecret, err := webhook.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.RotateSecret(t.Context(), ep.ID, newSecret, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, webhook.TypeOrderConfirmed, "")
+	e.waitAll(t, ep.ID, 1, webhook.StatusSucceeded)
+
+	// The overlap over: only the new secret signs.
+	if _, err := e.store.RotateSecret(t.Context(), ep.ID, newSecret, time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, webhook.TypeOrderConfirmed, "")
+	e.waitAll(t, ep.ID, 2, webhook.StatusSucceeded)
+
+	oldKey, _ := webhook.ParseSecret(ep.Secret)
+	newKey, _ := webhook.ParseSecret(newSecret)
+	reqs := rc.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	verify := func(r received, key []byte) error {
+		h := r.header
+		return webhook.Verify(key, h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature"), r.body, r.at, 5*time.Minute)
+	}
+	during, after := reqs[0], reqs[1]
+	if n := len(strings.Fields(during.header.Get("webhook-signature"))); n != 2 {
+		t.Fatalf("during the overlap %d signatures, want 2", n)
+	}
+	if verify(during, oldKey) != nil || verify(during, newKey) != nil {
+		t.Fatalf("during the overlap the delivery must verify with the old and the new secret")
+	}
+	if n := len(strings.Fields(after.header.Get("webhook-signature"))); n != 1 || verify(after, newKey) != nil {
+		t.Fatalf("after the overlap: %d signatures (want 1), new secret: %v", n, verify(after, newKey))
+	}
+	if err := verify(after, oldKey); err == nil {
+		t.Fatalf("after the overlap the old secret still verifies")
+	}
+}
+
 func TestSenderDeadAfterTheLastAttempt(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t, func(int, *http.Request) int { return http.StatusServiceUnavailable })

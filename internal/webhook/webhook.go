@@ -110,10 +110,24 @@ type Endpoint struct {
 	EventTypes  []string
 	Description string
 	// Secret signs the deliveries ("whsec_" and base64); the organizer sees it once.
-	Secret    string
-	CreatedAt time.Time
-	// Disabled endpoints receive nothing new.
+	Secret string
+	// PreviousSecret is the secret a rotation replaced. Deliveries carry a signature with it
+	// too until PreviousSecretUntil, so receivers can switch to the new one without refusing
+	// deliveries meanwhile.
+	PreviousSecret      string
+	PreviousSecretUntil time.Time
+	CreatedAt           time.Time
+	// Disabled endpoints receive nothing new, and their pending deliveries wait until the
+	// endpoint is enabled again.
 	Disabled bool
+}
+
+// EndpointPatch is a change to an endpoint; nil fields stay as they are.
+type EndpointPatch struct {
+	URL         *string
+	EventTypes  []string
+	Description *string
+	Disabled    *bool
 }
 
 // Subscribed tells whether the endpoint receives events of type t.
@@ -166,6 +180,8 @@ type Due struct {
 	Delivery
 	URL    string
 	Secret string
+	// PreviousSecret signs the delivery as well while a rotation's grace period runs ("" after).
+	PreviousSecret string
 }
 
 // Outcome is what an attempt leads to.
@@ -208,12 +224,20 @@ type Store interface {
 	Endpoint(ctx context.Context, id uuid.UUID) (Endpoint, error)
 	// DeleteEndpoint removes an endpoint with its deliveries; ErrEndpointNotFound.
 	DeleteEndpoint(ctx context.Context, id uuid.UUID) error
+	// UpdateEndpoint applies the patch's fields in one step and returns the endpoint as it is
+	// now; ErrEndpointNotFound.
+	UpdateEndpoint(ctx context.Context, id uuid.UUID, p EndpointPatch) (Endpoint, error)
+	// RotateSecret makes secret the endpoint's signing secret and keeps the one it replaces as
+	// PreviousSecret until previousUntil, in one step, so two rotations at once leave the
+	// second's secret with the first's as the previous one; ErrEndpointNotFound.
+	RotateSecret(ctx context.Context, id uuid.UUID, secret string, previousUntil time.Time) (Endpoint, error)
 	// Enqueue creates one pending delivery, due at now, per enabled endpoint of ev's organizer
 	// subscribed to ev's type, and returns how many it created. Idempotent by (endpoint, event
 	// id): an event enqueued again creates nothing for endpoints that have it.
 	Enqueue(ctx context.Context, ev Event, now time.Time) (int, error)
 	// Claim returns pending deliveries due at c.Now, oldest first, and moves their next attempt
-	// to c.Now+c.Lease so no other claimer gets them meanwhile. A delivery is not due while an
+	// to c.Now+c.Lease so no other claimer gets them meanwhile. Deliveries of disabled endpoints
+	// are not due; a Due carries the endpoint's previous secret while it is valid at c.Now. A delivery is not due while an
 	// earlier delivery of its endpoint with the same non-empty ordering key is pending.
 	Claim(ctx context.Context, c Claim) ([]Due, error)
 	// Record stores an attempt and what it led to. A delivery that is no longer pending (a

@@ -97,6 +97,45 @@ func (s *Store) DeleteEndpoint(_ context.Context, id uuid.UUID) error {
 	return nil
 }
 
+// UpdateEndpoint implements webhook.Store.
+func (s *Store) UpdateEndpoint(_ context.Context, id uuid.UUID, p webhook.EndpointPatch) (webhook.Endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.endpoints[id]
+	if !ok {
+		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
+	}
+	if p.URL != nil {
+		e.URL = *p.URL
+	}
+	if p.EventTypes != nil {
+		e.EventTypes = slices.Clone(p.EventTypes)
+	}
+	if p.Description != nil {
+		e.Description = *p.Description
+	}
+	if p.Disabled != nil {
+		e.Disabled = *p.Disabled
+	}
+	s.endpoints[id] = e
+	e.EventTypes = slices.Clone(e.EventTypes)
+	return e, nil
+}
+
+// RotateSecret implements webhook.Store.
+func (s *Store) RotateSecret(_ context.Context, id uuid.UUID, secret string, previousUntil time.Time) (webhook.Endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.endpoints[id]
+	if !ok {
+		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
+	}
+	e.PreviousSecret, e.PreviousSecretUntil, e.Secret = e.Secret, previousUntil, secret
+	s.endpoints[id] = e
+	e.EventTypes = slices.Clone(e.EventTypes)
+	return e, nil
+}
+
 // Enqueue implements webhook.Store.
 func (s *Store) Enqueue(_ context.Context, ev webhook.Event, now time.Time) (int, error) {
 	body, err := ev.Body()
@@ -176,7 +215,11 @@ func (s *Store) Claim(_ context.Context, c webhook.Claim) ([]webhook.Due, error)
 		per[d.EndpointID]++
 		d.NextAttemptAt = c.Now.Add(c.Lease)
 		e := s.endpoints[d.EndpointID]
-		out = append(out, webhook.Due{Delivery: copyOf(d), URL: e.URL, Secret: e.Secret})
+		due := webhook.Due{Delivery: copyOf(d), URL: e.URL, Secret: e.Secret}
+		if e.PreviousSecretUntil.After(c.Now) {
+			due.PreviousSecret = e.PreviousSecret
+		}
+		out = append(out, due)
 	}
 	return out, nil
 }

@@ -44,12 +44,18 @@ var _ webhook.Store = (*Store)(nil)
 // NewStore returns a store on pool; run Migrate first.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-const endpointColumns = `id, organizer_id, url, event_types, description, secret, disabled, created_at`
+const endpointColumns = `id, organizer_id, url, event_types, description, secret, disabled, created_at,
+	previous_secret, previous_secret_until`
 
 func scanEndpoint(row pgx.Row) (webhook.Endpoint, error) {
 	var e webhook.Endpoint
-	err := row.Scan(&e.ID, &e.OrganizerID, &e.URL, &e.EventTypes, &e.Description, &e.Secret, &e.Disabled, &e.CreatedAt)
+	var until *time.Time
+	err := row.Scan(&e.ID, &e.OrganizerID, &e.URL, &e.EventTypes, &e.Description, &e.Secret, &e.Disabled, &e.CreatedAt,
+		&e.PreviousSecret, &until)
 	e.CreatedAt = e.CreatedAt.UTC()
+	if until != nil {
+		e.PreviousSecretUntil = until.UTC()
+	}
 	return e, err
 }
 
@@ -73,8 +79,13 @@ func scanDelivery(row pgx.Row, extra ...any) (webhook.Delivery, error) {
 
 // CreateEndpoint implements webhook.Store.
 func (s *Store) CreateEndpoint(ctx context.Context, e webhook.Endpoint) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO webhook.endpoints (`+endpointColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.ID, e.OrganizerID, e.URL, e.EventTypes, e.Description, e.Secret, e.Disabled, e.CreatedAt)
+	var until *time.Time
+	if !e.PreviousSecretUntil.IsZero() {
+		until = &e.PreviousSecretUntil
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO webhook.endpoints (`+endpointColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		e.ID, e.OrganizerID, e.URL, e.EventTypes, e.Description, e.Secret, e.Disabled, e.CreatedAt, e.PreviousSecret, until)
 	if err != nil {
 		return fmt.Errorf("insert webhook endpoint: %w", err)
 	}
@@ -125,6 +136,37 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id uuid.UUID) error {
 		return webhook.ErrEndpointNotFound
 	}
 	return nil
+}
+
+// UpdateEndpoint implements webhook.Store: one statement, each column kept where the patch has
+// no value for it.
+func (s *Store) UpdateEndpoint(ctx context.Context, id uuid.UUID, p webhook.EndpointPatch) (webhook.Endpoint, error) {
+	e, err := scanEndpoint(s.pool.QueryRow(ctx, `UPDATE webhook.endpoints SET
+			url = COALESCE($2, url), event_types = COALESCE($3, event_types),
+			description = COALESCE($4, description), disabled = COALESCE($5, disabled)
+		WHERE id = $1 RETURNING `+endpointColumns, id, p.URL, p.EventTypes, p.Description, p.Disabled))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
+	}
+	if err != nil {
+		return webhook.Endpoint{}, fmt.Errorf("update webhook endpoint %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// RotateSecret implements webhook.Store: the right-hand sides of an UPDATE see the row as it
+// was, so previous_secret takes the secret being replaced.
+func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, previousUntil time.Time) (webhook.Endpoint, error) {
+	e, err := scanEndpoint(s.pool.QueryRow(ctx, `UPDATE webhook.endpoints SET
+			previous_secret = secret, previous_secret_until = $3, secret = $2
+		WHERE id = $1 RETURNING `+endpointColumns, id, secret, previousUntil))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
+	}
+	if err != nil {
+		return webhook.Endpoint{}, fmt.Errorf("rotate webhook secret %s: %w", id, err)
+	}
+	return e, nil
 }
 
 // Enqueue implements webhook.Store: one statement, so a repeat of the event finds the rows of
@@ -179,14 +221,15 @@ func (s *Store) Claim(ctx context.Context, c webhook.Claim) ([]webhook.Due, erro
 		UPDATE webhook.deliveries d SET next_attempt_at = $5
 		FROM picked, webhook.endpoints e
 		WHERE d.id = picked.id AND e.id = d.endpoint_id
-		RETURNING `+deliveryColumns+`, e.url, e.secret`,
+		RETURNING `+deliveryColumns+`, e.url, e.secret,
+			CASE WHEN e.previous_secret_until > $1 THEN e.previous_secret ELSE '' END`,
 		c.Now, skip, per, c.Limit, c.Now.Add(c.Lease))
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhook.Due, error) {
 		var due webhook.Due
-		d, err := scanDelivery(r, &due.URL, &due.Secret)
+		d, err := scanDelivery(r, &due.URL, &due.Secret, &due.PreviousSecret)
 		due.Delivery = d
 		return due, err
 	})

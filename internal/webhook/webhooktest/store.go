@@ -117,6 +117,102 @@ func RunStore(t *testing.T, newStore func(t *testing.T) webhook.Store) {
 		}
 	})
 
+	t.Run("UpdateEndpoint", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		org := uuid.New()
+		e := create(t, s, NewEndpoint(org, now, webhook.TypeOrderConfirmed))
+		url := "https://hooks.example.com/moved"
+		got, err := s.UpdateEndpoint(ctx, e.ID, webhook.EndpointPatch{URL: &url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.URL != url || !slices.Equal(got.EventTypes, e.EventTypes) || got.Description != e.Description ||
+			got.Disabled || got.Secret != e.Secret || !got.CreatedAt.Equal(e.CreatedAt) {
+			t.Fatalf("after a URL change %+v; want only the URL changed from %+v", got, e)
+		}
+		types := []string{webhook.TypeOrderRefunded, webhook.TypeEventCancelled}
+		desc, off := "", true
+		got, err = s.UpdateEndpoint(ctx, e.ID, webhook.EndpointPatch{EventTypes: types, Description: &desc, Disabled: &off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.URL != url || !slices.Equal(got.EventTypes, types) || got.Description != "" || !got.Disabled {
+			t.Fatalf("after a change of types, description and disabled: %+v", got)
+		}
+		if read, _ := s.Endpoint(ctx, e.ID); read.URL != url || !slices.Equal(read.EventTypes, types) || !read.Disabled {
+			t.Fatalf("read back %+v, want the changes kept", read)
+		}
+		if got, err = s.UpdateEndpoint(ctx, e.ID, webhook.EndpointPatch{}); err != nil || got.URL != url || !got.Disabled {
+			t.Fatalf("empty patch: %+v, %v; want the endpoint unchanged", got, err)
+		}
+		if _, err := s.UpdateEndpoint(ctx, uuid.New(), webhook.EndpointPatch{Disabled: &off}); !errors.Is(err, webhook.ErrEndpointNotFound) {
+			t.Fatalf("unknown endpoint: %v, want not found", err)
+		}
+	})
+
+	t.Run("DisabledEndpointWaits", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		org := uuid.New()
+		e := create(t, s, NewEndpoint(org, now))
+		before := NewEvent(org, webhook.TypeOrderConfirmed, uuid.NewString(), now)
+		enqueue(t, s, before, now)
+		off, on := true, false
+		if _, err := s.UpdateEndpoint(ctx, e.ID, webhook.EndpointPatch{Disabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+		if n := enqueue(t, s, NewEvent(org, webhook.TypeOrderConfirmed, uuid.NewString(), now), now); n != 0 {
+			t.Fatalf("a disabled endpoint got %d new deliveries, want none", n)
+		}
+		if got := claimMine(t, s, now.Add(time.Second), time.Minute, e.ID); len(got) != 0 {
+			t.Fatalf("claimed %d deliveries of a disabled endpoint, want none", len(got))
+		}
+		if _, err := s.UpdateEndpoint(ctx, e.ID, webhook.EndpointPatch{Disabled: &on}); err != nil {
+			t.Fatal(err)
+		}
+		got := claimMine(t, s, now.Add(time.Second), time.Minute, e.ID)
+		if len(got) != 1 || got[0].EventID != before.ID {
+			t.Fatalf("after enabling, claimed %+v; want the delivery made before it was disabled", got)
+		}
+	})
+
+	t.Run("RotateSecret", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		org := uuid.New()
+		e := create(t, s, NewEndpoint(org, now))
+		until := now.Add(time.Hour)
+		got, err := s.RotateSecret(ctx, e.ID, "whsec_bmV3", until)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Secret != "whsec_bmV3" || got.PreviousSecret != e.Secret || !got.PreviousSecretUntil.Equal(until) {
+			t.Fatalf("after a rotation %+v; want the new secret with the old one until %s", got, until)
+		}
+		enqueue(t, s, NewEvent(org, webhook.TypeOrderConfirmed, uuid.NewString(), now), now)
+		due := claimMine(t, s, now, time.Second, e.ID)
+		if len(due) != 1 || due[0].Secret != "whsec_bmV3" || due[0].PreviousSecret != e.Secret {
+			t.Fatalf("claimed during the overlap %+v; want both secrets", due)
+		}
+		due = claimMine(t, s, until.Add(time.Second), time.Second, e.ID)
+		if len(due) != 1 || due[0].Secret != "whsec_bmV3" || due[0].PreviousSecret != "" {
+			t.Fatalf("claimed after the overlap %+v; want the new secret alone", due)
+		}
+		// A second rotation keeps the secret it replaces, not the first's previous one.
+		got, err = s.RotateSecret(ctx, e.ID, "whsec_dGhpcmQ=", until.Add(time.Hour))
+		if err != nil || got.Secret != "whsec_dGhpcmQ=" || got.PreviousSecret != "whsec_bmV3" {
+			t.Fatalf("second rotation %+v, %v", got, err)
+		}
+		if read, _ := s.Endpoint(ctx, e.ID); read.Secret != got.Secret || read.PreviousSecret != got.PreviousSecret ||
+			!read.PreviousSecretUntil.Equal(got.PreviousSecretUntil) {
+			t.Fatalf("read back %+v, want %+v", read, got)
+		}
+		if _, err := s.RotateSecret(ctx, uuid.New(), "whsec_eA==", until); !errors.Is(err, webhook.ErrEndpointNotFound) {
+			t.Fatalf("unknown endpoint: %v, want not found", err)
+		}
+	})
+
 	t.Run("EnqueueIsIdempotentAndFiltered", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
