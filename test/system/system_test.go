@@ -534,10 +534,14 @@ func TestProviderOutageThenSlow(t *testing.T) {
 	// provider call, 5 s in the slow phase; none may come near that, whatever the machine is doing.
 	//
 	// Then the pace: in each phase a route's 95th percentile stays within max(2 × its 95th
-	// percentile in the normal phase, a floor), plus however much the trivial /livez handler's own
-	// 95th percentile rose in that phase. Everything on this shared machine (replicas, provider,
+	// percentile in the normal phase, a floor), times however much the trivial /livez handler's own
+	// 95th percentile grew in that phase. Everything on this shared machine (replicas, provider,
 	// nginx, PostgreSQL, this client) competes for two cores, most of all when a breaker transition
 	// releases the queued payments at once; the baseline, measured in the same run, takes that out.
+	// It scales the limit rather than adding its rise: a busy machine slows a request in proportion
+	// to the work it does, and an order (PostgreSQL, Redis, NATS) does far more than /livez. Adding
+	// the rise failed a run where other tests shared the machine (/livez 6.5 → 10.2 ms, orders 25 →
+	// 62 ms). Waiting for the provider is still caught: that takes seconds, not milliseconds.
 	// The 95th percentile of at least 300 samples is the 15th slowest: a p99 of 150 orders was the
 	// second slowest, and one scheduling hiccup decided it.
 	const (
@@ -559,8 +563,8 @@ func TestProviderOutageThenSlow(t *testing.T) {
 			s := samples(phase, route)
 			p := Percentile(s, q)
 			worst := Percentile(s, 1)
-			noise := max(0, base[phase]-base["normal"])
-			limit := max(2*normal, floor) + noise
+			noise := max(1, float64(base[phase])/float64(max(base["normal"], time.Microsecond)))
+			limit := time.Duration(float64(max(2*normal, floor)) * noise)
 			line += fmt.Sprintf(" | %s %6s, max %s (n=%d, limit %s)", phase, p.Round(100*time.Microsecond),
 				worst.Round(100*time.Microsecond), len(s), limit.Round(100*time.Microsecond))
 			if worst >= neverAsLong {
@@ -568,7 +572,7 @@ func TestProviderOutageThenSlow(t *testing.T) {
 					route, phase, worst, slowest(s, phaseStart[phase], 8))
 			}
 			if p > limit {
-				t.Errorf("%s: p95 during the %s phase %s exceeds max(2 × normal %s, %s) + baseline rise %s = %s; slowest:%s",
+				t.Errorf("%s: p95 during the %s phase %s exceeds max(2 × normal %s, %s) × baseline growth %.2f = %s; slowest:%s",
 					route, phase, p, normal, floor, noise, limit, slowest(s, phaseStart[phase], 8))
 			}
 		}
