@@ -29,7 +29,11 @@ func TestNATSClusterFailover(t *testing.T) {
 	c := NewCluster(t, Options{Replicas: 3, NATSURL: nc.URL, Env: env, ProviderLatency: 1500 * time.Millisecond})
 	rec := NewRecorder(t)
 	cl := NewClient(c.URL(), rec)
-	eventID, ttID, customers := setupSale(t, c, cl, 100, 100000, 1, testTag("natsha"))
+	// 20 customers per worker, so each buys about every 5 s: while the stream elects a new leader
+	// (6 s or more) payments wait, and a customer's checked-out holds count among its 4 live
+	// holds until confirmed. With 10 per worker, customers reached the limit and got 429
+	// too-many-holds, the per-customer limit doing its job, not a failover fault.
+	eventID, ttID, customers := setupSale(t, c, cl, 200, 100000, 1, testTag("natsha"))
 	stream := c.NATSPrefix + "_PAYMENTS"
 
 	accepted := NewAccepted()
