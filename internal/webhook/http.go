@@ -181,23 +181,19 @@ func (h *Handler) update(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Absent fields decode to nil and stay as they are; the spec refuses null for any of them,
+	// and an empty event_types list decodes as empty, not nil, and is refused by the module.
 	var in struct {
-		URL         *string   `json:"url"`
-		EventTypes  *[]string `json:"event_types"`
-		Description *string   `json:"description"`
-		Disabled    *bool     `json:"disabled"`
+		URL         *string  `json:"url"`
+		EventTypes  []string `json:"event_types"`
+		Description *string  `json:"description"`
+		Disabled    *bool    `json:"disabled"`
 	}
 	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
-	p := EndpointPatch{URL: in.URL, Description: in.Description, Disabled: in.Disabled}
-	if in.EventTypes != nil {
-		p.EventTypes = *in.EventTypes
-		if p.EventTypes == nil {
-			p.EventTypes = []string{} // null: refused as empty, not taken as "unchanged"
-		}
-	}
-	e, err := h.m.UpdateEndpoint(c.Request().Context(), organizerOf(c), id, p)
+	e, err := h.m.UpdateEndpoint(c.Request().Context(), organizerOf(c), id,
+		EndpointPatch{URL: in.URL, EventTypes: in.EventTypes, Description: in.Description, Disabled: in.Disabled})
 	if err != nil {
 		return err
 	}

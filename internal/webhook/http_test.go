@@ -303,6 +303,7 @@ func TestWebhookChangesOverHTTP(t *testing.T) {
 		{"unknown field", org, path, map[string]any{"secret": "whsec_eA=="}, 422, "validation"},
 		{"unknown event type", org, path, map[string]any{"event_types": []string{"order.lost"}}, 422, "validation"},
 		{"no event type", org, path, map[string]any{"event_types": []string{}}, 422, "validation"},
+		{"null event types", org, path, map[string]any{"event_types": nil}, 422, "validation"},
 		{"relative URL", org, path, map[string]any{"url": "/hooks"}, 422, "validation"},
 		{"private URL", org, path, map[string]any{"url": "https://10.0.0.8/hook"}, 422, "webhook-url-not-allowed"},
 		{"metadata URL", org, path, map[string]any{"url": "http://169.254.169.254/"}, 422, "webhook-url-not-allowed"},

@@ -99,38 +99,38 @@ func (s *Store) DeleteEndpoint(_ context.Context, id uuid.UUID) error {
 
 // UpdateEndpoint implements webhook.Store.
 func (s *Store) UpdateEndpoint(_ context.Context, id uuid.UUID, p webhook.EndpointPatch) (webhook.Endpoint, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.endpoints[id]
-	if !ok {
-		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
-	}
-	if p.URL != nil {
-		e.URL = *p.URL
-	}
-	if p.EventTypes != nil {
-		e.EventTypes = slices.Clone(p.EventTypes)
-	}
-	if p.Description != nil {
-		e.Description = *p.Description
-	}
-	if p.Disabled != nil {
-		e.Disabled = *p.Disabled
-	}
-	s.endpoints[id] = e
-	e.EventTypes = slices.Clone(e.EventTypes)
-	return e, nil
+	return s.change(id, func(e *webhook.Endpoint) {
+		if p.URL != nil {
+			e.URL = *p.URL
+		}
+		if p.EventTypes != nil {
+			e.EventTypes = slices.Clone(p.EventTypes)
+		}
+		if p.Description != nil {
+			e.Description = *p.Description
+		}
+		if p.Disabled != nil {
+			e.Disabled = *p.Disabled
+		}
+	})
 }
 
 // RotateSecret implements webhook.Store.
 func (s *Store) RotateSecret(_ context.Context, id uuid.UUID, secret string, previousUntil time.Time) (webhook.Endpoint, error) {
+	return s.change(id, func(e *webhook.Endpoint) {
+		e.PreviousSecret, e.PreviousSecretUntil, e.Secret = e.Secret, previousUntil, secret
+	})
+}
+
+// change applies f to an endpoint under the lock and returns a copy of the result.
+func (s *Store) change(id uuid.UUID, f func(*webhook.Endpoint)) (webhook.Endpoint, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.endpoints[id]
 	if !ok {
 		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
 	}
-	e.PreviousSecret, e.PreviousSecretUntil, e.Secret = e.Secret, previousUntil, secret
+	f(&e)
 	s.endpoints[id] = e
 	e.EventTypes = slices.Clone(e.EventTypes)
 	return e, nil

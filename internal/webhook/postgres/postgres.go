@@ -141,30 +141,26 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id uuid.UUID) error {
 // UpdateEndpoint implements webhook.Store: one statement, each column kept where the patch has
 // no value for it.
 func (s *Store) UpdateEndpoint(ctx context.Context, id uuid.UUID, p webhook.EndpointPatch) (webhook.Endpoint, error) {
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, `UPDATE webhook.endpoints SET
-			url = COALESCE($2, url), event_types = COALESCE($3, event_types),
-			description = COALESCE($4, description), disabled = COALESCE($5, disabled)
-		WHERE id = $1 RETURNING `+endpointColumns, id, p.URL, p.EventTypes, p.Description, p.Disabled))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
-	}
-	if err != nil {
-		return webhook.Endpoint{}, fmt.Errorf("update webhook endpoint %s: %w", id, err)
-	}
-	return e, nil
+	return s.updateEndpoint(ctx, "update webhook endpoint", `url = COALESCE($2, url), event_types = COALESCE($3, event_types),
+		description = COALESCE($4, description), disabled = COALESCE($5, disabled)`,
+		id, p.URL, p.EventTypes, p.Description, p.Disabled)
 }
 
 // RotateSecret implements webhook.Store: the right-hand sides of an UPDATE see the row as it
 // was, so previous_secret takes the secret being replaced.
 func (s *Store) RotateSecret(ctx context.Context, id uuid.UUID, secret string, previousUntil time.Time) (webhook.Endpoint, error) {
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, `UPDATE webhook.endpoints SET
-			previous_secret = secret, previous_secret_until = $3, secret = $2
-		WHERE id = $1 RETURNING `+endpointColumns, id, secret, previousUntil))
+	return s.updateEndpoint(ctx, "rotate webhook secret", `previous_secret = secret, previous_secret_until = $3, secret = $2`,
+		id, secret, previousUntil)
+}
+
+// updateEndpoint sets the columns of endpoint args[0] in one statement and returns the row.
+func (s *Store) updateEndpoint(ctx context.Context, what, set string, args ...any) (webhook.Endpoint, error) {
+	e, err := scanEndpoint(s.pool.QueryRow(ctx, `UPDATE webhook.endpoints SET `+set+` WHERE id = $1 RETURNING `+endpointColumns, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return webhook.Endpoint{}, webhook.ErrEndpointNotFound
 	}
 	if err != nil {
-		return webhook.Endpoint{}, fmt.Errorf("rotate webhook secret %s: %w", id, err)
+		return webhook.Endpoint{}, fmt.Errorf("%s %v: %w", what, args[0], err)
 	}
 	return e, nil
 }
